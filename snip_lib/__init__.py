@@ -1,0 +1,35 @@
+"""snip_lib: SNIP (Lee, Ajanthan & Torr, ICLR 2019), single-shot network pruning at initialisation.
+
+The library behind the SNIP book. Submodules, each with one job:
+
+- ``snip_lib.config``   quick/full mode (``SNIP_QUICK``) and the data folder (``SNIP_DATA``)
+- ``snip_lib.models``   every architecture of the paper, ``build(name, **options)``
+- ``snip_lib.init``     the initialisation schemes the book compares, ``apply(model, scheme, seed=...)``
+- ``snip_lib.snip``     connection sensitivity and SNIP masks
+- ``snip_lib.masking``  keeping pruned weights at exactly zero, reports, save/load, torch.nn.utils.prune interop
+- ``snip_lib.data``     MNIST (offline fallback), Fashion-MNIST, CIFAR-10, sequential MNIST
+- ``snip_lib.train``    training loop, devices, seeds, the paper's schedules
+- ``snip_lib.results``  result files with provenance
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "config", "models", "init", "snip", "masking", "data", "train", "results", "experiments", "baselines",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # Submodules load on first use, so ``import snip_lib`` stays fast and light.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'snip_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_SUBMODULES))
