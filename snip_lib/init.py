@@ -1,0 +1,231 @@
+"""Weight initialisation schemes compared in the SNIP paper and its official code.
+
+SNIP scores connections *at initialisation*, so the initialisation decides the mask.
+The paper (§4.2) advocates variance scaling, "such that the variance remains the same
+throughout the network", and Table 3 compares four choices for the scoring network:
+RN and TN (plain random / truncated normal, *without* variance scaling), VS-X
+(Glorot) and VS-H (He). The official TensorFlow code uses ``vs``, i.e.
+``tf.variance_scaling_initializer()`` with its defaults (LeCun-style truncated normal).
+
+Schemes (``fan_in``/``fan_out`` computed as in PyTorch, see :func:`fan_in_fan_out`):
+
+===========================  ===============================================================
+``standard``                 U(-1/√fan_in, 1/√fan_in): the "common heuristic" criticised by
+                             Glorot & Bengio (2010); std = 1/√(3·fan_in)
+``glorot_uniform`` (VS-X)    U(-a, a), a = √(6/(fan_in+fan_out)); std = √(2/(fan_in+fan_out))
+``glorot_normal``            N(0, 2/(fan_in+fan_out))
+``he_normal`` (VS-H)         N(0, 2/fan_in)  (fan-in mode, gain √2)
+``he_uniform``               U(-a, a), a = √(6/fan_in); std = √(2/fan_in)
+``lecun_truncated_normal``   TF1 ``tf.variance_scaling_initializer`` defaults (the official
+                             code's ``vs``): normal with σ = √(1/fan_in)/0.8796…, cut at ±2σ,
+                             so that the *resulting* std is √(1/fan_in)
+``random_normal`` (RN)       TF1 ``tf.random_normal_initializer`` defaults: N(0, 1); ``std=``
+                             overrides the 1.0
+``truncated_normal`` (TN)    TF1 ``tf.truncated_normal_initializer`` defaults: normal with
+                             σ = 1.0 (or ``std=``) cut at ±2σ; resulting std 0.8796·σ
+===========================  ===============================================================
+
+RN and TN deliberately use TensorFlow's default stddev of 1.0: the paper labels them
+"without variance scaling", which is what makes GRUs fail to train in Table 3. Pass
+``std=`` to study other values.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+__all__ = [
+    "SCHEMES", "ALIASES", "BIAS_OPTIONS", "TRUNCATED_NORMAL_STD_FACTOR",
+    "canonical_scheme", "fan_in_fan_out", "init_std", "apply",
+]
+
+SCHEMES: tuple[str, ...] = (
+    "standard",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_truncated_normal",
+    "random_normal",
+    "truncated_normal",
+)
+
+#: Short names used in the paper / official code, and PyTorch's names, mapped to SCHEMES.
+ALIASES: dict[str, str] = {
+    "vs-x": "glorot_uniform",
+    "vs-h": "he_normal",
+    "rn": "random_normal",
+    "tn": "truncated_normal",
+    "vs": "lecun_truncated_normal",
+    "xavier_uniform": "glorot_uniform",
+    "xavier_normal": "glorot_normal",
+    "kaiming_normal": "he_normal",
+    "kaiming_uniform": "he_uniform",
+}
+
+BIAS_OPTIONS: tuple[str, ...] = ("zeros", "default")
+
+#: Std of a standard normal truncated to [-2, 2]; TF divides by it so the result has std 1.
+TRUNCATED_NORMAL_STD_FACTOR = 0.87962566103423978
+
+# Schemes whose scale is a free parameter (TF default 1.0) rather than derived from the fans.
+_FREE_STD_SCHEMES = ("random_normal", "truncated_normal")
+_WEIGHT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def canonical_scheme(scheme: str) -> str:
+    """Return the name in :data:`SCHEMES` for ``scheme`` or one of its :data:`ALIASES`."""
+    if isinstance(scheme, str):
+        name = scheme.strip().lower()
+        name = ALIASES.get(name, name)
+        if name in SCHEMES:
+            return name
+    raise ValueError(
+        f"unknown initialisation scheme {scheme!r}; allowed: {', '.join(SCHEMES)} "
+        f"(aliases: {', '.join(f'{a}={s}' for a, s in ALIASES.items())})"
+    )
+
+
+def fan_in_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out) of a Linear/Conv weight, with PyTorch's convention.
+
+    For a weight of shape (out, in, *kernel): fan_in = in·prod(kernel), fan_out = out·prod(kernel).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"fan_in_fan_out expects a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() < 2:
+        raise ValueError(
+            f"fan in/out need a weight with at least 2 dimensions, got shape {tuple(tensor.shape)}"
+        )
+    receptive = math.prod(tensor.shape[2:])
+    return tensor.shape[1] * receptive, tensor.shape[0] * receptive
+
+
+def _check_std(scheme: str, std: float | None) -> float | None:
+    if std is None:
+        return None
+    if scheme not in _FREE_STD_SCHEMES:
+        raise ValueError(
+            f"std={std!r} only applies to the schemes without variance scaling "
+            f"({', '.join(_FREE_STD_SCHEMES)}), not to {scheme!r}"
+        )
+    if isinstance(std, bool) or not isinstance(std, numbers.Real):
+        raise TypeError(f"std must be a positive number, got {std!r} ({type(std).__name__})")
+    if not (math.isfinite(std) and std > 0):
+        raise ValueError(f"std must be a positive finite number, got {std!r}")
+    return float(std)
+
+
+def _sampling_scale(scheme: str, fan_in: int, fan_out: int, std: float | None) -> float:
+    """The scheme's own parameter: the uniform bound, or the normal's σ before truncation."""
+    if scheme == "standard":
+        return 1.0 / math.sqrt(fan_in)
+    if scheme == "glorot_uniform":
+        return math.sqrt(6.0 / (fan_in + fan_out))
+    if scheme == "glorot_normal":
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    if scheme == "he_normal":
+        return math.sqrt(2.0 / fan_in)
+    if scheme == "he_uniform":
+        return math.sqrt(6.0 / fan_in)
+    if scheme == "lecun_truncated_normal":
+        return math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD_FACTOR
+    return 1.0 if std is None else std  # random_normal, truncated_normal
+
+
+def init_std(scheme: str, fan_in: int, fan_out: int, *, std: float | None = None) -> float:
+    """Expected standard deviation of the weights drawn by ``scheme`` for these fans.
+
+    This is the std of the values actually produced (after truncation for the
+    truncated schemes), so it can be compared with a measured ``weight.std()``.
+    """
+    name = canonical_scheme(scheme)
+    std = _check_std(name, std)
+    for label, fan in (("fan_in", fan_in), ("fan_out", fan_out)):
+        if isinstance(fan, bool) or not isinstance(fan, numbers.Integral) or fan <= 0:
+            raise ValueError(f"{label} must be a positive integer, got {fan!r}")
+    scale = _sampling_scale(name, int(fan_in), int(fan_out), std)
+    if name in ("standard", "glorot_uniform", "he_uniform"):
+        return scale / math.sqrt(3.0)  # std of U(-a, a)
+    if name in ("lecun_truncated_normal", "truncated_normal"):
+        return scale * TRUNCATED_NORMAL_STD_FACTOR
+    return scale
+
+
+def _draw(shape: torch.Size, dtype: torch.dtype, scheme: str, scale: float,
+          generator: torch.Generator | None) -> torch.Tensor:
+    # Drawn on the CPU so that a seed gives the same numbers whatever the model's device.
+    out = torch.empty(shape, dtype=dtype)
+    if scheme in ("standard", "glorot_uniform", "he_uniform"):
+        return nn.init.uniform_(out, -scale, scale, generator=generator)
+    if scheme in ("lecun_truncated_normal", "truncated_normal"):
+        return nn.init.trunc_normal_(out, 0.0, scale, -2.0 * scale, 2.0 * scale, generator=generator)
+    return nn.init.normal_(out, 0.0, scale, generator=generator)
+
+
+def _fill(param: torch.Tensor, values: torch.Tensor) -> None:
+    with torch.no_grad():
+        param.copy_(values.to(device=param.device, dtype=param.dtype))
+
+
+def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
+          bias: str = "zeros", std: float | None = None) -> nn.Module:
+    """Initialise ``model`` in place with ``scheme`` and return it.
+
+    - Weights of ``nn.Linear`` and ``nn.Conv1d/2d/3d`` are drawn from ``scheme``.
+    - Their biases are set to zero (``bias="zeros"``, the official code's default) or drawn
+      from PyTorch's default rule U(-1/√fan_in, 1/√fan_in) (``bias="default"``).
+    - BatchNorm/InstanceNorm/LayerNorm/GroupNorm get weight 1 and bias 0, and BatchNorm
+      running statistics are reset: a freshly initialised network has fresh statistics.
+    - Other modules (embeddings, ``nn.LSTM``, ...) are left as they are.
+
+    ``seed`` draws every number from a local ``torch.Generator`` (module order, weight then
+    bias), so the result is deterministic and the global RNG is untouched; ``seed=None``
+    uses the global RNG. ``std`` overrides the TF default of 1.0 for ``random_normal`` and
+    ``truncated_normal`` only.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    name = canonical_scheme(scheme)
+    std = _check_std(name, std)
+    if bias not in BIAS_OPTIONS:
+        raise ValueError(f"unknown bias option {bias!r}; allowed: {', '.join(BIAS_OPTIONS)}")
+    generator = None
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        generator = torch.Generator().manual_seed(int(seed))
+
+    layers = [m for m in model.modules() if isinstance(m, _WEIGHT_MODULES)]
+    if not layers:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear or nn.Conv1d/2d/3d layer to initialise"
+        )
+    for module in model.modules():
+        if isinstance(module, _WEIGHT_MODULES):
+            weight = module.weight
+            dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+            fan_in, fan_out = fan_in_fan_out(weight)
+            scale = _sampling_scale(name, fan_in, fan_out, std)
+            _fill(weight, _draw(weight.shape, dtype, name, scale, generator))
+            if module.bias is not None:
+                if bias == "zeros":
+                    _fill(module.bias, torch.zeros(module.bias.shape))
+                else:
+                    bound = 1.0 / math.sqrt(fan_in)
+                    _fill(module.bias, _draw(module.bias.shape, dtype, "standard", bound, generator))
+        elif isinstance(module, _NORM_MODULES):
+            if getattr(module, "weight", None) is not None:
+                _fill(module.weight, torch.ones(module.weight.shape))
+            if getattr(module, "bias", None) is not None:
+                _fill(module.bias, torch.zeros(module.bias.shape))
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+                module.reset_running_stats()
+    return model

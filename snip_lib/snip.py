@@ -1,0 +1,354 @@
+"""Connection sensitivity and SNIP masks (Lee, Ajanthan & Torr, ICLR 2019).
+
+SNIP prunes a network once, at initialisation, before any training.
+
+1. Give every prunable weight w_j a multiplicative indicator c_j, so the network computes
+   with c ⊙ w. Removing connection j means setting c_j = 0, and its effect on the loss is
+   ΔL_j = L(1 ⊙ w) − L((1 − e_j) ⊙ w).
+2. Computing ΔL_j for every j would need m forward passes, so the paper relaxes the binary
+   c_j and uses the derivative g_j = ∂L(c ⊙ w)/∂c_j at c = 1 (Eq. 5). One forward/backward
+   pass on a mini-batch gives all of them. At c = 1 the chain rule gives g_j = w_j ∂L/∂w_j:
+   this is *not* the weight gradient ∂L/∂w_j itself.
+3. The connection sensitivity is the normalised magnitude s_j = |g_j| / Σ_k |g_k| (Eq. 6).
+4. The mask keeps the κ connections with the largest s_j, **globally** across all layers
+   (Eq. 7), where κ = round((1 − sparsity)·m) of the m prunable entries.
+
+:func:`connection_sensitivity` differentiates with respect to c itself (``torch.func``),
+so any module that reads its weights through attribute access is handled, and the model's
+parameters, ``.grad`` fields, BatchNorm statistics and train/eval flags are left unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+__all__ = [
+    "BN_MODES", "prunable_parameters", "connection_sensitivity", "masks_from_scores",
+    "snip_masks", "layerwise_density", "kept_count",
+]
+
+#: How BatchNorm layers run during the scoring pass: "eval" uses the running statistics
+#: (the official code, ``is_train=False``); "train" uses the statistics of the batch
+#: (mil-ad, ShrinkBench, Frankle et al.).
+BN_MODES: tuple[str, ...] = ("eval", "train")
+
+_PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _prunable_names_in(module: nn.Module, include_bias: bool) -> list[str]:
+    """Names (local to ``module``) of its own prunable parameters."""
+    own = [name for name, p in module._parameters.items() if p is not None]
+    if isinstance(module, _PRUNABLE_MODULES):
+        return [n for n in own if n == "weight" or (include_bias and n == "bias")]
+    if isinstance(module, nn.RNNBase):
+        return [n for n in own if n.startswith("weight_") or (include_bias and n.startswith("bias_"))]
+    return []
+
+
+def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> dict[str, nn.Parameter]:
+    """The parameters SNIP scores and prunes, keyed and ordered as in ``model.named_parameters()``.
+
+    These are the weights of ``nn.Linear``, ``nn.Conv1d/2d/3d`` and the ``weight_*`` matrices of
+    torch recurrent modules (``nn.RNN/LSTM/GRU``), plus their biases when ``include_bias``
+    (the official code also prunes biases; most PyTorch ports do not). Normalisation layers
+    and embeddings are never pruned. A weight shared by several layers appears once.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(include_bias, bool):
+        raise TypeError(f"include_bias must be True or False, got {include_bias!r}")
+    wanted = {
+        id(module._parameters[name])
+        for module in model.modules()
+        for name in _prunable_names_in(module, include_bias)
+    }
+    params = {name: p for name, p in model.named_parameters() if id(p) in wanted}
+    if not params:
+        raise ValueError(
+            f"model ({type(model).__name__}) has no prunable parameters; SNIP prunes weights of "
+            "Linear, Conv and recurrent layers"
+        )
+    return params
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def _as_batches(inputs: Batches, targets: Batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pair up inputs and targets as a list of batches, rejecting anything ambiguous."""
+    single_x, single_y = isinstance(inputs, torch.Tensor), isinstance(targets, torch.Tensor)
+    if single_x and single_y:
+        pairs = [(inputs, targets)]
+    elif single_x or single_y:
+        raise TypeError(
+            "inputs and targets must both be Tensors (one batch) or both be lists/tuples of "
+            f"Tensors (several batches), got {type(inputs).__name__} and {type(targets).__name__}"
+        )
+    elif isinstance(inputs, (list, tuple)) and isinstance(targets, (list, tuple)):
+        if len(inputs) != len(targets):
+            raise ValueError(
+                f"got {len(inputs)} input batches but {len(targets)} target batches; "
+                "they must pair up one to one"
+            )
+        if not inputs:
+            raise ValueError("inputs and targets are empty lists; give at least one batch")
+        pairs = list(zip(inputs, targets))
+    else:
+        raise TypeError(
+            "inputs and targets must be Tensors or lists/tuples of Tensors, got "
+            f"{type(inputs).__name__} and {type(targets).__name__}"
+        )
+    for i, (x, y) in enumerate(pairs):
+        for label, t in (("inputs", x), ("targets", y)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{label} batch {i} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() == 0:
+                raise ValueError(f"{label} batch {i} is a 0-d tensor; expected a batch dimension first")
+        if x.shape[0] == 0:
+            raise ValueError(f"inputs batch {i} is empty (shape {tuple(x.shape)}); SNIP needs examples")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"batch {i} has {x.shape[0]} inputs but {y.shape[0]} targets; they must match"
+            )
+    return pairs
+
+
+def _check_bn_mode(bn_mode: str) -> None:
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; allowed: {', '.join(BN_MODES)}")
+
+
+def _check_sparsity(sparsity: float) -> float:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
+        raise TypeError(
+            f"sparsity must be a number in [0, 1), got {sparsity!r} ({type(sparsity).__name__})"
+        )
+    value = float(sparsity)
+    if not (0.0 <= value < 1.0):  # also rejects NaN
+        raise ValueError(f"sparsity must be in [0, 1) (fraction of connections removed), got {sparsity!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- scoring
+
+class _ScoringMode:
+    """Put the model in eval mode (BatchNorm optionally in train mode) and restore every flag."""
+
+    def __init__(self, model: nn.Module, bn_mode: str) -> None:
+        self.model, self.bn_mode = model, bn_mode
+        self.flags = [(m, m.training) for m in model.modules()]
+
+    def __enter__(self) -> None:
+        self.model.eval()  # no dropout: the scores are a deterministic function of the batch
+        if self.bn_mode == "train":
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train()
+
+    def __exit__(self, *exc: object) -> None:
+        for m, flag in self.flags:
+            m.training = flag
+
+
+def connection_sensitivity(
+    model: nn.Module,
+    inputs: Batches,
+    targets: Batches,
+    loss_fn: LossFn | None = None,
+    *,
+    include_bias: bool = False,
+    bn_mode: str = "eval",
+    normalize: bool = True,
+) -> dict[str, torch.Tensor]:
+    """SNIP's connection sensitivity |∂L(c ⊙ w)/∂c| at c = 1, one tensor per prunable parameter.
+
+    ``loss_fn(outputs, targets)`` must return the *mean* loss over the batch as a scalar
+    (default: ``F.cross_entropy``). ``inputs``/``targets`` are one batch each, or equal-length
+    lists/tuples of batches: the indicator gradients are accumulated weighted by batch size
+    before taking the magnitude, which equals one pass on the concatenated batch (exactly so
+    when BatchNorm uses running statistics, ``bn_mode="eval"``). Batches are moved to the
+    parameters' device.
+
+    ``bn_mode`` picks how BatchNorm runs (see :data:`BN_MODES`); every other module runs in
+    eval mode (no dropout). The model's parameters, ``.grad``, buffers and train/eval flags are
+    unchanged afterwards. With ``normalize`` the scores are divided by their global sum, so
+    they add up to 1 across all layers (this does not change the ranking).
+    """
+    params = prunable_parameters(model, include_bias=include_bias)
+    pairs = _as_batches(inputs, targets)
+    _check_bn_mode(bn_mode)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    if loss_fn is None:
+        loss_fn = F.cross_entropy
+    elif not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
+
+    device = next(iter(params.values())).device
+    weights = {name: p.detach() for name, p in params.items()}
+    total_examples = sum(x.shape[0] for x, _ in pairs)
+    grad_sums = {name: torch.zeros_like(w) for name, w in weights.items()}
+
+    with _ScoringMode(model, bn_mode), torch.enable_grad():
+        for i, (x, y) in enumerate(pairs):
+            c = {name: torch.ones_like(w, requires_grad=True) for name, w in weights.items()}
+            # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
+            buffers = {name: b.clone() for name, b in model.named_buffers()}
+            masked = {name: weights[name] * c[name] for name in weights}
+            outputs = functional_call(model, (masked, buffers), (x.to(device),))
+            loss = loss_fn(outputs, y.to(device))
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(
+                    f"loss_fn must return a scalar (the mean loss over the batch), got {shape}"
+                )
+            if not torch.isfinite(loss.detach()).item():
+                raise ValueError(
+                    f"loss is {loss.item()} on batch {i}; check the inputs/initialisation"
+                )
+            grads = torch.autograd.grad(loss.reshape(()), list(c.values()), allow_unused=True)
+            weight = x.shape[0] / total_examples
+            for name, g in zip(c, grads):
+                if g is not None:
+                    grad_sums[name].add_(g, alpha=weight)
+
+    scores = {name: g.abs() for name, g in grad_sums.items()}
+    if not all(torch.isfinite(s).all().item() for s in scores.values()):
+        raise ValueError("connection sensitivity is not finite (inf/nan gradients); "
+                         "check the inputs/initialisation")
+    if normalize:
+        total = _total_or_raise(scores, "cannot normalise; pass normalize=False to get the raw zeros")
+        scores = {name: s / total for name, s in scores.items()}
+    return scores
+
+
+def _total_or_raise(scores: dict[str, torch.Tensor], consequence: str) -> float:
+    total = sum(s.sum(dtype=torch.float64).item() for s in scores.values())
+    if total == 0.0:
+        raise ValueError(
+            "all connection sensitivities are zero (e.g. all-zero weights or a loss that does not "
+            f"depend on them); {consequence}"
+        )
+    return total
+
+
+# ----------------------------------------------------------------------------- masks
+
+def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """Keep the κ = round((1 − sparsity)·m) highest scores globally; one bool mask per key.
+
+    m is the total number of entries of all tensors in ``scores``. ``round`` is Python's
+    (halves go to the even integer), exactly as the official code's
+    ``int(round(num_params * (1 - target_sparsity)))`` under Python 3.
+
+    Ties are broken deterministically: entries are numbered by concatenating the flattened
+    tensors in the dict's order, and among equal scores the lower number is kept (as a stable
+    sort by descending score would do). Masks have each tensor's shape and device.
+    """
+    sparsity = _check_sparsity(sparsity)
+    if not isinstance(scores, dict) or not scores:
+        raise ValueError(f"scores must be a non-empty dict of name -> Tensor, got {scores!r:.80}")
+    for name, s in scores.items():
+        if not isinstance(s, torch.Tensor):
+            raise TypeError(f"scores[{name!r}] must be a torch.Tensor, got {type(s).__name__}")
+    device = next(iter(scores.values())).device
+    flat = torch.cat([s.detach().reshape(-1).to(device) for s in scores.values()])
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.to(torch.float64)  # exact for half precision; kthvalue needs a full float type
+    if torch.isnan(flat).any():
+        raise ValueError("scores contain NaN; cannot rank connections")
+    m = flat.numel()
+    kappa = int(round((1.0 - sparsity) * m))
+    if kappa == 0:
+        raise ValueError(
+            f"sparsity {sparsity!r} leaves no connection: round((1 - {sparsity!r}) * {m}) = 0 of "
+            f"m = {m} prunable entries"
+        )
+    if kappa >= m:
+        keep = torch.ones(m, dtype=torch.bool, device=device)
+    else:
+        # κ-th largest value: everything above it is kept, and ties at it go to lower indices.
+        threshold = torch.kthvalue(flat, m - kappa + 1).values
+        keep = flat > threshold
+        missing = kappa - int(keep.sum().item())
+        tied = torch.nonzero(flat == threshold).reshape(-1)[:missing]
+        keep[tied] = True
+    masks, start = {}, 0
+    for name, s in scores.items():
+        masks[name] = keep[start:start + s.numel()].reshape(s.shape).to(s.device)
+        start += s.numel()
+    return masks
+
+
+def snip_masks(
+    model: nn.Module,
+    inputs: Batches,
+    targets: Batches,
+    sparsity: float,
+    *,
+    loss_fn: LossFn | None = None,
+    include_bias: bool = False,
+    bn_mode: str = "eval",
+    scoring_init: str | None = None,
+    seed: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """SNIP in one call: score the connections on a batch and keep the top (1 − sparsity).
+
+    ``scoring_init=None`` scores ``model``'s own weights (what most PyTorch ports do).
+    ``scoring_init="<scheme>"`` is the official code's two-initialisation variant: a deep copy of
+    ``model`` is re-initialised with ``snip_lib.init.apply(copy, scoring_init, seed=seed)`` and
+    scored, while ``model`` itself, the network to train, is left untouched. The masks' keys are
+    the names of ``prunable_parameters(model, include_bias=include_bias)``.
+    """
+    sparsity = _check_sparsity(sparsity)
+    scored = model
+    if scoring_init is not None:
+        from snip_lib import init  # local import: only this variant needs it
+
+        init.canonical_scheme(scoring_init)  # reject a bad name before copying anything
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        scored = init.apply(copy.deepcopy(model), scoring_init, seed=seed)
+    elif seed is not None:
+        raise ValueError(
+            f"seed={seed!r} is only used with scoring_init (to re-initialise the scored copy); "
+            "with scoring_init=None the model's own weights are scored"
+        )
+    scores = connection_sensitivity(
+        scored, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode, normalize=False
+    )
+    # Normalising would not change the ranking, but all-zero scores would make the mask arbitrary.
+    _total_or_raise(scores, "the ranking, and so the mask, would be arbitrary")
+    return masks_from_scores(scores, sparsity)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+def _check_masks(masks: dict[str, torch.Tensor]) -> None:
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict of name -> bool Tensor, got {type(masks).__name__}")
+    for name, mask in masks.items():
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise TypeError(f"masks[{name!r}] must be a bool Tensor, got {kind}")
+
+
+def layerwise_density(masks: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of connections kept in each masked tensor (spot layer collapse: a 0.0 entry)."""
+    _check_masks(masks)
+    return {name: mask.float().mean().item() if mask.numel() else math.nan for name, mask in masks.items()}
+
+
+def kept_count(masks: dict[str, torch.Tensor]) -> int:
+    """Total number of connections kept across all masks."""
+    _check_masks(masks)
+    return sum(int(mask.sum().item()) for mask in masks.values())

@@ -1,0 +1,185 @@
+"""Behaviour of snip_lib.init: the distributions, determinism and validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snip_lib import init
+
+FAN_IN, FAN_OUT = 500, 2000  # distinct fans so Glorot (uses both) and He/LeCun (fan_in) differ
+
+
+def _big_linear() -> nn.Linear:
+    return nn.Linear(FAN_IN, FAN_OUT)  # 1e6 weights: the std estimate is good to ~0.1%
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.ln = nn.LayerNorm(5)
+        self.fc = nn.Linear(5, 3)
+        self.conv1 = nn.Conv1d(2, 3, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - not used
+        return x
+
+
+def test_alias_and_scheme_lists_are_consistent():
+    assert len(set(init.SCHEMES)) == len(init.SCHEMES) == 8
+    assert set(init.ALIASES.values()) <= set(init.SCHEMES)
+    assert init.canonical_scheme("VS-H") == "he_normal"
+    assert init.canonical_scheme("vs") == "lecun_truncated_normal"
+    assert init.canonical_scheme("xavier_uniform") == "glorot_uniform"
+
+
+@pytest.mark.parametrize("scheme", init.SCHEMES)
+def test_empirical_std_matches_expected(scheme):
+    layer = init.apply(_big_linear(), scheme, seed=0)
+    expected = init.init_std(scheme, FAN_IN, FAN_OUT)
+    measured = layer.weight.std().item()
+    assert measured == pytest.approx(expected, rel=0.02)
+    assert abs(layer.weight.mean().item()) < 0.01 * expected
+
+
+def test_expected_std_formulas():
+    fi, fo = 300, 100
+    assert init.init_std("standard", fi, fo) == pytest.approx(1 / math.sqrt(3 * fi))
+    assert init.init_std("glorot_uniform", fi, fo) == pytest.approx(math.sqrt(2 / (fi + fo)))
+    assert init.init_std("glorot_normal", fi, fo) == pytest.approx(math.sqrt(2 / (fi + fo)))
+    assert init.init_std("he_normal", fi, fo) == pytest.approx(math.sqrt(2 / fi))
+    assert init.init_std("he_uniform", fi, fo) == pytest.approx(math.sqrt(2 / fi))
+    assert init.init_std("lecun_truncated_normal", fi, fo) == pytest.approx(math.sqrt(1 / fi))
+    assert init.init_std("random_normal", fi, fo) == 1.0  # TF default, no variance scaling
+    assert init.init_std("truncated_normal", fi, fo) == pytest.approx(0.87962566103423978)
+    assert init.init_std("rn", fi, fo, std=0.05) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("scheme, bound", [
+    ("lecun_truncated_normal", 2 * math.sqrt(1 / FAN_IN) / init.TRUNCATED_NORMAL_STD_FACTOR),
+    ("truncated_normal", 2.0),
+    ("standard", 1 / math.sqrt(FAN_IN)),
+    ("glorot_uniform", math.sqrt(6 / (FAN_IN + FAN_OUT))),
+    ("he_uniform", math.sqrt(6 / FAN_IN)),
+])
+def test_bounded_schemes_stay_within_their_bound(scheme, bound):
+    weight = init.apply(_big_linear(), scheme, seed=1).weight
+    assert weight.abs().max().item() <= bound * (1 + 1e-6)
+    # and the bound is actually approached (the distribution is not narrower than claimed)
+    assert weight.abs().max().item() >= 0.95 * bound
+
+
+def test_untruncated_normal_goes_beyond_two_std():
+    weight = init.apply(_big_linear(), "he_normal", seed=1).weight
+    assert weight.abs().max().item() > 3 * math.sqrt(2 / FAN_IN)
+
+
+def test_std_option_overrides_tf_default():
+    for scheme in ("random_normal", "truncated_normal"):
+        layer = init.apply(_big_linear(), scheme, seed=2, std=0.01)
+        assert layer.weight.std().item() == pytest.approx(init.init_std(scheme, 1, 1, std=0.01), rel=0.02)
+    assert init.apply(_big_linear(), "tn", seed=2, std=0.01).weight.abs().max().item() <= 0.02 + 1e-9
+
+
+def test_fan_in_fan_out_matches_pytorch():
+    for shape in [(7, 3), (16, 8, 3, 3), (4, 2, 5), (3, 2, 2, 2, 2)]:
+        t = torch.empty(shape)
+        assert init.fan_in_fan_out(t) == nn.init._calculate_fan_in_and_fan_out(t)
+
+
+def test_conv_weights_use_receptive_field_fans():
+    conv = init.apply(nn.Conv2d(64, 128, 3), "he_normal", seed=0)
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.03)
+
+
+def test_seed_is_deterministic_and_leaves_global_rng_alone():
+    a, b, c = _Net(), _Net(), _Net()  # built first: construction itself uses the global RNG
+    state = torch.get_rng_state()
+    init.apply(a, "glorot_uniform", seed=5, bias="default")
+    init.apply(b, "glorot_uniform", seed=5, bias="default")
+    init.apply(c, "glorot_uniform", seed=6, bias="default")
+    assert torch.equal(state, torch.get_rng_state())
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.fc.weight, c.fc.weight)
+
+
+def test_no_seed_uses_global_rng():
+    torch.manual_seed(3)
+    a = init.apply(_Net(), "he_normal")
+    torch.manual_seed(3)
+    b = init.apply(_Net(), "he_normal")
+    assert torch.equal(a.conv.weight, b.conv.weight)
+
+
+def test_alias_gives_same_weights_as_canonical_name():
+    a = init.apply(_Net(), "vs-h", seed=0)
+    b = init.apply(_Net(), "he_normal", seed=0)
+    assert torch.equal(a.fc.weight, b.fc.weight)
+
+
+def test_biases_and_normalisation_layers():
+    net = _Net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(0.7)
+    net.bn.running_mean.fill_(3.0)
+    net.bn.running_var.fill_(5.0)
+    init.apply(net, "glorot_normal", seed=0)
+    assert torch.count_nonzero(net.conv.bias) == 0 and torch.count_nonzero(net.fc.bias) == 0
+    assert torch.all(net.bn.weight == 1) and torch.all(net.bn.bias == 0)
+    assert torch.all(net.ln.weight == 1) and torch.all(net.ln.bias == 0)
+    assert torch.all(net.bn.running_mean == 0) and torch.all(net.bn.running_var == 1)
+    assert not torch.all(net.conv1.weight == 0.7)
+
+
+def test_default_bias_is_pytorch_rule():
+    layer = init.apply(nn.Linear(400, 300), "he_normal", seed=0, bias="default")
+    bound = 1 / math.sqrt(400)
+    assert torch.count_nonzero(layer.bias) == 300
+    assert layer.bias.abs().max().item() <= bound
+    assert layer.bias.abs().max().item() > 0.9 * bound
+
+
+def test_apply_keeps_dtype_and_returns_model():
+    net = _Net().double()
+    assert init.apply(net, "he_uniform", seed=0) is net
+    assert net.fc.weight.dtype == torch.float64
+
+
+def test_unknown_scheme_is_named_with_allowed_list():
+    with pytest.raises(ValueError, match=r"'kaiming_wrong'.*glorot_uniform"):
+        init.apply(_Net(), "kaiming_wrong")
+    with pytest.raises(ValueError, match="None"):
+        init.init_std(None, 3, 3)
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match=r"'ones'.*zeros, default"):
+        init.apply(_Net(), "he_normal", bias="ones")
+    with pytest.raises(ValueError, match=r"std=0\.1.*he_normal"):
+        init.apply(_Net(), "he_normal", std=0.1)
+    with pytest.raises(ValueError, match="-1.0"):
+        init.apply(_Net(), "random_normal", std=-1.0)
+    with pytest.raises(TypeError, match="True"):
+        init.apply(_Net(), "he_normal", seed=True)
+    with pytest.raises(TypeError, match="1.5"):
+        init.apply(_Net(), "he_normal", seed=1.5)
+    with pytest.raises(ValueError, match="-3"):
+        init.apply(_Net(), "he_normal", seed=-3)
+    with pytest.raises(TypeError, match="str"):
+        init.apply("model", "he_normal")
+    with pytest.raises(ValueError, match="fan_in.*0"):
+        init.init_std("he_normal", 0, 3)
+    with pytest.raises(ValueError, match=r"\(5,\)"):
+        init.fan_in_fan_out(torch.empty(5))
+
+
+def test_model_without_linear_or_conv_raises():
+    with pytest.raises(ValueError, match="Sequential.*Linear"):
+        init.apply(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()), "he_normal")

@@ -1,0 +1,501 @@
+"""Behaviour of snip_lib.snip: connection sensitivity, global top-κ masks, state safety, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import nn
+
+from snip_lib import init, snip
+
+
+# ----------------------------------------------------------------------------- tiny nets
+
+class TinyMLP(nn.Module):
+    def __init__(self, d_in: int = 5, hidden: int = 6, classes: int = 3) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+class TinyCNN(nn.Module):
+    """conv -> BN -> ReLU -> linear, on (N, 1, 6, 6) inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(3 * 4 * 4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(F.relu(self.bn(self.conv(x))))
+        return self.fc(h.flatten(1))
+
+
+class TinyLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(4, 5, batch_first=True)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+class NoPrunable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.emb(x)).sum(1)
+
+
+def _mlp(seed: int = 0, dtype: torch.dtype = torch.float64) -> TinyMLP:
+    torch.manual_seed(seed)
+    return init.apply(TinyMLP().to(dtype), "glorot_normal", seed=seed, bias="default")
+
+
+def _cnn_with_stats(seed: int = 0) -> TinyCNN:
+    """A BN net whose running statistics are far from the fresh (0, 1)."""
+    torch.manual_seed(seed)
+    net = init.apply(TinyCNN().double(), "he_normal", seed=seed, bias="default")
+    with torch.no_grad():
+        net.bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        net.bn.running_var.copy_(torch.tensor([3.0, 0.2, 7.0]))
+        net.bn.weight.copy_(torch.tensor([1.5, 0.7, 1.2]))
+        net.bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    net.bn.num_batches_tracked.fill_(12)
+    return net
+
+
+def _batch(n: int, shape: tuple[int, ...], classes: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g, dtype=torch.float64), torch.randint(0, classes, (n,), generator=g)
+
+
+def _snapshot(model: nn.Module):
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        [m.training for m in model.modules()],
+    )
+
+
+def _assert_unchanged(model: nn.Module, snapshot) -> None:
+    state, grads, flags = snapshot
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), f"{k} changed"
+    for n, p in model.named_parameters():
+        if grads[n] is None:
+            assert p.grad is None, f"{n}.grad was created"
+        else:
+            assert torch.equal(p.grad, grads[n]), f"{n}.grad changed"
+    assert [m.training for m in model.modules()] == flags
+
+
+# ----------------------------------------------------------------------------- prunable_parameters
+
+def test_prunable_parameters_picks_weights_in_named_parameter_order():
+    net = TinyCNN()
+    assert list(snip.prunable_parameters(net)) == ["conv.weight", "fc.weight"]
+    with_bias = snip.prunable_parameters(net, include_bias=True)
+    assert list(with_bias) == ["conv.weight", "conv.bias", "fc.weight", "fc.bias"]
+    assert with_bias["conv.weight"] is net.conv.weight
+
+
+def test_prunable_parameters_include_recurrent_weights_and_tied_once():
+    assert list(snip.prunable_parameters(TinyLSTM())) == ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "head.weight"]
+    tied = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
+    tied[1].weight = tied[0].weight
+    assert list(snip.prunable_parameters(tied)) == ["0.weight"]
+
+
+def test_model_without_prunable_parameters_raises():
+    x, y = torch.randint(0, 10, (4, 3)), torch.randint(0, 4, (4,))
+    with pytest.raises(ValueError, match="no prunable parameters"):
+        snip.prunable_parameters(NoPrunable())
+    with pytest.raises(ValueError, match="NoPrunable.*no prunable parameters"):
+        snip.connection_sensitivity(NoPrunable(), x, y)
+    with pytest.raises(ValueError, match="no prunable parameters"):
+        snip.snip_masks(NoPrunable(), x, y, 0.5)
+
+
+# ----------------------------------------------------------------------------- the score itself
+
+def _w_times_grad(model, x, y, params):
+    loss = F.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return {n: (p.detach() * g) for (n, p), g in zip(params.items(), grads)}
+
+
+@pytest.mark.parametrize("make, shape, classes", [
+    (lambda: _mlp(1), (5,), 3),
+    (lambda: _cnn_with_stats(1), (1, 6, 6), 4),
+    (lambda: TinyLSTM().double(), (7, 4), 3),
+])
+def test_indicator_gradient_equals_w_times_weight_gradient(make, shape, classes):
+    model = make().eval()
+    x, y = _batch(10, shape, classes)
+    params = snip.prunable_parameters(model, include_bias=True)
+    expected = _w_times_grad(model, x, y, params)
+    model.zero_grad(set_to_none=True)
+    scores = snip.connection_sensitivity(model, x, y, include_bias=True, normalize=False)
+    assert list(scores) == list(params)
+    for name in params:
+        torch.testing.assert_close(scores[name], expected[name].abs(), rtol=1e-10, atol=1e-12)
+        assert scores[name].dtype == torch.float64 and scores[name].shape == params[name].shape
+
+
+def test_scores_are_not_the_plain_weight_gradient():
+    model = _mlp(2)
+    x, y = _batch(10, (5,), 3)
+    params = snip.prunable_parameters(model)
+    plain = torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))
+    scores = snip.connection_sensitivity(model, x, y, normalize=False)
+    assert not torch.allclose(scores["fc1.weight"], plain[0].abs())
+
+
+def test_first_order_relaxation_tracks_true_loss_change():
+    """g_j approximates ΔL_j = L(w) − L(w with w_j = 0), checked by brute force on every connection."""
+    model = _mlp(3)
+    with torch.no_grad():  # small weights: removing one connection is a small perturbation
+        for p in model.parameters():
+            p.mul_(0.2)
+    x, y = _batch(32, (5,), 3, seed=4)
+    scores = snip.connection_sensitivity(model, x, y, normalize=False)
+    base = F.cross_entropy(model(x), y).item()
+    true_change, approx = [], []
+    with torch.no_grad():
+        for name, p in snip.prunable_parameters(model).items():
+            flat = p.view(-1)
+            for j in range(flat.numel()):
+                old = flat[j].item()
+                flat[j] = 0.0
+                true_change.append(base - F.cross_entropy(model(x), y).item())
+                flat[j] = old
+                approx.append(scores[name].view(-1)[j].item())
+    true_change, approx = np.abs(true_change), np.array(approx)
+    spread = approx.max() - approx.min()
+    assert np.max(np.abs(true_change - approx)) < 0.1 * spread
+    assert spearmanr(true_change, approx).correlation > 0.95
+
+
+def test_score_is_derivative_with_respect_to_the_indicator():
+    """Central finite difference in c_j at c = 1 reproduces g_j, sign included."""
+    model = _mlp(5)
+    x, y = _batch(16, (5,), 3, seed=6)
+    params = snip.prunable_parameters(model)
+    signed = _w_times_grad(model, x, y, params)
+    scores = snip.connection_sensitivity(model, x, y, normalize=False)
+    w = model.fc1.weight
+    h = 1e-5
+    for j in [(0, 0), (3, 2), (5, 4)]:
+        original = w[j].item()
+        with torch.no_grad():
+            w[j] = original * (1 + h)
+            up = F.cross_entropy(model(x), y).item()
+            w[j] = original * (1 - h)
+            down = F.cross_entropy(model(x), y).item()
+            w[j] = original
+        fd = (up - down) / (2 * h)
+        assert fd == pytest.approx(signed["fc1.weight"][j].item(), rel=1e-5, abs=1e-10)
+        assert abs(fd) == pytest.approx(scores["fc1.weight"][j].item(), rel=1e-5, abs=1e-10)
+
+
+def test_normalised_scores_sum_to_one_and_keep_ratios():
+    model = _cnn_with_stats()
+    x, y = _batch(8, (1, 6, 6), 4)
+    raw = snip.connection_sensitivity(model, x, y, normalize=False)
+    norm = snip.connection_sensitivity(model, x, y)
+    assert sum(s.sum().item() for s in norm.values()) == pytest.approx(1.0, abs=1e-12)
+    total = sum(s.sum().item() for s in raw.values())
+    for name in raw:
+        torch.testing.assert_close(norm[name], raw[name] / total)
+        assert torch.all(norm[name] >= 0)
+
+
+@pytest.mark.parametrize("make, shape, classes", [
+    (lambda: _mlp(7), (5,), 3),
+    (lambda: _cnn_with_stats(7), (1, 6, 6), 4),
+])
+def test_several_batches_equal_one_concatenated_batch(make, shape, classes):
+    model = make()
+    x, y = _batch(12, shape, classes, seed=8)
+    whole = snip.connection_sensitivity(model, x, y, normalize=False)
+    parts = snip.connection_sensitivity(model, [x[:5], x[5:]], (y[:5], y[5:]), normalize=False)
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=1e-10, atol=1e-13)
+    first_only = snip.connection_sensitivity(model, x[:5], y[:5], normalize=False)
+    assert not all(torch.allclose(parts[k], first_only[k]) for k in parts)  # both batches count
+
+
+def test_custom_loss_function_is_used():
+    model = _mlp(9)
+    x, y = _batch(6, (5,), 3)
+    ce = snip.connection_sensitivity(model, x, y, normalize=False)
+    doubled = snip.connection_sensitivity(model, x, y, lambda o, t: 2 * F.cross_entropy(o, t), normalize=False)
+    for name in ce:
+        torch.testing.assert_close(doubled[name], 2 * ce[name])
+
+
+# ----------------------------------------------------------------------------- state safety
+
+@pytest.mark.parametrize("bn_mode", snip.BN_MODES)
+@pytest.mark.parametrize("training", [True, False])
+def test_model_state_unchanged(bn_mode, training):
+    model = _cnn_with_stats()
+    model.train(training)
+    model.drop.train(not training)  # a mixed state must come back as it was
+    x, y = _batch(8, (1, 6, 6), 4)
+    before = _snapshot(model)
+    snip.connection_sensitivity(model, x, y, bn_mode=bn_mode, include_bias=True)
+    snip.snip_masks(model, x, y, 0.5, bn_mode=bn_mode)
+    _assert_unchanged(model, before)
+
+
+def test_existing_gradients_are_left_alone():
+    model = _cnn_with_stats()
+    x, y = _batch(8, (1, 6, 6), 4)
+    F.cross_entropy(model(x), y).backward()
+    before = _snapshot(model)
+    snip.connection_sensitivity(model, x, y, bn_mode="train")
+    _assert_unchanged(model, before)
+
+
+def test_bn_train_and_eval_modes_give_different_scores():
+    model = _cnn_with_stats()
+    x, y = _batch(8, (1, 6, 6), 4)
+    ev = snip.connection_sensitivity(model, x, y, bn_mode="eval")
+    tr = snip.connection_sensitivity(model, x, y, bn_mode="train")
+    assert not torch.allclose(ev["conv.weight"], tr["conv.weight"])
+    # "train" really uses batch statistics: same as scoring a copy that is in train mode.
+    twin = copy.deepcopy(model).train()
+    twin.drop.eval()
+    params = snip.prunable_parameters(twin)
+    expected = _w_times_grad(twin, x, y, params)
+    total = sum(v.abs().sum() for v in expected.values())
+    torch.testing.assert_close(tr["conv.weight"], expected["conv.weight"].abs() / total)
+
+
+def test_scores_are_deterministic_with_dropout_in_the_model():
+    model = _cnn_with_stats().train()
+    x, y = _batch(8, (1, 6, 6), 4)
+    a = snip.connection_sensitivity(model, x, y)
+    b = snip.connection_sensitivity(model, x, y)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- masks
+
+@pytest.mark.parametrize("m, sparsity, kept", [
+    (10, 0.0, 10),
+    (10, 0.25, 8),    # 7.5 -> 8 (Python's round: halves to even)
+    (10, 0.75, 2),    # 2.5 -> 2
+    (7, 0.5, 4),      # 3.5 -> 4
+    (5, 0.5, 2),      # 2.5 -> 2
+    (1000, 0.9, 100),
+    (1000, 0.999, 1),
+    (266200, 0.95, 13310),
+])
+def test_exact_number_kept(m, sparsity, kept):
+    assert kept == round((1 - sparsity) * m)
+    g = torch.Generator().manual_seed(m)
+    flat = torch.rand(m, generator=g)
+    cut = m // 3
+    scores = {"a": flat[:cut].reshape(-1, 1) if cut else flat[:0], "b": flat[cut:]}
+    masks = snip.masks_from_scores(scores, sparsity)
+    assert snip.kept_count(masks) == kept
+    assert all(masks[k].dtype == torch.bool and masks[k].shape == scores[k].shape for k in scores)
+    kept_scores = torch.cat([scores[k][masks[k]] for k in scores])
+    dropped = torch.cat([scores[k][~masks[k]] for k in scores])
+    if dropped.numel():
+        assert kept_scores.min() > dropped.max()  # exactly the top κ, chosen globally
+
+
+def test_ties_keep_lowest_global_indices():
+    scores = {"a": torch.ones(2, 2), "b": torch.ones(6)}
+    masks = snip.masks_from_scores(scores, 0.5)  # κ = 5 of 10
+    assert masks["a"].all()
+    assert masks["b"].tolist() == [True, False, False, False, False, False]
+    # a tie straddling the threshold: the larger score is always kept, then the first tied ones
+    scores = {"a": torch.tensor([0.2, 0.5, 0.2]), "b": torch.tensor([[0.2, 0.9, 0.1]])}
+    masks = snip.masks_from_scores(scores, 0.5)  # κ = 3 of 6: 0.9, 0.5, first 0.2
+    assert masks["a"].tolist() == [True, True, False]
+    assert masks["b"].tolist() == [[False, True, False]]
+
+
+def test_selection_is_global_not_per_layer():
+    scores = {"small": torch.full((10,), 1.0), "large": torch.full((10,), 2.0)}
+    masks = snip.masks_from_scores(scores, 0.5)
+    assert snip.layerwise_density(masks) == {"small": 0.0, "large": 1.0}
+
+
+def test_snip_masks_deterministic_for_same_seeded_model():
+    x, y = _batch(8, (1, 6, 6), 4)
+    a = snip.snip_masks(_cnn_with_stats(11), x, y, 0.6)
+    b = snip.snip_masks(_cnn_with_stats(11), x, y, 0.6)
+    assert list(a) == ["conv.weight", "fc.weight"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    m = sum(v.numel() for v in a.values())
+    assert snip.kept_count(a) == round(0.4 * m)
+
+
+def test_snip_masks_equal_top_k_of_connection_sensitivity():
+    model = _mlp(12)
+    x, y = _batch(10, (5,), 3)
+    masks = snip.snip_masks(model, x, y, 0.7, include_bias=True)
+    scores = snip.connection_sensitivity(model, x, y, include_bias=True)
+    expected = snip.masks_from_scores(scores, 0.7)
+    assert list(masks) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert all(torch.equal(masks[k], expected[k]) for k in masks)
+
+
+def test_include_bias_adds_bias_keys_and_zero_biases_score_zero():
+    model = _mlp(13)
+    init.apply(model, "glorot_normal", seed=13)  # zero biases, as in the official code
+    x, y = _batch(10, (5,), 3)
+    scores = snip.connection_sensitivity(model, x, y, include_bias=True)
+    assert set(scores) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    assert torch.count_nonzero(scores["fc1.bias"]) == 0
+    masks = snip.snip_masks(model, x, y, 0.5, include_bias=True)
+    assert not masks["fc1.bias"].any() and not masks["fc2.bias"].any()
+
+
+def test_two_initialisation_variant_scores_a_reinitialised_copy():
+    model = _cnn_with_stats(14)
+    x, y = _batch(8, (1, 6, 6), 4)
+    before = _snapshot(model)
+    masks = snip.snip_masks(model, x, y, 0.5, scoring_init="he_normal", seed=3)
+    _assert_unchanged(model, before)
+    twin = init.apply(copy.deepcopy(model), "he_normal", seed=3)
+    expected = snip.snip_masks(twin, x, y, 0.5)
+    assert all(torch.equal(masks[k], expected[k]) for k in masks)
+    own = snip.snip_masks(model, x, y, 0.5)
+    assert not all(torch.equal(masks[k], own[k]) for k in masks)
+    other_seed = snip.snip_masks(model, x, y, 0.5, scoring_init="he_normal", seed=4)
+    assert not all(torch.equal(masks[k], other_seed[k]) for k in masks)
+
+
+def test_layerwise_density_and_kept_count():
+    masks = {"a": torch.tensor([True, False, False, True]), "b": torch.zeros(2, 3, dtype=torch.bool)}
+    assert snip.layerwise_density(masks) == {"a": 0.5, "b": 0.0}
+    assert snip.kept_count(masks) == 2
+    with pytest.raises(TypeError, match="masks\\['a'\\].*float32"):
+        snip.kept_count({"a": torch.ones(3)})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_inputs_follow_the_model_to_its_device():
+    model = _cnn_with_stats().cuda()
+    x, y = _batch(8, (1, 6, 6), 4)  # on the CPU
+    scores = snip.connection_sensitivity(model, x, y)
+    masks = snip.snip_masks(model, x, y, 0.5, scoring_init="vs", seed=0)
+    assert all(s.is_cuda for s in scores.values()) and all(m.is_cuda for m in masks.values())
+    cpu = snip.connection_sensitivity(_cnn_with_stats(), x, y)
+    for k in cpu:
+        torch.testing.assert_close(scores[k].cpu(), cpu[k])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+X, Y = _batch(4, (5,), 3)
+
+
+@pytest.mark.parametrize("sparsity, error, pattern", [
+    (1.0, ValueError, r"sparsity.*\[0, 1\).*1\.0"),
+    (1, ValueError, r"got 1\b"),
+    (-0.1, ValueError, r"-0\.1"),
+    (1.5, ValueError, r"1\.5"),
+    (float("nan"), ValueError, "nan"),
+    ("0.5", TypeError, r"'0\.5'.*str"),
+    (True, TypeError, r"True.*bool"),
+    (None, TypeError, "None"),
+])
+def test_bad_sparsity(sparsity, error, pattern):
+    with pytest.raises(error, match=pattern):
+        snip.masks_from_scores({"a": torch.rand(10)}, sparsity)
+    model = _mlp()
+    before = _snapshot(model)
+    with pytest.raises(error, match=pattern):  # checked before any work is done
+        snip.snip_masks(model, "not a batch", None, sparsity, scoring_init="he_normal")
+    _assert_unchanged(model, before)
+
+
+def test_sparsity_that_leaves_nothing_raises():
+    with pytest.raises(ValueError, match=r"0\.96 leaves no connection.*m = 10"):
+        snip.masks_from_scores({"a": torch.rand(10)}, 0.96)
+
+
+def test_bad_scores_raise():
+    with pytest.raises(ValueError, match="non-empty dict"):
+        snip.masks_from_scores({}, 0.5)
+    with pytest.raises(TypeError, match=r"scores\['a'\].*list"):
+        snip.masks_from_scores({"a": [1.0, 2.0]}, 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        snip.masks_from_scores({"a": torch.tensor([1.0, float("nan")])}, 0.5)
+
+
+@pytest.mark.parametrize("inputs, targets, error, pattern", [
+    (X[:0], Y[:0], ValueError, r"empty.*\(0, 5\)"),
+    (X, Y[:3], ValueError, "4 inputs but 3 targets"),
+    ([X, X], [Y], ValueError, "2 input batches but 1 target batches"),
+    ([], [], ValueError, "empty lists"),
+    (X.numpy(), Y, TypeError, "ndarray"),
+    ([X, X.numpy()], [Y, Y], TypeError, "inputs batch 1.*ndarray"),
+    (X, [Y], TypeError, "Tensor and list"),
+    (torch.tensor(1.0), Y, ValueError, "0-d"),
+])
+def test_bad_batches(inputs, targets, error, pattern):
+    with pytest.raises(error, match=pattern):
+        snip.connection_sensitivity(_mlp(), inputs, targets)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match=r"'training'.*eval, train"):
+        snip.connection_sensitivity(_mlp(), X, Y, bn_mode="training")
+    with pytest.raises(TypeError, match="'yes'"):
+        snip.connection_sensitivity(_mlp(), X, Y, normalize="yes")
+    with pytest.raises(TypeError, match="'mse'"):
+        snip.connection_sensitivity(_mlp(), X, Y, "mse")
+    with pytest.raises(TypeError, match="str"):
+        snip.prunable_parameters("model")
+    with pytest.raises(ValueError, match="'bogus'"):
+        snip.snip_masks(_mlp(), X, Y, 0.5, scoring_init="bogus")
+    with pytest.raises(ValueError, match="seed=3.*scoring_init"):
+        snip.snip_masks(_mlp(), X, Y, 0.5, seed=3)
+
+
+def test_bad_loss_raises():
+    nan_x = X.clone()
+    nan_x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="loss is nan.*inputs/initialisation"):
+        snip.connection_sensitivity(_mlp(), nan_x, Y)
+    with pytest.raises(ValueError, match="loss is inf"):
+        snip.connection_sensitivity(_mlp(), X, Y, lambda o, t: o.sum() * float("inf"))
+    with pytest.raises(ValueError, match=r"scalar.*\(4,\)"):
+        snip.connection_sensitivity(_mlp(), X, Y, lambda o, t: F.cross_entropy(o, t, reduction="none"))
+
+
+def test_all_zero_scores_cannot_be_normalised():
+    model = _mlp()
+    with torch.no_grad():
+        model.fc1.weight.zero_()
+        model.fc2.weight.zero_()
+    with pytest.raises(ValueError, match="all connection sensitivities are zero.*normalise"):
+        snip.connection_sensitivity(model, X, Y)
+    raw = snip.connection_sensitivity(model, X, Y, normalize=False)
+    assert all(torch.count_nonzero(v) == 0 for v in raw.values())
+    with pytest.raises(ValueError, match="all connection sensitivities are zero.*arbitrary"):
+        snip.snip_masks(model, X, Y, 0.5)
