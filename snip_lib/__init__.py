@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "config", "models", "init", "snip", "masking", "data", "train", "results", "experiments", "baselines",
+    "analysis", "propagation", "viz", "display",
 )
 
 

@@ -1,0 +1,391 @@
+"""The book's structure rules (tools/nbtools.py), checked on this repository and on scratch books.
+
+The repository tests say "the book is in order right now"; the scratch-book tests build a
+small book in ``tmp_path`` and break one rule at a time, so each rule is shown to fail when
+it should (a checker that never complains would pass the repository tests too).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("nbtools", REPO / "tools" / "nbtools.py")
+nbtools = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(nbtools)
+
+# The set-up cell as agreed for the book; a change to nbtools.COLAB_CELL must be deliberate.
+EXPECTED_COLAB_CELL = '''\
+# Set-up. On Colab this installs snip_lib and the book's dependencies (ranges that keep Colab's
+# own torch and numpy); anywhere else it does nothing.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"'''
+
+EXPECTED_BIB_KEYS = {
+    "lee2019snip", "glorot2010understanding", "he2015delving", "lecun1990optimal", "hassibi1993second",
+    "han2015learning", "guo2016dynamic", "carreira2018learning", "ullrich2017soft",
+    "molchanov2017variational", "dong2017learning", "zagoruyko2016wide", "lecun1998gradient",
+    "krizhevsky2009learning", "xiao2017fashion", "zhang2017understanding", "wang2020picking",
+    "tanaka2020pruning", "dejorge2021progressive", "frankle2021pruning", "frankle2019lottery",
+    "lee2020signal", "blalock2020state", "hochreiter1997long", "cho2014learning",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A scratch copy of the book's skeleton (config, toc, intro, bibliography), no chapters."""
+    for name in ("_config.yml", "_toc.yml", "requirements.txt", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "book").mkdir()
+    for name in ("intro.md", "bibliography.md", "references.bib"):
+        shutil.copy(REPO / "book" / name, tmp_path / "book" / name)
+    nbtools.sync_toc(tmp_path)
+    return tmp_path
+
+
+def add_chapter(root: Path, name: str, extra_cells: list | None = None) -> Path:
+    path = nbtools.create_chapter(root / "book" / name, name[3:-6].replace("_", " ").title(), root=root)
+    if extra_cells:
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.extend(extra_cells)
+        nbformat.write(nb, path)
+    return path
+
+
+def edit(path: Path, change) -> None:
+    nb = nbformat.read(path, as_version=4)
+    change(nb)
+    nbformat.write(nb, path)
+
+
+def code(source: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_code_cell(source)
+
+
+# --------------------------------------------------------------------------- this repository
+
+
+def test_repository_book_passes_every_check():
+    assert nbtools.check(REPO) == []
+
+
+def test_toc_lists_exactly_the_pages_present():
+    chapters, strays = nbtools.chapter_files(REPO)
+    assert strays == []
+    listed = nbtools._toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
+    expected = ["book/intro"] + [f"book/{p.stem}" for p in chapters] + ["book/bibliography"]
+    assert listed == expected
+    for doc in listed:
+        assert any((REPO / f"{doc}{suffix}").exists() for suffix in (".md", ".ipynb")), doc
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "book").glob("*.ipynb")) or [pytest.param(None, id="no-chapters-yet")],
+    ids=lambda p: p.name if isinstance(p, Path) else str(p))
+def test_each_committed_notebook(path: Path | None):
+    if path is None:  # before the first chapter: the toc must not promise any
+        assert nbtools.chapter_files(REPO) == ([], [])
+        assert "parts" not in nbtools.expected_toc(REPO) or all(
+            p["caption"] == nbtools.BACK_MATTER_CAPTION for p in nbtools.expected_toc(REPO)["parts"])
+        return
+    assert nbtools.check_notebook(path, nbtools.allowed_modules(REPO / "pyproject.toml")) == []
+
+
+def test_config_makes_failing_notebooks_fail_the_build():
+    jb_config = pytest.importorskip("jupyter_book.config")
+    user_yaml = yaml.safe_load((REPO / "_config.yml").read_text())
+    jb_config.validate_yaml(user_yaml, raise_on_errors=True)  # only keys Jupyter Book 1.x knows
+    sphinx, _ = jb_config.get_final_config(
+        user_yaml=REPO / "_config.yml", cli_config={"latex_individualpages": False},
+        sourcedir=REPO, raise_on_invalid=True)
+    assert sphinx["nb_execution_raise_on_error"] is True
+    assert sphinx["nb_execution_show_tb"] is True
+    assert sphinx["nb_execution_allow_errors"] is False
+    assert sphinx["nb_execution_mode"] == "cache"
+    assert sphinx["nb_execution_timeout"] == -1 or sphinx["nb_execution_timeout"] >= 600
+    assert sphinx["external_toc_exclude_missing"] is True  # only_build_toc_files
+    assert {"sphinx_exercise", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
+    assert sphinx["bibtex_bibfiles"] == ["book/references.bib"]
+    assert sphinx["bibtex_reference_style"] == "author_year"
+    assert {"_build", "tools", "student"} <= set(sphinx["exclude_patterns"])
+    theme = sphinx["html_theme_options"]
+    assert theme["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert theme["repository_url"] == "https://github.com/snip-book/snip-book"
+    assert theme["repository_branch"] == "main"
+
+
+def test_bibliography_has_every_reference_once_and_parses():
+    keys = nbtools.bib_keys(REPO / nbtools.BIB_FILE)
+    assert len(keys) == len(set(keys))
+    assert set(keys) == EXPECTED_BIB_KEYS
+    pybtex = pytest.importorskip("pybtex.database")
+    data = pybtex.parse_file(str(REPO / nbtools.BIB_FILE), bib_format="bibtex")
+    assert set(data.entries) == EXPECTED_BIB_KEYS
+    for key, entry in data.entries.items():
+        assert entry.fields.get("title") and entry.fields.get("year"), key
+        assert entry.persons.get("author"), key
+
+
+def test_every_citation_in_the_book_resolves():
+    cited = nbtools.cited_keys(REPO)
+    assert "lee2019snip" in cited  # the intro cites the paper: the extraction itself works
+    assert nbtools.check_bibliography(REPO) == []
+
+
+def test_jupyter_book_is_pinned_below_2():
+    assert nbtools.check_requirements(REPO) == []
+    import tomllib
+
+    book_extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["book"]
+    assert any(nbtools._requirement_name(r) == "jupyter-book" and "<2" in r.replace(" ", "") for r in book_extra)
+
+
+def test_overview_figure_exists():
+    assert (REPO / "book" / "_static" / "snip_overview.png").stat().st_size > 10_000
+    assert "_static/snip_overview.png" in (REPO / "book" / "intro.md").read_text()
+
+
+# --------------------------------------------------------------------------- the Colab cell
+
+
+def test_colab_cell_is_the_agreed_text():
+    assert nbtools.COLAB_CELL == EXPECTED_COLAB_CELL
+    assert "colab-setup" in nbtools.COLAB_TAGS
+    assert {"hide-input", "hide-cell", "hide-output"} & set(nbtools.COLAB_TAGS)  # collapsed in HTML
+
+
+def test_colab_cell_pip_magic_stays_inside_the_colab_branch():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    tree = ast.parse(TransformerManager().transform_cell(nbtools.COLAB_CELL))
+    branch = next(node for node in tree.body if isinstance(node, ast.If))
+    assert "google.colab" in ast.unparse(branch.test)
+    assert "run_line_magic('pip', 'install" in ast.unparse(branch)
+
+
+def test_colab_cell_runs_in_a_kernel_off_and_on_colab(tmp_path: Path):
+    """Off Colab the cell is a no-op; with google.colab present the %pip magic does run."""
+    pytest.importorskip("nbclient")
+    from nbclient import NotebookClient
+
+    nb = nbtools.new_notebook("Kernel check")
+    nb.cells.append(code("assert 'pip_ran' not in dir()"))
+    nb.cells.append(code("import types\nsys.modules['google.colab'] = types.ModuleType('google.colab')"))
+    # Same branch, with a harmless pip command instead of the install (no network here).
+    nb.cells.append(code(nbtools.COLAB_CELL.replace(
+        'install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"', "--version")))
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert nb.cells[1].outputs == []  # the real set-up cell printed nothing off Colab
+    pip_output = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert pip_output.startswith("pip ")
+
+
+# --------------------------------------------------------------------------- scratch books
+
+
+def test_scratch_book_without_chapters_is_clean(book: Path):
+    assert nbtools.check(book) == []
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    assert toc["root"] == "book/intro"
+    assert nbtools._toc_files(toc) == ["book/intro", "book/bibliography"]
+
+
+def test_new_chapter_is_clean_and_placed_in_its_part(book: Path):
+    for name in ("09_conclusion.ipynb", "01_preliminaries.ipynb", "05_lenet_results.ipynb", "08_beyond_the_paper.ipynb"):
+        add_chapter(book, name)
+    assert nbtools.check(book) == []
+    parts = {p["caption"]: [c["file"] for c in p["chapters"]] for p in yaml.safe_load((book / "_toc.yml").read_text())["parts"]}
+    assert parts == {
+        "The method": ["book/01_preliminaries"],
+        "Results": ["book/05_lenet_results"],
+        "Beyond the paper": ["book/08_beyond_the_paper", "book/09_conclusion"],
+        "References": ["book/bibliography"],
+    }
+    nb = nbformat.read(book / "book" / "01_preliminaries.ipynb", as_version=4)
+    assert nb.cells[0].source == "# Preliminaries"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_new_refuses_to_overwrite_or_misname(book: Path):
+    add_chapter(book, "01_preliminaries.ipynb")
+    with pytest.raises(FileExistsError):
+        nbtools.create_chapter(book / "book" / "01_preliminaries.ipynb", "Again", root=book)
+    with pytest.raises(ValueError, match="NN_slug"):
+        nbtools.create_chapter(book / "book" / "Preliminaries.ipynb", "Bad name", root=book)
+    with pytest.raises(ValueError, match="title"):
+        nbtools.create_chapter(book / "book" / "02_x.ipynb", "  ", root=book)
+
+
+def test_notebook_missing_from_toc_is_reported_until_synced(book: Path):
+    nbtools.create_chapter(book / "book" / "02_connection_sensitivity.ipynb", "Scores", root=book, update_toc=False)
+    assert any("book/02_connection_sensitivity exists but is not listed" in p for p in nbtools.check(book))
+    nbtools.sync_toc(book)
+    assert nbtools.check(book) == []
+
+
+def test_toc_entry_without_a_file_and_wrong_order_are_reported(book: Path):
+    add_chapter(book, "01_preliminaries.ipynb")
+    add_chapter(book, "02_connection_sensitivity.ipynb")
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    chapters = toc["parts"][0]["chapters"]
+    chapters.reverse()
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    assert any("order" in p for p in nbtools.check_toc(book))
+    chapters.append({"file": "book/03_variance_scaling"})
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    assert any("lists book/03_variance_scaling" in p for p in nbtools.check_toc(book))
+
+
+def test_stray_notebook_name_is_reported(book: Path):
+    nbformat.write(nbtools.new_notebook("Scratch"), str(book / "book" / "scratch.ipynb"))
+    assert any("scratch.ipynb: not a chapter file name" in p for p in nbtools.check(book))
+
+
+def test_notebook_without_the_colab_cell_fails(book: Path):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.pop(1))
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(code("import snip_lib"))
+    nbformat.write(nb, path)
+    problems = nbtools.check(book)
+    assert any("first code cell is not the standard Colab set-up cell" in p for p in problems)
+
+
+def test_colab_cell_that_is_not_first_fails(book: Path):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.insert(1, code("import torch")))
+    assert any("first code cell is not the standard Colab set-up cell" in p for p in nbtools.check(book))
+
+
+def test_colab_cell_without_its_tags_fails(book: Path):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells[1].metadata.update(tags=[]))
+    assert any("lacks the tags" in p for p in nbtools.check(book))
+
+
+def test_missing_title_cell_fails(book: Path):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.pop(0))
+    assert any("'# Title'" in p for p in nbtools.check(book))
+
+
+@pytest.mark.parametrize("source", [
+    "import sys\nsys.path.append('..')",
+    "import sys\nsys.path.insert(0, '../tools')",
+    "from sys import path",
+    "from tools import nbtools",
+    "import google",
+    "import helpers",
+    "from . import helpers",
+    "from ..snip_lib import snip",
+    "%run ../tools/make_overview_figure.py",
+    "%cd ..",
+    "import pandas as pd\npd.read_json('../results/lenet.json')",
+    "!pip install tqdm",
+    "%pip install -e ..",
+    "import importlib.util\nimportlib.util.spec_from_file_location('x', 'x.py')",
+], ids=lambda s: s.splitlines()[-1][:40])
+def test_local_path_dependencies_fail(book: Path, source: str):
+    path = add_chapter(book, "04_snip_algorithm.ipynb", [code(source)])
+    problems = nbtools.check(book)
+    assert problems and all("04_snip_algorithm.ipynb: cell 2:" in p for p in problems), problems
+
+
+def test_library_stdlib_and_declared_dependencies_are_allowed(book: Path):
+    source = (
+        "%matplotlib inline\nimport os, sys, json, math\nfrom pathlib import Path\nimport numpy as np\n"
+        "import torch\nimport torch.nn.functional as F\nimport torchvision\nimport pandas as pd\n"
+        "import matplotlib.pyplot as plt\nimport seaborn as sns\nfrom tqdm.auto import tqdm\n"
+        "import scipy.stats\nimport ipywidgets as widgets\nfrom IPython.display import display\n"
+        "from snip_lib.display import glue\nimport snip_lib\nfrom snip_lib import snip, masking\n"
+        "data = Path('data') / 'x.json'\n"
+        "if 'google.colab' in sys.modules:\n    from google.colab import output"
+    )
+    add_chapter(book, "04_snip_algorithm.ipynb", [code(source)])
+    assert nbtools.check(book) == []
+
+
+def test_syntax_error_is_reported(book: Path):
+    add_chapter(book, "04_snip_algorithm.ipynb", [code("def broken(:\n    pass")])
+    assert any("not valid Python" in p for p in nbtools.check(book))
+
+
+def test_committed_outputs_fail_until_stripped(book: Path):
+    path = add_chapter(book, "05_lenet_results.ipynb", [code("print(1)")])
+
+    def run_it(nb):
+        nb.cells[2].execution_count = 1
+        nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    edit(path, run_it)
+    problems = nbtools.check(book)
+    assert any("outputs are committed" in p for p in problems)
+    assert any("execution_count is 1" in p for p in problems)
+    assert any("widget state" in p for p in problems)
+    assert nbtools.strip_outputs(path) is True
+    assert nbtools.strip_outputs(path) is False
+    assert nbtools.check(book) == []
+
+
+def test_wrong_kernelspec_fails(book: Path):
+    path = add_chapter(book, "05_lenet_results.ipynb")
+    edit(path, lambda nb: nb.metadata.kernelspec.update(name="conda-env-snip-py"))
+    assert any("kernelspec name is 'conda-env-snip-py'" in p for p in nbtools.check(book))
+
+
+def test_unknown_citation_key_fails(book: Path):
+    add_chapter(book, "06_modern_models.ipynb",
+                [nbformat.v4.new_markdown_cell("As {cite:t}`lee2019snip` and {cite}`zagoruyko2016wide,nosuchkey2099` show.")])
+    problems = nbtools.check(book)
+    assert problems == ["['book/06_modern_models.ipynb']: cites 'nosuchkey2099', which is not in book/references.bib"]
+
+
+def test_duplicate_bib_key_fails(book: Path):
+    bib = book / "book" / "references.bib"
+    bib.write_text(bib.read_text() + "\n@misc{lee2019snip,\n  title = {Again},\n  year = {2019}\n}\n")
+    assert any("'lee2019snip' is defined more than once" in p for p in nbtools.check(book))
+
+
+def test_config_without_raise_on_error_fails(book: Path):
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config["execute"].pop("raise_on_error")
+    config["sphinx"]["config"].pop("nb_execution_raise_on_error")
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    assert any("raise_on_error is not true" in p for p in nbtools.check(book))
+
+
+@pytest.mark.parametrize("line", ["jupyter-book", "jupyter-book>=1.0", "jupyter-book>=2"])
+def test_unpinned_jupyter_book_fails(book: Path, line: str):
+    text = (book / "requirements.txt").read_text()
+    lines = [line if x.strip() and not x.startswith("#") and nbtools._requirement_name(x) == "jupyter-book" else x
+             for x in text.splitlines()]
+    (book / "requirements.txt").write_text("\n".join(lines) + "\n")
+    assert any("jupyter-book" in p for p in nbtools.check_requirements(book))
+
+
+def test_command_line_new_toc_and_check(book: Path):
+    script = [sys.executable, str(REPO / "tools" / "nbtools.py"), "--root", str(book)]
+    created = subprocess.run(script + ["new", str(book / "book" / "07_what_snip_keeps.ipynb"),
+                                       "--title", "What SNIP keeps"], capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    assert "book/07_what_snip_keeps" in (book / "_toc.yml").read_text()
+    ok = subprocess.run(script + ["check"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout
+    nbformat.write(nbtools.new_notebook("Unlisted"), str(book / "book" / "08_beyond_the_paper.ipynb"))
+    bad = subprocess.run(script + ["check"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "08_beyond_the_paper exists but is not listed" in bad.stdout
+    assert subprocess.run(script + ["toc"], capture_output=True).returncode == 0
+    assert subprocess.run(script + ["check"], capture_output=True).returncode == 0

@@ -1,0 +1,547 @@
+"""Book housekeeping: the table of contents, notebook hygiene and new chapters.
+
+Why this exists: the book is read as HTML, run locally, tested by nbval and opened on
+Colab straight from GitHub. Each of those breaks in its own quiet way (a chapter left
+out of ``_toc.yml`` is silently dropped by ``only_build_toc_files``; a notebook that
+imports a local helper works here and fails on Colab; committed outputs go stale), so
+every rule is checked by one command that CI and ``tests/test_book_structure.py`` run.
+
+Usage (from the repository root)::
+
+    python tools/nbtools.py toc                      # rewrite _toc.yml from the chapter files present
+    python tools/nbtools.py check                    # every rule below; exit status 1 on any problem
+    python tools/nbtools.py new book/03_variance_scaling.ipynb --title "Variance scaling"
+    python tools/nbtools.py strip book/*.ipynb       # clear outputs before committing
+
+Rules checked by ``check``:
+
+* ``_toc.yml`` lists exactly the book pages that exist, in chapter order
+  (``book/intro.md``, ``book/NN_slug.ipynb`` by number, ``book/bibliography.md``);
+* every notebook starts with a ``# Title`` markdown cell, and its first code cell is the
+  standard Colab set-up cell :data:`COLAB_CELL` tagged :data:`COLAB_TAGS`;
+* no notebook reaches for files Colab will not have: no ``sys.path`` changes, no relative
+  or local-module imports (only the standard library, ``snip_lib``, the dependencies
+  declared in ``pyproject.toml`` and ``google.colab``), no ``%run``/``%cd``, no ``../`` paths,
+  no ``pip install`` outside the set-up cell;
+* notebooks are committed without outputs, with ``execution_count`` null, without saved
+  widget state, and with the ``python3`` kernelspec;
+* every ``{cite}`` key used in the book exists in ``book/references.bib``;
+* ``_config.yml`` makes a failing notebook fail the build, and ``jupyter-book`` is pinned below 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOK_DIR = "book"
+TOC_FILE = "_toc.yml"
+CONFIG_FILE = "_config.yml"
+BIB_FILE = "book/references.bib"
+INTRO_PAGE = "intro.md"
+BIBLIOGRAPHY_PAGE = "bibliography.md"
+
+#: The first code cell of every notebook. On Colab only the notebook is fetched, not the
+#: repository, so the library has to come from pip; everywhere else the cell is a no-op.
+COLAB_CELL = '''\
+# Set-up. On Colab this installs snip_lib and the book's dependencies (ranges that keep Colab's
+# own torch and numpy); anywhere else it does nothing.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"'''
+
+#: ``colab-setup`` names the cell for tools; ``hide-input`` folds its source behind a
+#: "Show code cell source" toggle in the HTML (it has no output outside Colab).
+COLAB_TAGS: tuple[str, ...] = ("colab-setup", "hide-input")
+
+#: Parts of the book: (caption, first chapter number, last chapter number).
+PARTS: tuple[tuple[str, int, int], ...] = (
+    ("The method", 1, 4),
+    ("Results", 5, 7),
+    ("Beyond the paper", 8, 99),
+)
+BACK_MATTER_CAPTION = "References"
+
+CHAPTER_RE = re.compile(r"^(?P<number>\d{2})_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+#: Import names of declared distributions whose import name is not the distribution name
+#: with dashes turned into underscores.
+DIST_MODULES: dict[str, tuple[str, ...]] = {
+    "jupyter-book": ("jupyter_book", "myst_nb"),  # myst_nb provides ``glue``
+    "matplotlib": ("matplotlib", "mpl_toolkits"),
+    "ipykernel": ("ipykernel", "IPython"),
+    "pillow": ("PIL",),
+    "scikit-learn": ("sklearn",),
+    "sphinxcontrib-bibtex": ("sphinxcontrib",),
+    "pyyaml": ("yaml",),
+}
+#: Always importable in a notebook: the kernel itself and the library the book is about.
+ALWAYS_ALLOWED = frozenset({"IPython", "snip_lib"})
+#: Colab's own module, for code guarded by ``if "google.colab" in sys.modules:``.
+COLAB_MODULE = "google.colab"
+#: Optional-dependency groups that the Colab cell installs (``snip_lib[colab]``).
+INSTALLED_EXTRAS = ("colab",)
+
+CITE_RE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]*)`")
+BIB_ENTRY_RE = re.compile(r"@(?P<type>[A-Za-z]+)\s*[{(]\s*(?P<key>[^,\s]+)\s*,")
+BIB_NON_ENTRIES = {"comment", "string", "preamble"}
+FORBIDDEN_MAGIC_RE = re.compile(r"^\s*%{1,2}(run|cd|load|bookmark)\b", re.MULTILINE)
+PIP_RE = re.compile(r"^\s*[%!]\s*(pip|conda|mamba)\s+install\b|^\s*!\s*python\S*\s+-m\s+pip\s+install\b", re.MULTILINE)
+FILE_LOADERS = {"spec_from_file_location", "SourceFileLoader", "addsitedir", "run_path"}
+
+
+# --------------------------------------------------------------------------- pages and toc
+
+
+def _root(root: Path | str | None) -> Path:
+    return REPO_ROOT if root is None else Path(root)
+
+
+def chapter_files(root: Path | str | None = None) -> tuple[list[Path], list[Path]]:
+    """Chapter notebooks in ``book/`` in reading order, and notebooks that are not chapters.
+
+    A chapter is ``book/NN_slug.ipynb``; anything else in ``book/`` (a scratch notebook, a
+    typo in the name) cannot be placed in the toc and is returned as a stray.
+    """
+    book = _root(root) / BOOK_DIR
+    chapters: list[tuple[int, str, Path]] = []
+    strays: list[Path] = []
+    for path in sorted(book.glob("*.ipynb")):
+        match = CHAPTER_RE.match(path.name)
+        if match:
+            chapters.append((int(match["number"]), path.name, path))
+        else:
+            strays.append(path)
+    return [p for _, _, p in sorted(chapters)], strays
+
+
+def _docname(path: Path, root: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def expected_toc(root: Path | str | None = None) -> dict[str, Any]:
+    """The ``_toc.yml`` content that matches the pages present under ``book/``."""
+    root = _root(root)
+    book = root / BOOK_DIR
+    if not (book / INTRO_PAGE).exists():
+        raise FileNotFoundError(f"{book / INTRO_PAGE} is missing: it is the root page of the book")
+    chapters, _ = chapter_files(root)
+    parts: list[dict[str, Any]] = []
+    placed: set[Path] = set()
+    for caption, first, last in PARTS:
+        files = [p for p in chapters if first <= int(p.name[:2]) <= last]
+        placed.update(files)
+        if files:
+            parts.append({
+                "caption": caption,
+                "numbered": True,
+                "chapters": [{"file": _docname(p, root)} for p in files],
+            })
+    unplaced = [p.name for p in chapters if p not in placed]
+    if unplaced:
+        raise ValueError(f"chapters {unplaced} fall outside every part in nbtools.PARTS {PARTS}")
+    if (book / BIBLIOGRAPHY_PAGE).exists():
+        parts.append({
+            "caption": BACK_MATTER_CAPTION,
+            "chapters": [{"file": _docname(book / BIBLIOGRAPHY_PAGE, root)}],
+        })
+    toc: dict[str, Any] = {"format": "jb-book", "root": _docname(book / INTRO_PAGE, root)}
+    if parts:
+        toc["parts"] = parts
+    return toc
+
+
+def render_toc(toc: dict[str, Any]) -> str:
+    """YAML text for ``toc``, with a header saying the file is generated."""
+    header = (
+        "# Table of contents of \"SNIP, step by step\" (Jupyter Book 1.x, sphinx-external-toc).\n"
+        "# GENERATED by `python tools/nbtools.py toc` from the files in book/: do not edit by hand;\n"
+        "# add a chapter with `python tools/nbtools.py new book/NN_slug.ipynb --title \"...\"`.\n"
+    )
+    return header + yaml.safe_dump(toc, sort_keys=False, default_flow_style=False, width=100)
+
+
+def sync_toc(root: Path | str | None = None) -> list[Path]:
+    """Rewrite ``_toc.yml`` from the chapter files present; return the stray notebooks left out."""
+    root = _root(root)
+    (root / TOC_FILE).write_text(render_toc(expected_toc(root)), encoding="utf-8")
+    return chapter_files(root)[1]
+
+
+def _toc_files(node: Any) -> list[str]:
+    """Every ``file:`` entry of a parsed toc, depth first, in order."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("root"), str):
+            found.append(node["root"])
+        if isinstance(node.get("file"), str):
+            found.append(node["file"])
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key) or []:
+                found.extend(_toc_files(child))
+    return found
+
+
+def check_toc(root: Path | str | None = None) -> list[str]:
+    """Problems between ``_toc.yml`` and the pages in ``book/`` (missing, extra, order, strays)."""
+    root = _root(root)
+    problems: list[str] = []
+    chapters, strays = chapter_files(root)
+    for stray in strays:
+        problems.append(
+            f"{stray.relative_to(root)}: not a chapter file name (NN_slug.ipynb, lower case), so it "
+            "cannot be in the toc; rename it or move it out of book/"
+        )
+    for page in sorted((root / BOOK_DIR).glob("*.md")):
+        if page.name not in (INTRO_PAGE, BIBLIOGRAPHY_PAGE):
+            problems.append(
+                f"{page.relative_to(root)}: markdown page that is neither intro.md nor bibliography.md; "
+                "only_build_toc_files would silently drop it"
+            )
+    numbers = [p.name[:2] for p in chapters]
+    for number in sorted({n for n in numbers if numbers.count(n) > 1}):
+        problems.append(f"book/: several chapters numbered {number}: {[p.name for p in chapters if p.name[:2] == number]}")
+    toc_path = root / TOC_FILE
+    if not toc_path.exists():
+        return problems + [f"{TOC_FILE} is missing; run `python tools/nbtools.py toc`"]
+    try:
+        actual = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+        expected = expected_toc(root)
+    except (yaml.YAMLError, FileNotFoundError, ValueError) as err:
+        return problems + [f"{TOC_FILE}: {err}"]
+    listed, wanted = _toc_files(actual), _toc_files(expected)
+    for doc in wanted:
+        if doc not in listed:
+            problems.append(f"{TOC_FILE}: page {doc} exists but is not listed; run `python tools/nbtools.py toc`")
+    for doc in listed:
+        if doc not in wanted:
+            problems.append(f"{TOC_FILE}: lists {doc}, which is not a book page that exists; run `python tools/nbtools.py toc`")
+    if not problems and actual != expected:
+        problems.append(f"{TOC_FILE}: pages, order or parts differ from the generated toc; run `python tools/nbtools.py toc`")
+    return problems
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def new_notebook(title: str, *, gpu: bool = False) -> nbformat.NotebookNode:
+    """A chapter skeleton: the title cell and the Colab set-up cell, no outputs."""
+    if not title.strip():
+        raise ValueError("title must be a non-empty string, e.g. 'Variance scaling'")
+    nb = nbformat.v4.new_notebook()
+    nb.nbformat_minor = 5
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    if gpu:  # Colab opens such a notebook on a GPU runtime
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"] = {"gpuType": "T4"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {title.strip()}"),
+        nbformat.v4.new_code_cell(COLAB_CELL, metadata={"tags": list(COLAB_TAGS)}),
+    ]
+    return nb
+
+
+def create_chapter(path: Path | str, title: str, *, gpu: bool = False, root: Path | str | None = None,
+                   update_toc: bool = True) -> Path:
+    """Write a new chapter notebook (never overwrites) and, if it is in ``book/``, resync the toc."""
+    root = _root(root)
+    path = Path(path)
+    if not path.is_absolute():
+        path = (Path.cwd() / path).resolve()
+    if path.suffix != ".ipynb":
+        raise ValueError(f"{path}: a chapter must be an .ipynb file")
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; not overwriting it")
+    in_book = path.parent == (root / BOOK_DIR).resolve()
+    if in_book and not CHAPTER_RE.match(path.name):
+        raise ValueError(f"{path.name}: chapter files are named NN_slug.ipynb (two digits, lower-case slug)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(title, gpu=gpu), str(path))
+    if in_book and update_toc:
+        sync_toc(root)
+    return path
+
+
+def strip_outputs(path: Path | str) -> bool:
+    """Clear outputs, execution counts and saved widget state in place; True if the file changed."""
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    changed = False
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            if cell.get("outputs") or cell.get("execution_count") is not None:
+                changed = True
+            cell.outputs, cell.execution_count = [], None
+    if "widgets" in nb.metadata:
+        del nb.metadata["widgets"]
+        changed = True
+    if changed:
+        nbformat.write(nb, str(path))
+    return changed
+
+
+def _requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not match:
+        raise ValueError(f"cannot read a distribution name from requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def allowed_modules(pyproject: Path | str | None = None) -> frozenset[str]:
+    """Top-level modules a notebook may import: stdlib, ``snip_lib`` and what Colab's cell installs."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    path = Path(pyproject) if pyproject else REPO_ROOT / "pyproject.toml"
+    project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
+    requirements = list(project.get("dependencies", []))
+    for extra in INSTALLED_EXTRAS:
+        requirements += project.get("optional-dependencies", {}).get(extra, [])
+    modules = set(sys.stdlib_module_names) | ALWAYS_ALLOWED
+    for requirement in requirements:
+        name = _requirement_name(requirement)
+        modules.update(DIST_MODULES.get(name, (name.replace("-", "_"),)))
+    return frozenset(modules)
+
+
+def _is_sys_path(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "path"
+            and isinstance(node.value, ast.Name) and node.value.id == "sys")
+
+
+def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
+    """Local-path problems in one code cell (IPython syntax allowed)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    problems: list[str] = []
+    for match in FORBIDDEN_MAGIC_RE.finditer(source):
+        problems.append(f"uses %{match.group(1)}, which depends on local files or folders Colab does not have")
+    if PIP_RE.search(source):
+        problems.append("installs packages; only the Colab set-up cell may (declare the dependency in pyproject.toml)")
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except SyntaxError as err:
+        return problems + [f"is not valid Python/IPython: {err.msg} (line {err.lineno})"]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            problems.append(f"relative import 'from {'.' * node.level}{node.module or ''} import ...' needs local files")
+            continue
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        for name in names:
+            top = name.split(".")[0]
+            if top not in allowed and not (name + ".").startswith(COLAB_MODULE + "."):
+                problems.append(
+                    f"imports '{name}', which is not the standard library, snip_lib or a dependency declared "
+                    "in pyproject.toml (a local module would be missing on Colab)"
+                )
+        if _is_sys_path(node) or (isinstance(node, ast.ImportFrom) and node.module == "sys"
+                                  and any(a.name == "path" for a in node.names)):
+            problems.append("touches sys.path; notebooks must import snip_lib as an installed package")
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            if name in FILE_LOADERS:
+                problems.append(f"loads code from a file path ({name}); Colab only has the notebook")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("../"):
+            problems.append(f"refers to {node.value!r} outside book/; Colab only has the notebook, load it through snip_lib")
+    return problems
+
+
+def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
+    """Problems with one notebook: set-up cell, local paths, committed outputs, kernelspec."""
+    path = Path(path)
+    allowed = allowed_modules() if allowed is None else allowed
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as err:  # nbformat raises several unrelated types for unreadable files
+        return [f"{path.name}: cannot be read as a notebook: {err}"]
+    problems: list[str] = []
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as err:
+        problems.append(f"invalid nbformat: {err.message}")
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        problems.append(f"kernelspec name is {kernel!r}; use 'python3' so nbval, Jupyter Book and Colab agree")
+    if "widgets" in nb.metadata:
+        problems.append("has saved widget state in its metadata; run `python tools/nbtools.py strip` before committing")
+    cells = nb.cells
+    if not cells or cells[0].cell_type != "markdown" or not cells[0].source.lstrip().startswith("# "):
+        problems.append("does not start with a markdown cell holding the '# Title' of the chapter")
+    code_cells = [(i, c) for i, c in enumerate(cells) if c.cell_type == "code"]
+    if not code_cells:
+        problems.append("has no code cell; its first code cell must be the Colab set-up cell (nbtools.COLAB_CELL)")
+    else:
+        index, first = code_cells[0]
+        if first.source.strip() != COLAB_CELL.strip():
+            problems.append(f"cell {index}: the first code cell is not the standard Colab set-up cell (nbtools.COLAB_CELL)")
+        missing_tags = [t for t in COLAB_TAGS if t not in first.metadata.get("tags", [])]
+        if missing_tags:
+            problems.append(f"cell {index}: the Colab set-up cell lacks the tags {missing_tags}")
+    for index, cell in code_cells:
+        if cell.get("outputs"):
+            problems.append(f"cell {index}: outputs are committed; run `python tools/nbtools.py strip {path.name}`")
+        if cell.get("execution_count") is not None:
+            problems.append(f"cell {index}: execution_count is {cell.execution_count}, must be null")
+        if cell.source.strip() != COLAB_CELL.strip():  # the set-up cell itself may %pip install
+            problems.extend(f"cell {index}: {p}" for p in _code_problems(cell.source, allowed))
+    return [f"{path.name}: {p}" for p in problems]
+
+
+# --------------------------------------------------------------------------- bibliography, config
+
+
+def bib_keys(path: Path | str) -> list[str]:
+    """Entry keys of a BibTeX file, in file order (a minimal parse: ``@type{key,``)."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [m["key"] for m in BIB_ENTRY_RE.finditer(text) if m["type"].lower() not in BIB_NON_ENTRIES]
+
+
+def cited_keys(root: Path | str | None = None) -> dict[str, list[str]]:
+    """``{key: [files citing it]}`` over the markdown pages and notebook markdown cells of ``book/``."""
+    root = _root(root)
+    book = root / BOOK_DIR
+    texts: list[tuple[str, str]] = [(str(p.relative_to(root)), p.read_text(encoding="utf-8"))
+                                    for p in sorted(book.glob("*.md"))]
+    for path in sorted(book.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+        except Exception:  # reported by check_notebook
+            continue
+        texts.append((str(path.relative_to(root)),
+                      "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    cited: dict[str, list[str]] = {}
+    for name, text in texts:
+        for match in CITE_RE.finditer(text):
+            for key in (k.strip() for k in match.group(1).split(",")):
+                if key:
+                    cited.setdefault(key, []).append(name)
+    return cited
+
+
+def check_bibliography(root: Path | str | None = None) -> list[str]:
+    """Duplicate bib keys and citations of keys that ``book/references.bib`` lacks."""
+    root = _root(root)
+    bib = root / BIB_FILE
+    if not bib.exists():
+        return [f"{BIB_FILE} is missing"]
+    keys = bib_keys(bib)
+    problems = [f"{BIB_FILE}: key {k!r} is defined more than once" for k in sorted({k for k in keys if keys.count(k) > 1})]
+    for key, files in sorted(cited_keys(root).items()):
+        if key not in keys:
+            problems.append(f"{sorted(set(files))}: cites {key!r}, which is not in {BIB_FILE}")
+    return problems
+
+
+def check_config(root: Path | str | None = None) -> list[str]:
+    """``_config.yml`` must make notebook errors fail the build and build only toc pages."""
+    root = _root(root)
+    path = root / CONFIG_FILE
+    if not path.exists():
+        return [f"{CONFIG_FILE} is missing"]
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    execute = config.get("execute") or {}
+    sphinx_config = (config.get("sphinx") or {}).get("config") or {}
+    problems: list[str] = []
+    if not (execute.get("raise_on_error") is True or sphinx_config.get("nb_execution_raise_on_error") is True):
+        problems.append(f"{CONFIG_FILE}: execute.raise_on_error is not true, so a failing notebook only warns")
+    if execute.get("allow_errors") is True:
+        problems.append(f"{CONFIG_FILE}: execute.allow_errors is true; tag single cells 'raises-exception' instead")
+    if execute.get("execute_notebooks") in (False, "off"):
+        problems.append(f"{CONFIG_FILE}: execute.execute_notebooks is off, but notebooks are committed without outputs")
+    if config.get("only_build_toc_files") is not True:
+        problems.append(f"{CONFIG_FILE}: only_build_toc_files must be true (the build would pick up stray files)")
+    for bib in config.get("bibtex_bibfiles") or []:
+        if not (root / bib).exists():
+            problems.append(f"{CONFIG_FILE}: bibtex_bibfiles lists {bib}, which does not exist")
+    return problems
+
+
+def check_requirements(root: Path | str | None = None) -> list[str]:
+    """``jupyter-book`` must be pinned to 1.x: version 2 ignores ``_config.yml``/``_toc.yml``."""
+    from packaging.requirements import Requirement
+
+    root = _root(root)
+    path = root / "requirements.txt"
+    if not path.exists():
+        return ["requirements.txt is missing"]
+    specs = [Requirement(line.split("#")[0].strip()) for line in path.read_text(encoding="utf-8").splitlines()
+             if line.split("#")[0].strip() and _requirement_name(line) == "jupyter-book"]
+    if not specs:
+        return ["requirements.txt does not list jupyter-book"]
+    problems = []
+    for req in specs:
+        if req.specifier.contains("2.0.0", prereleases=True) or not req.specifier.contains("1.0.4.post1"):
+            problems.append(f"requirements.txt: '{req}' must allow 1.0.4.post1 and exclude 2.x (e.g. >=1.0.4.post1,<2)")
+    return problems
+
+
+def check(root: Path | str | None = None, *, pyproject: Path | str | None = None) -> list[str]:
+    """Every rule of the module docstring; an empty list means the book is in order."""
+    root = _root(root)
+    if pyproject is None and (root / "pyproject.toml").exists():
+        pyproject = root / "pyproject.toml"
+    allowed = allowed_modules(pyproject)
+    problems = check_toc(root)
+    for path in sorted((root / BOOK_DIR).glob("*.ipynb")):
+        problems += [f"{BOOK_DIR}/{p}" for p in check_notebook(path, allowed)]
+    problems += check_bibliography(root)
+    problems += check_config(root)
+    problems += check_requirements(root)
+    return problems
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbtools.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: this checkout)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("toc", help="rewrite _toc.yml from the chapter files in book/")
+    sub.add_parser("check", help="check toc, notebooks, bibliography and config; exit 1 on problems")
+    new = sub.add_parser("new", help="create a chapter notebook (title + Colab cell) and resync the toc")
+    new.add_argument("path", type=Path, help="e.g. book/03_variance_scaling.ipynb")
+    new.add_argument("--title", required=True, help="chapter title, becomes the '# Title' cell")
+    new.add_argument("--gpu", action="store_true", help="ask Colab for a GPU runtime (notebook metadata)")
+    new.add_argument("--no-toc", action="store_true", help="do not rewrite _toc.yml")
+    strip = sub.add_parser("strip", help="clear outputs, execution counts and widget state in place")
+    strip.add_argument("paths", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+
+    if args.command == "toc":
+        strays = sync_toc(args.root)
+        print(f"wrote {args.root / TOC_FILE}")
+        for stray in strays:
+            print(f"left out (not a NN_slug.ipynb chapter name): {stray}", file=sys.stderr)
+        return 0
+    if args.command == "new":
+        path = create_chapter(args.path, args.title, gpu=args.gpu, root=args.root, update_toc=not args.no_toc)
+        print(f"created {path}")
+        return 0
+    if args.command == "strip":
+        for path in args.paths:
+            print(f"{'stripped' if strip_outputs(path) else 'clean   '} {path}")
+        return 0
+    problems = check(args.root)
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s)" if problems else "book structure OK", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
