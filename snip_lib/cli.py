@@ -1,0 +1,343 @@
+"""Command line: ``python -m snip_lib {run,list,info,reproduce}`` (also installed as ``snip``).
+
+Examples::
+
+    python -m snip_lib list
+    python -m snip_lib info --arch lenet5 --sparsity 0.98 0.99
+    python -m snip_lib run --arch lenet300 --sparsity 0.98 --seeds 0 1 2 --out results/lenet300
+    SNIP_QUICK=1 python -m snip_lib run --arch lenet5 --sparsity 0.99 --seeds 0 --epochs 1
+    python -m snip_lib reproduce --list
+
+``run`` writes one JSON result file (with provenance, see :mod:`snip_lib.results`) per
+(sparsity, seed). Bad input exits with status 2 and a message naming the bad value; a
+missing dataset or a diverged run exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+PROG = "python -m snip_lib"
+DEFAULT_OUT = "results/runs"
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _arch(value: str) -> str:
+    from snip_lib import models
+
+    key = value.strip().lower().replace("_", "-")
+    names = models.available_models()
+    if key not in names:
+        raise argparse.ArgumentTypeError(f"unknown architecture {value!r}; available: {', '.join(names)}")
+    return key
+
+
+def _scheme(value: str) -> str:
+    from snip_lib import init
+
+    try:
+        init.canonical_scheme(value)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _sparsity(value: str) -> float:
+    try:
+        s = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= s < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"sparsity must be in [0, 1) (fraction of parameters pruned, e.g. 0.98; 0 = dense), got {value!r}"
+        )
+    return s
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _seed(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {value!r}") from None
+    if not 0 <= n < 2**31:  # far below 2**32, so seeds derived by adding an offset stay valid
+        raise argparse.ArgumentTypeError(f"a seed is an integer in [0, 2**31), got {value!r}")
+    return n
+
+
+def _lr(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"learning rate must be a positive number, got {value!r}") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"learning rate must be a positive number, got {value!r}")
+    return x
+
+
+def _boundary(value: str) -> int | float:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a boundary is a fraction in (0, 1) or an iteration count, got {value!r}") from None
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from snip_lib.experiments import BN_MODES, DEFAULT_INIT
+    from snip_lib.train import OPTIMIZERS, SCHEDULES
+
+    g = p.add_argument_group("training (defaults: see `python -m snip_lib info --arch ARCH`)")
+    g.add_argument("--epochs", type=_positive_int, help="training epochs (default: per architecture and mode)")
+    g.add_argument("--limit-train", type=_positive_int, metavar="N",
+                   help="train on the first N examples of the (shuffled) 90%% training split "
+                        "(default: all in full mode, 5000 in quick mode)")
+    g.add_argument("--batch-size", type=_positive_int, help="training batch size (default 100 MNIST, 128 CIFAR)")
+    g.add_argument("--saliency-batch", type=_positive_int, metavar="N",
+                   help="examples in SNIP's scoring mini-batch (default 100 MNIST, 128 CIFAR)")
+    g.add_argument("--init", type=_scheme, default=DEFAULT_INIT,
+                   help=f"initialisation of the trained network (default {DEFAULT_INIT}, the official code's 'vs'; "
+                        "the paper's VS-X is 'vs-x')")
+    g.add_argument("--scoring-init", type=_scheme, default=None,
+                   help="score an independently initialised copy with this scheme (the official code's "
+                        "two-initialisation variant); default: score the trained network's own weights")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="sgd: momentum 0.9, lr 0.1, wd 5e-4 (paper); adam: lr 1e-3, no wd (Table 3)")
+    g.add_argument("--lr", type=_lr, help="initial learning rate (default: 0.1 sgd, 1e-3 adam)")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="step: paper, x0.1 every 25k (MNIST) / 30k (CIFAR) iterations; official: README, "
+                        "x0.2 at 20/40/60/80%% of the run; constant; cosine (default: step MNIST, official CIFAR)")
+    g.add_argument("--decay-every", type=_positive_int, metavar="ITERS",
+                   help="step schedule: iterations between x0.1 decays (default 25000 MNIST, 30000 CIFAR)")
+    g.add_argument("--boundaries", type=_boundary, nargs="+", metavar="B",
+                   help="official schedule: where the x0.2 steps fall, all fractions of the run (0.2 0.4 0.6 0.8, "
+                        "the default) or all iteration counts (30000 60000 90000 120000)")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 5e-4 sgd, 0 adam)")
+    g.add_argument("--include-bias", action="store_true",
+                   help="biases are prunable too (the official code); default: weights only")
+    g.add_argument("--bn-mode", choices=BN_MODES, default="eval",
+                   help="batch-norm mode while scoring (default eval, as the official code)")
+    g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (CUDA only)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    g.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's choice; use 1 when several runs share the cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--log-every", type=_positive_int, metavar="N", help="print the loss every N iterations")
+    g.add_argument("--smoke-ok", action="store_true",
+                   help="where CIFAR-10 is unavailable, run on random FakeData (labelled SMOKE, not a result)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m snip_lib``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SNIP (Lee, Ajanthan & Torr, ICLR 2019): prune a network at initialisation, train it, "
+                    "and record the result with provenance.",
+        epilog="SNIP_QUICK=1 selects quick mode (fewer epochs, a training subset; same code path).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser(
+        "run", help="prune with SNIP, train, write one JSON result per (sparsity, seed)",
+        description="Prune ARCH with SNIP at each SPARSITY for each SEED, train it, and write one JSON result "
+                    "file per run with provenance (git commit, versions, device, mode).",
+    )
+    run.add_argument("--arch", type=_arch, required=True, help="architecture (see `list`)")
+    run.add_argument("--sparsity", type=_sparsity, nargs="+", required=True,
+                     help="fraction of prunable parameters removed, in [0, 1); 0 trains the dense reference")
+    run.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="seeds (default 0)")
+    run.add_argument("--out", default=DEFAULT_OUT,
+                     help=f"a folder (files named ARCH-spSPARSITY-seedSEED.json) or a .json file name "
+                          f"(suffixed -spS-seedN when there are several runs); default {DEFAULT_OUT}/")
+    _add_training_options(run)
+
+    sub.add_parser("list", help="list the architectures", description="List the architectures of the paper.")
+
+    info = sub.add_parser("info", help="parameter counts and kept counts at given sparsities",
+                          description="Print the prunable layers of ARCH, their sizes, and how many "
+                                      "parameters SNIP keeps at each sparsity.")
+    info.add_argument("--arch", type=_arch, required=True, help="architecture (see `list`)")
+    info.add_argument("--sparsity", type=_sparsity, nargs="*", default=[], help="sparsities to show kept counts for")
+    info.add_argument("--include-bias", action="store_true", help="count biases as prunable (official code)")
+
+    rep = sub.add_parser("reproduce", help="run a named suite of experiments (a table of the paper)",
+                         description="Run every run of a named suite for each seed, writing one result file each.")
+    rep.add_argument("suite", nargs="?", help="suite name (see --list)")
+    rep.add_argument("--list", action="store_true", help="list the suites and exit")
+    rep.add_argument("--seeds", type=_seed, nargs="+", help="override the suite's seeds")
+    rep.add_argument("--out", help="output folder (default results/SUITE)")
+    rep.add_argument("--epochs", type=_positive_int, help="override the epochs of every run")
+    rep.add_argument("--limit-train", type=_positive_int, metavar="N", help="train on N examples")
+    rep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    rep.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep.add_argument("--smoke-ok", action="store_true", help="allow FakeData smoke runs where CIFAR-10 is missing")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _out_path(out: str, arch: str, sparsity: float, seed: int, several: bool) -> Path:
+    tag = f"sp{sparsity:g}-seed{seed}"
+    path = Path(out)
+    if path.suffix.lower() == ".json":
+        return path.with_name(f"{path.stem}-{tag}.json") if several else path
+    return path / f"{arch}-{tag}.json"
+
+
+def _run_one(kwargs: dict[str, Any], path: Path) -> None:
+    from snip_lib import experiments, results
+
+    res = experiments.prune_and_train(**kwargs)
+    results.write_result(
+        path, kind=res["kind"], config=res["config"], metrics=res["metrics"], seed=res["seed"],
+        wall_time=res["wall_time"], device=res["config"]["device"],
+    )
+    m = res["metrics"]
+    best_val = m["test_error_at_best_val"]
+    smoke = "  [SMOKE RUN on FakeData: not a result]" if m["smoke"] else ""
+    print(
+        f"{res['config']['arch']} sparsity {res['config']['sparsity']:g} seed {res['seed']}: "
+        f"final test error {m['final_test_error']:.2f}%, best {m['best_test_error']:.2f}% (epoch {m['best_epoch']}), "
+        f"at best val {best_val:.2f}%; kept {m['kept_parameters']:,}/{m['prunable_parameters']:,}; "
+        f"{res['wall_time']:.1f} s -> {path}{smoke}",
+        flush=True,
+    )
+
+
+def _train_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"decay_every": args.decay_every, "boundaries": args.boundaries, "momentum": args.momentum,
+             "weight_decay": args.weight_decay}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in names.items() if v is not None}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from snip_lib.train import resolve_device
+
+    resolve_device(args.device)  # fail on a missing device before loading anything
+    several = len(args.sparsity) * len(args.seeds) > 1
+    for sparsity in args.sparsity:
+        for seed in args.seeds:
+            kwargs = dict(
+                arch=args.arch, sparsity=sparsity, seed=seed, epochs=args.epochs,
+                saliency_batch=args.saliency_batch, init=args.init, scoring_init=args.scoring_init,
+                include_bias=args.include_bias, bn_mode=args.bn_mode, limit_train=args.limit_train,
+                optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
+                amp=args.amp, channels_last=args.channels_last, device=args.device,
+                progress=not args.no_progress, log_every=args.log_every, smoke_ok=args.smoke_ok,
+                train_options=_train_options(args),
+            )
+            _run_one(kwargs, _out_path(args.out, args.arch, sparsity, seed, several))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from snip_lib import experiments, models
+
+    print(f"{'architecture':<12} {'dataset':<18} input")
+    for name in models.available_models():
+        family = experiments.family_of(name)
+        dataset = "sequential MNIST" if family == "rnn" else models.dataset_for(name)
+        print(f"{name:<12} {dataset:<18} {tuple(models.input_shape(name))}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from snip_lib import experiments, models, snip
+
+    model = models.build(args.arch)
+    prunable = snip.prunable_parameters(model, include_bias=args.include_bias)
+    m = sum(p.numel() for p in prunable.values())
+    d = experiments.defaults_for(args.arch)
+    print(f"{args.arch}: {models.count_parameters(model):,} parameters (conv/linear weights and biases, BN excluded)")
+    print(f"prunable ({'weights and biases' if args.include_bias else 'weights only'}): {m:,}")
+    width = max(len(n) for n in prunable)
+    for name, p in prunable.items():
+        print(f"  {name:<{width}}  {str(tuple(p.shape)):<22} {p.numel():>12,}")
+    for s in args.sparsity:
+        kept = int(round((1.0 - s) * m))
+        print(f"sparsity {s:g}: keeps {kept:,} of {m:,} ({100 * kept / m:.3g}%), prunes {m - kept:,}")
+    print(
+        f"defaults: dataset {models.dataset_for(args.arch)}, batch {d['batch_size']}, saliency batch "
+        f"{d['saliency_batch']}, epochs {d['full_epochs']} full / {d['quick_epochs']} quick, schedule {d['schedule']}"
+    )
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from snip_lib import experiments
+
+    if args.list or args.suite is None:
+        for suite in experiments.SUITES.values():
+            print(f"{suite.name}: {suite.description} ({len(suite.runs)} runs x seeds {list(suite.seeds)})")
+        return 0
+    if args.suite not in experiments.SUITES:
+        parser.error(f"unknown suite {args.suite!r}; available: {', '.join(experiments.SUITES)}")
+    suite = experiments.SUITES[args.suite]
+    out = args.out or f"results/{suite.name}"
+    seeds = args.seeds or list(suite.seeds)
+    for run in suite.runs:
+        for seed in seeds:
+            kwargs = dict(run, seed=seed, device=args.device, progress=not args.no_progress, smoke_ok=args.smoke_ok)
+            if args.epochs is not None:
+                kwargs["epochs"] = args.epochs
+            if args.limit_train is not None:
+                kwargs["limit_train"] = args.limit_train
+            _run_one(kwargs, _out_path(out, run["arch"], run["sparsity"], seed, True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 run failed, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from snip_lib.data import DatasetUnavailableError
+
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "info":
+            return _cmd_info(args)
+        return _cmd_reproduce(args, parser)
+    except DatasetUnavailableError as exc:
+        print(f"{PROG}: dataset unavailable: {exc}", file=sys.stderr)
+        return 1
+    except FloatingPointError as exc:
+        print(f"{PROG}: training failed: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

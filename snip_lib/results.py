@@ -1,0 +1,355 @@
+"""Result files with provenance: one JSON file per run, and a loader that tabulates them.
+
+Every number the book shows comes from such a file, and every file says where it came
+from: the git commit (and whether the working tree had uncommitted changes), library
+versions, the device, quick or full mode and when it ran. No host name is recorded.
+
+Layout of a result file (checked by :func:`validate_result`, described by :data:`SCHEMA`)::
+
+    {"schema_version": 1, "kind": "prune_and_train", "seed": 0,
+     "config": {...}, "metrics": {...}, "wall_time": 12.3,
+     "provenance": {"git_commit": "...", "git_dirty": false, ...}, "extra": {...}}
+
+Non-finite floats (NaN, inf) are written as ``null`` so the files are strict JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob as _glob
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "load_results", "provenance", "read_result", "validate_result", "write_result"]
+
+SCHEMA_VERSION = 1
+
+# A plain description of a result file: field -> {"type": allowed JSON types, "doc": meaning,
+# optional "fields": nested description, optional "values": allowed values}.
+# Types: "str", "int", "number" (int or float), "bool", "dict", "list", "null".
+SCHEMA: dict[str, dict[str, Any]] = {
+    "schema_version": {"type": ["int"], "values": [SCHEMA_VERSION], "doc": "version of this layout"},
+    "kind": {"type": ["str"], "doc": "what produced the file, e.g. 'prune_and_train'"},
+    "seed": {"type": ["int", "null"], "doc": "the run's random seed"},
+    "config": {"type": ["dict"], "doc": "every setting needed to rerun the experiment"},
+    "metrics": {"type": ["dict"], "doc": "measured numbers; errors in percent"},
+    "wall_time": {"type": ["number"], "doc": "seconds the run took"},
+    "extra": {"type": ["dict"], "doc": "anything else (free form)"},
+    "provenance": {
+        "type": ["dict"],
+        "doc": "where the numbers came from",
+        "fields": {
+            "git_commit": {"type": ["str", "null"], "doc": "HEAD of the snip_lib repository; null outside git"},
+            "git_dirty": {"type": ["bool", "null"], "doc": "uncommitted changes in the repository; null outside git"},
+            "snip_lib": {"type": ["str"], "doc": "snip_lib version"},
+            "python": {"type": ["str"], "doc": "Python version"},
+            "torch": {"type": ["str"], "doc": "PyTorch version"},
+            "numpy": {"type": ["str"], "doc": "NumPy version"},
+            "platform": {"type": ["str"], "doc": "OS and machine architecture"},
+            "device": {"type": ["str"], "doc": "torch device the run used ('cpu', 'cuda', ...)"},
+            "device_name": {"type": ["str"], "doc": "CPU model or CUDA device name"},
+            "cpu": {"type": ["str"], "doc": "CPU model"},
+            "cpu_count": {"type": ["int", "null"], "doc": "logical CPUs of the machine"},
+            "num_threads": {"type": ["int"], "doc": "torch intra-op threads"},
+            "cuda": {"type": ["str", "null"], "doc": "CUDA version torch was built with"},
+            "timestamp_utc": {"type": ["str"], "doc": "ISO 8601 time the file was written (UTC)"},
+            "mode": {"type": ["str"], "values": ["quick", "full"], "doc": "snip_lib.config.mode_name()"},
+        },
+    },
+}
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "number": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+    "null": (type(None),),
+}
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _repo_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=_repo_dir(), capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _is_own_checkout() -> bool:
+    """Whether the package sits at the top of its own git work tree.
+
+    An installed copy inside some other repository (a virtualenv in a user's project) must not
+    report that project's commit.
+    """
+    top = _git("rev-parse", "--show-toplevel")
+    return top is not None and Path(top).resolve() == _repo_dir().resolve()
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5, check=False
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def provenance(device: Any = None) -> dict[str, Any]:
+    """Where a result comes from: code version, library versions, hardware, mode, time.
+
+    ``git_commit`` is ``git rev-parse HEAD`` of the repository holding this package (None
+    when the package is not the top of a git checkout, e.g. an installed copy, or the
+    repository has no commit yet); ``git_dirty`` tells whether the
+    working tree had uncommitted changes. ``device`` is the torch device the run used
+    (default: CPU). No host name or user name is recorded.
+    """
+    import torch
+
+    import snip_lib
+    from snip_lib import config
+
+    commit = _git("rev-parse", "--verify", "HEAD") if _is_own_checkout() else None
+    dirty: bool | None = None
+    if commit is not None:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        dirty = None if status is None else bool(status)
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    cpu = _cpu_name()
+    if dev.type == "cuda" and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(dev)
+    elif dev.type == "mps":
+        device_name = f"Apple MPS ({cpu})"
+    else:
+        device_name = cpu
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "snip_lib": snip_lib.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "device": str(dev),
+        "device_name": device_name,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "num_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": config.mode_name(),
+    }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_names(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check(obj: Mapping[str, Any], schema: Mapping[str, dict[str, Any]], prefix: str, problems: list[str]) -> None:
+    for name, spec in schema.items():
+        where = f"{prefix}{name}"
+        if name not in obj:
+            problems.append(f"missing field {where!r}")
+            continue
+        value = obj[name]
+        allowed = spec["type"]
+        ok = any(
+            isinstance(value, _TYPES[t]) and not (t in ("int", "number") and isinstance(value, bool))
+            for t in allowed
+        )
+        if not ok:
+            problems.append(f"field {where!r} must be {' or '.join(allowed)}, got {_type_names(value)} {value!r:.60}")
+            continue
+        if "values" in spec and value not in spec["values"]:
+            problems.append(f"field {where!r} must be one of {spec['values']}, got {value!r}")
+        if "fields" in spec and isinstance(value, dict):
+            _check(value, spec["fields"], f"{where}.", problems)
+
+
+def validate_result(obj: Any) -> None:
+    """Raise ``ValueError`` listing every way ``obj`` departs from :data:`SCHEMA`."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a result must be a JSON object (dict), got {_type_names(obj)}")
+    problems: list[str] = []
+    _check(obj, SCHEMA, "", problems)
+    if isinstance(obj.get("wall_time"), (int, float)) and not isinstance(obj["wall_time"], bool):
+        if not math.isfinite(obj["wall_time"]) or obj["wall_time"] < 0:
+            problems.append(f"field 'wall_time' must be a finite number >= 0, got {obj['wall_time']!r}")
+    unknown = sorted(set(obj) - set(SCHEMA))
+    if unknown:
+        problems.append(f"unknown top-level field(s) {unknown} (put free-form data under 'extra')")
+    if problems:
+        raise ValueError("invalid result: " + "; ".join(problems))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy/torch scalars and arrays to Python, tuples to lists, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return _jsonable(value.detach().cpu().tolist())
+        if isinstance(value, (torch.device, torch.dtype)):
+            return str(value)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    raise TypeError(f"cannot store {value!r} ({type(value).__name__}) in a result file")
+
+
+def write_result(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    seed: int | None,
+    wall_time: float,
+    extra: Mapping[str, Any] | None = None,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Write one result file (atomically: a temporary file then a rename) and return its content.
+
+    ``device`` is the torch device the run used, recorded in the provenance. Parent folders
+    are created. The object is validated before anything is written.
+    """
+    obj = _jsonable(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": kind,
+            "seed": seed,
+            "config": dict(config),
+            "metrics": dict(metrics),
+            "wall_time": wall_time,
+            "provenance": provenance(device),
+            "extra": dict(extra or {}),
+        }
+    )
+    validate_result(obj)
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"result files end in .json, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return obj
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate one result file."""
+    with open(path, encoding="utf-8") as fh:
+        obj = json.load(fh)
+    try:
+        validate_result(obj)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+    return obj
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _matching_files(folder_or_glob: str | os.PathLike) -> list[Path]:
+    target = Path(folder_or_glob).expanduser()
+    if target.is_dir():
+        return sorted(p for p in target.rglob("*.json") if p.is_file())
+    if target.is_file():
+        return [target]
+    matches = sorted(Path(p) for p in _glob.glob(os.fspath(target), recursive=True))
+    return [p for p in matches if p.is_file()]
+
+
+def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None):
+    """All result files under a folder (recursively) or matching a glob, as a DataFrame.
+
+    One row per file. Columns: ``path``, ``kind``, ``seed``, ``wall_time``, and one column
+    per entry of ``config``, ``metrics`` and ``provenance``, prefixed with the section name
+    (``config.arch``, ``metrics.final_test_error``, ``provenance.git_commit``) and not
+    flattened further (a per-layer dict stays one cell). ``kind`` keeps only that kind.
+    JSON files that are not valid results are skipped with a warning. Raises
+    ``FileNotFoundError`` when nothing matches at all.
+    """
+    import pandas as pd
+
+    files = _matching_files(folder_or_glob)
+    if not files:
+        raise FileNotFoundError(f"no result files match {os.fspath(folder_or_glob)!r}")
+    rows = []
+    for f in files:
+        try:
+            obj = read_result(f)
+        except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+            warnings.warn(f"skipping {f}: {exc}", stacklevel=2)
+            continue
+        if kind is not None and obj["kind"] != kind:
+            continue
+        row: dict[str, Any] = {"path": str(f), "kind": obj["kind"], "seed": obj["seed"], "wall_time": obj["wall_time"]}
+        for section in ("config", "metrics", "provenance", "extra"):
+            for key, value in obj[section].items():
+                row[f"{section}.{key}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["path", "kind", "seed", "wall_time"])

@@ -1,0 +1,224 @@
+"""Tests for the command line (python -m snip_lib) and the prune_and_train recipe behind it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from snip_lib import cli, experiments
+from snip_lib.results import validate_result
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest and immune to other jobs on the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run_cli(*args: str, cwd: Path, quick: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["SNIP_QUICK"] = "1" if quick else "0"
+    return subprocess.run(
+        [sys.executable, "-m", "snip_lib", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_run_on_real_mnist_writes_a_valid_result(tmp_path):
+    proc = _run_cli(
+        "run", "--arch", "lenet300", "--sparsity", "0.9", "--seeds", "0", "--epochs", "1",
+        "--limit-train", "1000", "--out", "out", "--device", "cpu", "--no-progress", "--threads", "1",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = list((tmp_path / "out").glob("*.json"))
+    assert [f.name for f in files] == ["lenet300-sp0.9-seed0.json"]
+    obj = json.loads(files[0].read_text())
+    validate_result(obj)
+    assert obj["kind"] == "prune_and_train" and obj["seed"] == 0
+    assert obj["config"]["arch"] == "lenet300" and obj["config"]["dataset"] == "mnist"
+    assert obj["config"]["train_examples"] == 1000 and obj["config"]["train"]["epochs"] == 1
+    assert obj["provenance"]["mode"] == "quick" and "git_commit" in obj["provenance"]
+    m = obj["metrics"]
+    assert m["prunable_parameters"] == 266_200
+    assert m["kept_parameters"] == round(0.1 * 266_200)
+    assert m["smoke"] is False
+    assert 0 <= m["final_test_error"] < 50  # 10 iterations on real MNIST already beat chance (90%)
+    assert m["best_test_error"] <= m["final_test_error"]
+    assert len(m["history"]["test_error"]) == 1
+    assert set(m["per_layer_density"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+    assert "final test error" in proc.stdout
+
+
+def test_unknown_arch_exits_2_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--arch", "resnet9000", "--sparsity", "0.9"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "resnet9000" in err and "lenet300" in err
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--arch", "lenet300", "--sparsity", "1.5"], "1.5"),
+        (["run", "--arch", "lenet300", "--sparsity", "0.9", "--init", "magic"], "magic"),
+        (["run", "--arch", "lenet300", "--sparsity", "0.9", "--epochs", "0"], "'0'"),
+        (["run", "--arch", "lenet300", "--sparsity", "0.9", "--optimizer", "rmsprop"], "rmsprop"),
+        (["run", "--arch", "lenet300", "--sparsity", "0.9", "--seeds", "-3"], "-3"),
+        (["info", "--arch", "nope"], "nope"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_exits_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_missing_device_exits_2(capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cuda"]) == 2
+    assert "cuda" in capsys.readouterr().err
+
+
+def test_list_names_every_architecture(capsys):
+    from snip_lib import models
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in models.available_models():
+        assert name in out
+
+
+def test_info_prints_counts(capsys):
+    assert cli.main(["info", "--arch", "lenet300", "--sparsity", "0.98"]) == 0
+    out = capsys.readouterr().out
+    assert "266,610" in out  # the paper's 267k (weights and biases)
+    assert "266,200" in out  # prunable weights
+    assert "5,324" in out  # round(0.02 * 266,200) kept at 98 %
+    assert cli.main(["info", "--arch", "lenet300", "--include-bias"]) == 0
+    assert "prunable (weights and biases): 266,610" in capsys.readouterr().out
+
+
+def test_output_names():
+    assert cli._out_path("res", "lenet5", 0.99, 3, several=True) == Path("res/lenet5-sp0.99-seed3.json")
+    assert cli._out_path("res/x.json", "lenet5", 0.99, 3, several=False) == Path("res/x.json")
+    assert cli._out_path("res/x.json", "lenet5", 0.99, 3, several=True) == Path("res/x-sp0.99-seed3.json")
+
+
+def test_reproduce_lists_suites(capsys):
+    assert cli.main(["reproduce", "--list"]) == 0
+    assert "table1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        cli.main(["reproduce", "no-such-suite"])
+    assert info.value.code == 2
+
+
+def test_suite_registry_rejects_bad_suites():
+    with pytest.raises(ValueError, match="table1"):
+        experiments.register_suite(experiments.SUITES["table1"])
+    with pytest.raises(ValueError, match="sparsity"):
+        experiments.register_suite(experiments.Suite("x", "bad", runs=({"arch": "lenet300"},)))
+
+
+# --------------------------------------------------------------------------- the recipe in-process
+
+
+def test_prune_and_train_dense_reference_and_quick_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    res = experiments.prune_and_train("lenet300", 0.0, seed=1, limit_train=300, progress=False, device="cpu")
+    cfg, m = res["config"], res["metrics"]
+    assert cfg["train"]["epochs"] == 1  # quick-mode epochs
+    assert cfg["saliency_batch"] is None  # no scoring for the dense reference
+    assert m["kept_parameters"] == m["prunable_parameters"] == 266_200
+    assert m["achieved_sparsity"] == 0.0 and set(m["per_layer_density"].values()) == {1.0}
+    json.dumps({k: v for k, v in res.items()})  # JSON-ready
+
+
+def test_prune_and_train_masks_and_returns_model(monkeypatch):
+    from snip_lib import masking
+
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    res = experiments.prune_and_train(
+        "lenet300", 0.95, seed=0, limit_train=200, epochs=1, progress=False, device="cpu", return_model=True,
+        scoring_init="vs-x",
+    )
+    model = res.pop("model")
+    assert masking.global_sparsity(model) == pytest.approx(0.95, abs=1e-5)
+    kept = sum(int((p != 0).sum()) for n, p in model.named_parameters() if n.endswith("weight"))
+    assert kept <= res["metrics"]["kept_parameters"]  # pruned weights stayed at zero through training
+    assert res["config"]["scoring_init"] == "vs-x"
+
+
+def test_prune_and_train_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="1.0"):
+        experiments.prune_and_train("lenet300", 1.0)
+    with pytest.raises(ValueError, match="nonet"):
+        experiments.prune_and_train("nonet", 0.5)
+    with pytest.raises(ValueError, match="sideways"):
+        experiments.prune_and_train("lenet300", 0.5, bn_mode="sideways")
+    with pytest.raises(ValueError, match="epochs"):
+        experiments.prune_and_train("lenet300", 0.5, epochs=0)
+
+
+def test_defaults_table():
+    assert experiments.family_of("lenet5") == "lenet"
+    assert experiments.family_of("gru-s") == "rnn"
+    assert experiments.family_of("vgg-d") == "cifar"
+    assert experiments.FAMILY_DEFAULTS["cifar"]["saliency_batch"] == 128
+    assert experiments.FAMILY_DEFAULTS["lenet"]["saliency_batch"] == 100
+
+
+@pytest.mark.slow
+def test_cifar_smoke_run_is_labelled(monkeypatch, capsys):
+    from snip_lib import data
+
+    if data.available("cifar10"):
+        pytest.skip("CIFAR-10 is available here, so there is no smoke run")
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    res = experiments.prune_and_train(
+        "alexnet-s", 0.9, limit_train=32, saliency_batch=16, epochs=1, progress=False, device="cpu", smoke_ok=True
+    )
+    assert res["metrics"]["smoke"] is True and res["config"]["dataset"] == "cifar10-fake"
+    assert "SMOKE RUN on FakeData: not a result" in capsys.readouterr().out
+    with pytest.raises(data.DatasetUnavailableError):
+        experiments.prune_and_train("alexnet-s", 0.9, epochs=1, progress=False, device="cpu")
+
+
+def test_schedule_options_reach_the_train_config():
+    args = cli.build_parser().parse_args(
+        ["run", "--arch", "lenet5", "--sparsity", "0.9", "--schedule", "official", "--boundaries", "30000", "60000",
+         "--weight-decay", "0"]
+    )
+    assert cli._train_options(args) == {"boundaries": (30000, 60000), "weight_decay": 0.0}
+    args = cli.build_parser().parse_args(["run", "--arch", "lenet5", "--sparsity", "0.9", "--decay-every", "100"])
+    assert cli._train_options(args) == {"decay_every": 100}
+
+
+def test_inconsistent_schedule_exits_2_before_any_work(capsys):
+    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--schedule", "official",
+                     "--boundaries", "0.5", "3000", "--device", "cpu"])
+    assert code == 2
+    assert "boundaries" in capsys.readouterr().err
+
+
+def test_train_options_are_checked():
+    with pytest.raises(ValueError, match="warmup"):
+        experiments.prune_and_train("lenet300", 0.5, train_options={"warmup": 3})
+    with pytest.raises(ValueError, match="lr"):
+        experiments.prune_and_train("lenet300", 0.5, train_options={"lr": 3})

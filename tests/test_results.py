@@ -1,0 +1,179 @@
+"""Tests for snip_lib.results: result files, their schema and provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from snip_lib import results
+from snip_lib.results import SCHEMA, load_results, provenance, validate_result, write_result
+
+
+def _write(path, seed=0, kind="prune_and_train", **metrics):
+    return write_result(
+        path,
+        kind=kind,
+        config={"arch": "lenet300", "sparsity": 0.9, "boundaries": (0.2, 0.4)},
+        metrics={"final_test_error": 2.5, "best_test_error": 2.1, "per_layer_density": {"fc1.weight": 0.1}, **metrics},
+        seed=seed,
+        wall_time=1.5,
+        extra={"note": "test"},
+    )
+
+
+def test_provenance_fields():
+    p = provenance()
+    assert set(SCHEMA["provenance"]["fields"]) == set(p)
+    assert "git_commit" in p and (p["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", p["git_commit"]))
+    assert (p["git_dirty"] is None) == (p["git_commit"] is None)
+    assert p["torch"] == torch.__version__ and p["numpy"] == np.__version__
+    assert p["mode"] in ("quick", "full")
+    assert p["timestamp_utc"].endswith("+00:00")
+    assert p["device"] == "cpu" and p["device_name"]
+
+
+def test_provenance_has_no_host_name():
+    import socket
+
+    host = socket.gethostname()
+    text = json.dumps(provenance())
+    if len(host) >= 4:  # a very short host name could appear by chance in version strings
+        assert host not in text
+
+
+def test_provenance_mode_follows_snip_quick(monkeypatch):
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    assert provenance()["mode"] == "quick"
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    assert provenance()["mode"] == "full"
+
+
+def test_write_validate_load_round_trip(tmp_path):
+    obj = _write(tmp_path / "a" / "run0.json", seed=0)
+    _write(tmp_path / "a" / "run1.json", seed=1, final_test_error=float("nan"))
+    _write(tmp_path / "b.json", seed=2, kind="other")
+    on_disk = json.loads((tmp_path / "a" / "run0.json").read_text())
+    assert on_disk == obj
+    validate_result(on_disk)
+    assert on_disk["config"]["boundaries"] == [0.2, 0.4]  # tuples stored as lists
+    assert not list(tmp_path.rglob("*.tmp"))  # the atomic write left no temporary file
+
+    df = load_results(tmp_path)
+    assert len(df) == 3
+    assert {"config.arch", "metrics.final_test_error", "provenance.git_commit", "seed", "path"} <= set(df.columns)
+    assert sorted(df["seed"]) == [0, 1, 2]
+    nan_row = df[df["seed"] == 1].iloc[0]
+    assert nan_row["metrics.final_test_error"] is None or math.isnan(nan_row["metrics.final_test_error"])
+    assert df[df["seed"] == 0].iloc[0]["metrics.per_layer_density"] == {"fc1.weight": 0.1}
+
+    only = load_results(tmp_path, kind="other")
+    assert list(only["seed"]) == [2]
+    globbed = load_results(str(tmp_path / "a" / "*.json"))
+    assert sorted(globbed["seed"]) == [0, 1]
+    assert len(load_results(tmp_path, kind="nothing")) == 0
+
+
+def test_load_results_skips_invalid_files_with_a_warning(tmp_path):
+    _write(tmp_path / "good.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"kind": "x"}))
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.warns(UserWarning) as record:
+        df = load_results(tmp_path)
+    assert len(df) == 1
+    messages = " ".join(str(w.message) for w in record)
+    assert "bad.json" in messages and "broken.json" in messages
+
+
+def test_load_results_nothing_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        load_results(tmp_path / "nothing_here" / "*.json")
+
+
+def test_validate_lists_every_problem(tmp_path):
+    obj = _write(tmp_path / "r.json")
+    broken = json.loads(json.dumps(obj))
+    del broken["metrics"]
+    broken["seed"] = "zero"
+    del broken["provenance"]["git_commit"]
+    broken["provenance"]["mode"] = "medium"
+    broken["surprise"] = 1
+    with pytest.raises(ValueError) as info:
+        validate_result(broken)
+    msg = str(info.value)
+    for needle in ("'metrics'", "'seed'", "provenance.git_commit", "medium", "surprise"):
+        assert needle in msg, needle
+
+
+@pytest.mark.parametrize("bad", [[], "text", None])
+def test_validate_rejects_non_objects(bad):
+    with pytest.raises(ValueError, match="dict"):
+        validate_result(bad)
+
+
+def test_validate_rejects_bool_as_number(tmp_path):
+    obj = json.loads(json.dumps(_write(tmp_path / "r.json")))
+    obj["wall_time"] = True
+    with pytest.raises(ValueError, match="wall_time"):
+        validate_result(obj)
+    obj["wall_time"] = -3
+    with pytest.raises(ValueError, match="-3"):
+        validate_result(obj)
+
+
+def test_write_result_converts_numpy_and_torch(tmp_path):
+    obj = write_result(
+        tmp_path / "r.json",
+        kind="k",
+        config={"x": np.float32(0.5), "n": np.int64(3), "t": torch.tensor([1, 2])},
+        metrics={"err": torch.tensor(1.25)},
+        seed=np.int64(4),
+        wall_time=np.float64(2.0),
+    )
+    assert obj["config"] == {"x": 0.5, "n": 3, "t": [1, 2]}
+    assert obj["metrics"]["err"] == 1.25 and obj["seed"] == 4
+
+
+def test_write_result_refuses_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="object"):
+        write_result(tmp_path / "r.json", kind="k", config={"f": object()}, metrics={}, seed=0, wall_time=1.0)
+    with pytest.raises(ValueError, match=r"\.json"):
+        write_result(tmp_path / "r.txt", kind="k", config={}, metrics={}, seed=0, wall_time=1.0)
+    with pytest.raises(ValueError, match="kind"):
+        write_result(tmp_path / "r.json", kind=3, config={}, metrics={}, seed=0, wall_time=1.0)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_git_commit_is_none_outside_git(monkeypatch, tmp_path):
+    monkeypatch.setattr(results, "_repo_dir", lambda: tmp_path)
+    p = provenance()
+    assert p["git_commit"] is None and p["git_dirty"] is None
+
+
+def test_git_commit_is_read_from_the_package_checkout(monkeypatch, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "snip_lib").mkdir(parents=True)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    try:
+        for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "--allow-empty", "-m", "x"]):
+            subprocess.run(["git", *cmd], cwd=repo, env=env, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not usable here")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(results, "_repo_dir", lambda: repo)
+    p = provenance()
+    assert p["git_commit"] == head and p["git_dirty"] is False
+    (repo / "tracked.txt").write_text("x")
+    subprocess.run(["git", "add", "tracked.txt"], cwd=repo, env=env, check=True)
+    assert provenance()["git_dirty"] is True
+    # a package that is only a sub-folder of some other repository reports no commit
+    monkeypatch.setattr(results, "_repo_dir", lambda: repo / "snip_lib")
+    assert provenance()["git_commit"] is None
