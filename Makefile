@@ -6,6 +6,9 @@ PYTHON ?= python3
 PIP    := $(PYTHON) -m pip
 JOBS   ?= 2
 NBVAL_TIMEOUT ?= 1800
+# $(JOBS) workers share the cores: one thread each (torch with 2 threads on a shared 2-core
+# machine runs up to 20x slower). Notebook kernels inherit it from the environment.
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: install test test-lib test-notebooks book book-full clean
 

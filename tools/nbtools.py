@@ -145,7 +145,7 @@ def expected_toc(root: Path | str | None = None) -> dict[str, Any]:
         if files:
             parts.append({
                 "caption": caption,
-                "numbered": True,
+                "numbered": False,  # chapters number their own headings (1.1, 1.2, ...)
                 "chapters": [{"file": _docname(p, root)} for p in files],
             })
     unplaced = [p.name for p in chapters if p not in placed]
