@@ -3,7 +3,7 @@
 Jupyter Book caches executed notebooks keyed on their code cells only, so a change to
 ``snip_lib`` (or to quick/full mode) would otherwise leave stale outputs in the book. This
 script keys the cache on a hash of the library sources and the mode, then runs
-``jupyter-book build . -W -n --keep-going`` (``execute.raise_on_error`` is set in _config.yml).
+``jupyter-book build . --all -W -n --keep-going`` (``execute.raise_on_error`` is set in _config.yml).
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def main() -> int:
             print("build_book: snip_lib or the mode changed, clearing the execution cache")
             shutil.rmtree(CACHE)
         BUILD.mkdir(exist_ok=True)
-    cmd = ["jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going"]
+    # --all: a fresh Sphinx environment, so no page keeps a stale sidebar or old outputs; unchanged
+    # notebooks still come from the execution cache.
+    cmd = ["jupyter-book", "build", str(ROOT), "--all", "-W", "-n", "--keep-going"]
     print("build_book:", " ".join(cmd), f"(SNIP_QUICK={os.environ.get('SNIP_QUICK', '')!r})", flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
     if rc == 0:

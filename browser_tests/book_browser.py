@@ -1,0 +1,470 @@
+"""Open the built HTML book in headless Debian Chromium and record what a reader would see.
+
+Why a real browser: Sphinx's checks stop at the HTML files; whether MathJax typesets every
+formula, images decode, the widget manager restores the saved slider, and no script throws is
+only known once a browser has run the page.
+
+No CDN is reachable on CI, so every request that leaves 127.0.0.1 is intercepted: the CDN
+scripts the book names (MathJax, require.js, the ipywidgets HTML manager) are answered from the
+npm copies in ``_build/vendor-js`` (``tools/vendor_js.py``); anything else is refused, and the
+test fails naming it. The
+HTML files are served unchanged, except that a subresource-integrity hash is dropped when the
+local copy is not byte-identical to the CDN file it stands for (cdnjs minified require.js
+itself; npm ships it unminified); each such edit is recorded in the page report.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_HTML = ROOT / "_build" / "html"
+VENDOR = ROOT / "_build" / "vendor-js"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+
+# Chromium as the machine notes prescribe for this closed network: no background traffic,
+# no component updates, and a name-resolution rule so nothing but loopback can leave.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+CONTENT_TYPES = {
+    ".js": "application/javascript", ".css": "text/css", ".json": "application/json",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".eot": "application/vnd.ms-fontobject",
+    ".svg": "image/svg+xml", ".png": "image/png", ".map": "application/json",
+}
+# Plots and widgets are expected where the chapter's code draws them.
+PLOT_HINTS = re.compile(r"plt\.|sns\.|\bviz\.|\.plot\(|imshow\(")
+WIDGET_HINTS = re.compile(r"ipywidgets|\binteract\(|sparsity_explorer")
+FIGURE_HINTS = re.compile(r"!\[|\{figure\}|\{image\}|<img")
+MATH_HINTS = re.compile(r"\$|\{math\}|\\begin\{")
+
+
+@dataclass(frozen=True)
+class KnownProblem:
+    """A console error, exception or 404 that comes from the book's toolchain, not its content.
+
+    Each is tolerated (and reported) so CI stays green while it lasts; BOOK_TEST_STRICT=1 turns
+    the list off. ``fix`` says how the book can get rid of it; then delete the entry.
+    """
+
+    name: str
+    pattern: re.Pattern      # matched against the message text, or the URL for failed loads
+    cause: str
+    fix: str
+
+
+KNOWN_PROBLEMS = [
+    KnownProblem(
+        "duplicate-inline-scripts", re.compile(r"^Identifier 'THEBE_JS_URL' has already been declared$"),
+        "Sphinx 7.4 writes inline <script> bodies registered after the builder starts twice "
+        "(sphinx-thebe's `const THEBE_JS_URL`, sphinx-togglebutton's selector): the 2nd `const` throws",
+        "a local Sphinx extension that de-duplicates context['script_files'] in html-page-context"),
+    KnownProblem(
+        "theme-mode-unset", re.compile(r"^Got invalid theme mode: \. Resetting to auto\.$"),
+        "pydata-sphinx-theme reads html_context['default_mode'], empty here, on a first visit",
+        "_config.yml sphinx.config.html_context: {default_mode: auto}"),
+    KnownProblem(
+        "widgets-mathjax2-api", re.compile(r"^Cannot read properties of undefined \(reading 'Queue'\)$"),
+        "@jupyter-widgets/html-manager typesets widget labels with MathJax 2's MathJax.Hub.Queue; "
+        "Sphinx loads MathJax 3 (the widget still renders, its label is not typeset)",
+        "a deferred _static script after MathJax that defines MathJax.Hub.Queue via typesetPromise"),
+    KnownProblem(
+        "widgets-fontawesome-404", re.compile(r"/@jupyter-widgets/html-manager/dist/[0-9a-f]{20}\.(woff2?|ttf|eot|svg)$"),
+        "the html-manager bundle asks for its FontAwesome fonts relative to the page, not to the "
+        "CDN, so they 404 on any host (widget icons only; the slider has none)",
+        "none in the book; upstream (@jupyter-widgets/html-manager 1.0.x)"),
+]
+
+
+def known_problem(text: str) -> KnownProblem | None:
+    """The known toolchain problem this message or URL is, unless BOOK_TEST_STRICT is set."""
+    if os.environ.get("BOOK_TEST_STRICT", "") not in ("", "0"):
+        return None
+    return next((k for k in KNOWN_PROBLEMS if k.pattern.search(text)), None)
+
+
+# --------------------------------------------------------------------------- the book's pages
+@dataclass(frozen=True)
+class BookPage:
+    """One page of _toc.yml and what its source says the HTML must show."""
+
+    docname: str            # "book/04_snip_algorithm"
+    source: Path
+    has_math: bool
+    has_plots: bool
+    has_widgets: bool
+
+    @property
+    def html_path(self) -> str:
+        return f"{self.docname}.html"
+
+    @property
+    def slug(self) -> str:
+        return self.docname.replace("/", "__")
+
+
+def toc_docnames(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
+    """Every file of a jb-book _toc.yml, root first, in reading order."""
+    toc = yaml.safe_load(toc_file.read_text())
+    names = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections", []) + entry.get("chapters", []))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    walk(toc.get("chapters", []) + toc.get("sections", []))
+    return [re.sub(r"\.(md|ipynb)$", "", n) for n in names]
+
+
+def book_page(docname: str) -> BookPage:
+    """Read the page's source (.ipynb or .md) to know what its HTML must contain."""
+    for suffix in (".ipynb", ".md"):
+        source = ROOT / f"{docname}{suffix}"
+        if source.exists():
+            break
+    else:
+        raise FileNotFoundError(f"_toc.yml lists {docname!r} but neither .ipynb nor .md exists")
+    if source.suffix == ".ipynb":
+        cells = json.loads(source.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    else:
+        code, text = "", source.read_text()
+    return BookPage(
+        docname=docname, source=source,
+        has_math=bool(MATH_HINTS.search(text)),
+        has_plots=bool(PLOT_HINTS.search(code) or FIGURE_HINTS.search(text)),
+        has_widgets=bool(WIDGET_HINTS.search(code)),
+    )
+
+
+def book_pages() -> list[BookPage]:
+    """The pages of _toc.yml, in reading order."""
+    return [book_page(name) for name in toc_docnames()]
+
+
+# --------------------------------------------------------------------------- local web server
+class BookServer:
+    """``python -m http.server`` on 127.0.0.1 and a free port (port 0: the OS picks it)."""
+
+    def __init__(self, directory: Path = BOOK_HTML) -> None:
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> "BookServer":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+             "--directory", str(self.directory)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self.proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 41234 (http://...) ..."
+        match = re.search(r"port (\d+)", line)
+        if not match:
+            self.__exit__()
+            raise RuntimeError(f"http.server did not start: {line!r}")
+        self.base_url = f"http://127.0.0.1:{match.group(1)}/"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc.stdout.close()
+            self.proc = None
+
+
+class _Anchors(HTMLParser):
+    """Collects every id= and name= of a page (link targets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key in ("id", "name") and value:
+                self.ids.add(value)
+
+
+class LinkChecker:
+    """Fetches each local URL once (with urllib, outside the browser) and checks fragments."""
+
+    def __init__(self) -> None:
+        self._pages: dict[str, tuple[int, set[str]]] = {}
+
+    def fetch(self, url: str) -> tuple[int, set[str]]:
+        if url not in self._pages:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    status, body = resp.status, resp.read()
+            except urllib.error.HTTPError as err:
+                status, body = err.code, b""
+            parser = _Anchors()
+            if body and url.endswith((".html", "/")):
+                parser.feed(body.decode("utf-8", "replace"))
+            self._pages[url] = (status, parser.ids)
+        return self._pages[url]
+
+    def problem(self, link: str) -> str | None:
+        """None when the link resolves; else why not."""
+        url, fragment = urldefrag(link)
+        status, ids = self.fetch(url)
+        if status != 200:
+            return f"{link}: HTTP {status}"
+        if fragment and fragment not in ids and unquote(fragment) not in ids:
+            return f"{link}: no element with id {fragment!r} in {url}"
+        return None
+
+
+# --------------------------------------------------------------------------- CDN stand-ins
+def _sri_matches(path: Path, integrity: str) -> bool:
+    algo, _, digest = integrity.partition("-")
+    if algo not in ("sha256", "sha384", "sha512"):
+        return False
+    return base64.b64encode(hashlib.new(algo, path.read_bytes()).digest()).decode() == digest
+
+
+def vendored_file(url: str) -> Path | None:
+    """The local copy standing for an external URL, if tools/vendor_js.py fetched one."""
+    parts = urlsplit(url)
+    path = VENDOR / parts.netloc / parts.path.lstrip("/")
+    return path if path.is_file() and VENDOR in path.resolve().parents else None
+
+
+SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
+
+
+def strip_mismatched_sri(page: str) -> tuple[str, list[str]]:
+    """Remove integrity="..." from CDN scripts whose local stand-in has other bytes."""
+    stripped: list[str] = []
+
+    def fix(match: re.Match) -> str:
+        tag = match.group(0)
+        src = re.search(r'\bsrc="([^"]+)"', tag)
+        sri = re.search(r'\s+integrity="([^"]+)"', tag)
+        if not (src and sri):
+            return tag
+        local = vendored_file(html.unescape(src.group(1)))
+        if local is None or _sri_matches(local, sri.group(1)):
+            return tag
+        stripped.append(src.group(1))
+        return tag.replace(sri.group(0), "")
+
+    return SCRIPT_TAG.sub(fix, page), stripped
+
+
+# --------------------------------------------------------------------------- the page report
+@dataclass
+class PageReport:
+    """Everything one page load showed; the tests assert on it, the summary prints it."""
+
+    page: BookPage
+    url: str
+    status: int | None = None
+    console: list[dict] = field(default_factory=list)        # {"type", "text", "location"}
+    page_errors: list[str] = field(default_factory=list)     # uncaught exceptions
+    failed_requests: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)   # "404 http://..."
+    external: dict[str, str] = field(default_factory=dict)   # url -> "vendored" | "blocked"
+    sri_stripped: list[str] = field(default_factory=list)
+    math: dict = field(default_factory=dict)
+    images: list[dict] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    sidebar_links: list[str] = field(default_factory=list)
+    widgets: dict = field(default_factory=dict)
+    screenshot: Path | None = None
+    seconds: float = 0.0
+
+    def _split(self, items: list[tuple[str, str]]) -> tuple[list[str], dict[str, list[str]]]:
+        """(unexplained, {known problem name: [items]}) from (key to match, text) pairs."""
+        new: list[str] = []
+        known: dict[str, list[str]] = {}
+        for key, text in items:
+            problem = known_problem(key)
+            if problem is None:
+                new.append(text)
+            else:
+                known.setdefault(problem.name, []).append(text)
+        return new, known
+
+    def errors(self) -> tuple[list[str], dict[str, list[str]]]:
+        """Console errors (Chrome's SEVERE), uncaught exceptions, failed loads and HTTP >= 400.
+
+        A console "Failed to load resource" names no URL in its text: it is matched by the URL
+        it came from, which is also listed in bad_responses / failed_requests.
+        """
+        items = [(m["location"] if m["text"].startswith("Failed to load resource") else m["text"],
+                  f'console: {m["text"]} ({m["location"]})') for m in self.console if m["type"] == "error"]
+        items += [(e, f"exception: {e}") for e in self.page_errors]
+        items += [(r.split(" ", 1)[1], f"HTTP {r}") for r in self.bad_responses]
+        items += [(r.split(" (", 1)[0], f"failed: {r}") for r in self.failed_requests]
+        return self._split(items)
+
+
+JS_MATH = r"""() => {
+  const article = document.querySelector('article') || document.body;
+  const maths = [...article.querySelectorAll('.math')];
+  const unrendered = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 120));
+  const errors = [...article.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent);
+  // Text a reader sees outside code: raw TeX left there means MathJax (or the parser) missed it.
+  const skip = 'pre, code, script, style, textarea, mjx-container, .highlight, .cell_input';
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {
+    acceptNode: n => n.parentElement && n.parentElement.closest(skip) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  const raw = [];
+  const pattern = /\$\$|\\begin\{|\\end\{|\\\(|\\\)|\\\[|\\\]|\$[^$\s][^$\n]{0,80}?\\[a-zA-Z]+/;
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const m = n.textContent.match(pattern);
+    if (m) raw.push(n.textContent.slice(Math.max(0, m.index - 40), m.index + 60));
+  }
+  return {elements: maths.length, containers: article.querySelectorAll('mjx-container').length,
+          unrendered, errors, raw,
+          mathjax_version: window.MathJax && window.MathJax.version || null};
+}"""
+
+JS_IMAGES = r"""() => [...document.querySelectorAll('img')].map(img => ({
+  src: img.currentSrc || img.src, complete: img.complete, naturalWidth: img.naturalWidth,
+  naturalHeight: img.naturalHeight, alt: img.alt || '',
+  inArticle: !!img.closest('article'), inWidget: !!img.closest('.jupyter-widgets, .widget-output')}))"""
+
+JS_LINKS = r"""() => {
+  const hrefs = sel => [...document.querySelectorAll(sel)].map(a => a.href);
+  return {
+    sidebar: hrefs('nav.bd-docs-nav a[href]'),
+    all: hrefs('nav.bd-docs-nav a[href], .bd-sidebar-secondary a[href], article a.reference.internal[href], ' +
+               '.prev-next-area a[href], .navbar-brand[href]'),
+  };
+}"""
+
+JS_WIDGETS = r"""() => {
+  const parse = s => { try { return JSON.parse(s.textContent); } catch (e) { return {error: String(e)}; } };
+  const states = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]')].map(parse);
+  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')].map(parse);
+  const models = Object.assign({}, ...states.map(s => s.state || {}));
+  const sliders = Object.entries(models).filter(([id, m]) => /SliderModel$/.test(m.model_name) && !/Style/.test(m.model_name)).map(([id, m]) => ({
+    id, model: m.model_name,
+    label: m.state._options_labels ? m.state._options_labels[m.state.index] : String(m.state.value),
+    description: m.state.description || ''}));
+  const outputs = Object.values(models).filter(m => m.model_name === 'OutputModel')
+    .map(m => (m.state.outputs || []).map(o => Object.keys(o.data || {})).flat());
+  const rendered = [...document.querySelectorAll('.widget-slider, .widget-hslider, .widget-vslider')]
+    .map(el => ({readout: (el.querySelector('.widget-readout') || {}).textContent || '',
+                 label: (el.querySelector('.widget-label') || {}).textContent || ''}));
+  return {state_scripts: states.length, view_scripts: views.length, models: Object.keys(models).length,
+          model_names: [...new Set(Object.values(models).map(m => m.model_name))].sort(),
+          sliders, outputs, rendered_sliders: rendered,
+          rendered_views: document.querySelectorAll('.jupyter-widgets').length,
+          rendered_output_images: document.querySelectorAll('.widget-output img').length};
+}"""
+
+
+class BookBrowser:
+    """One headless Chromium, one context per page (fresh console and cache each time)."""
+
+    def __init__(self, playwright, width: int = 1280, height: int = 900) -> None:
+        if not CHROMIUM.exists():
+            raise FileNotFoundError(f"{CHROMIUM} missing: run `bash tools/setup_browser.sh`")
+        self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        self.viewport = {"width": width, "height": height}
+
+    def close(self) -> None:
+        self.browser.close()
+
+    def visit(self, page: BookPage, base_url: str, screenshot_dir: Path | None = SCREENSHOTS) -> PageReport:
+        report = PageReport(page=page, url=urljoin(base_url, page.html_path))
+        started = time.monotonic()
+        context = self.browser.new_context(viewport=self.viewport, service_workers="block")
+        context.route("**/*", lambda route: self._route(route, base_url, report))
+        tab = context.new_page()
+        tab.on("console", lambda m: report.console.append(
+            {"type": m.type, "text": m.text, "location": m.location.get("url", "")}))
+        tab.on("pageerror", lambda err: report.page_errors.append(str(err)))
+        tab.on("requestfailed", lambda r: report.failed_requests.append(f"{r.url} ({r.failure})"))
+        tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        try:
+            response = tab.goto(report.url, wait_until="load", timeout=60_000)
+            report.status = response.status if response else None
+            self._settle(tab, page)
+            report.math = tab.evaluate(JS_MATH)
+            report.images = tab.evaluate(JS_IMAGES)
+            links = tab.evaluate(JS_LINKS)
+            report.sidebar_links = links["sidebar"]
+            report.links = sorted({h for h in links["all"] if h.startswith(base_url)})
+            report.widgets = tab.evaluate(JS_WIDGETS)
+            if screenshot_dir is not None:
+                screenshot_dir.mkdir(parents=True, exist_ok=True)
+                report.screenshot = screenshot_dir / f"{page.slug}.png"
+                tab.screenshot(path=str(report.screenshot), full_page=True, animations="disabled")
+        finally:
+            context.close()
+        report.seconds = time.monotonic() - started
+        return report
+
+    @staticmethod
+    def _settle(tab, page: BookPage) -> None:
+        """Wait for MathJax's typesetting, the widget manager, lazy images and the network."""
+        tab.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+        tab.wait_for_function("() => !window.MathJax || !window.MathJax.startup || !!window.MathJax.startup.promise",
+                              timeout=30_000)
+        tab.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise ? "
+                     "MathJax.startup.promise.then(() => true) : false")
+        if page.has_widgets or tab.query_selector('script[type="application/vnd.jupyter.widget-view+json"]'):
+            try:  # the manager replaces each view script by a rendered widget
+                tab.wait_for_function(
+                    "() => document.querySelectorAll('.jupyter-widgets').length >= "
+                    "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
+                    " && document.querySelectorAll('.jupyter-widgets').length > 0", timeout=30_000)
+            except Exception:  # reported by the widget test, with what did render
+                pass
+        tab.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
+        tab.wait_for_load_state("networkidle", timeout=30_000)
+
+    def _route(self, route, base_url: str, report: PageReport) -> None:
+        request = route.request
+        url = request.url
+        if url.startswith(base_url):
+            if request.resource_type == "document":
+                response = route.fetch()
+                body, stripped = strip_mismatched_sri(response.text())
+                report.sri_stripped += stripped
+                route.fulfill(response=response, body=body)
+            else:
+                route.continue_()
+            return
+        local = vendored_file(url)
+        if local is not None:
+            report.external[url] = "vendored"
+            route.fulfill(path=str(local), status=200, headers={
+                "Content-Type": CONTENT_TYPES.get(local.suffix, "application/octet-stream"),
+                "Access-Control-Allow-Origin": "*"})
+        elif url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            report.external[url] = "blocked"
+            route.abort("blockedbyclient")
