@@ -44,3 +44,32 @@ book-full: install
 
 clean:
 	rm -rf _build .pytest_cache
+
+# Student edition: student/NN_*.ipynb are the chapters with each solution replaced by a stub
+# (generated from book/ and committed; `python tools/student_edition.py --check` tells whether
+# they are current), and the HTML book without solutions in _build/student-html (its own
+# config, doctrees and execution cache under _build/student; the main build is not touched).
+.PHONY: student book-student
+
+student:
+	$(PYTHON) tools/student_edition.py
+
+book-student: install
+	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/student_edition.py --html
+
+# Browser test: the built book in headless Debian Chromium from a local server (console errors,
+# MathJax typesetting, images, links, saved widget state); screenshots and report.json in
+# _build/screenshots/. Builds the book first (the execution cache makes a rebuild quick).
+# tools/setup_browser.sh installs chromium (apt-get) and fetches MathJax and the widget manager
+# from the npm registry into _build/vendor-js: no CDN is reachable on CI.
+.PHONY: browser-setup book-test book-test-only
+
+browser-setup:
+	PYTHON=$(PYTHON) bash tools/setup_browser.sh
+
+book-test: book browser-setup
+	$(PYTHON) -m pytest browser_tests -p no:cacheprovider -p no:xdist -v
+
+# The same on an existing build (no rebuild).
+book-test-only: browser-setup
+	$(PYTHON) -m pytest browser_tests -p no:cacheprovider -p no:xdist -v

@@ -145,6 +145,16 @@ class TrainConfig:
     - ``"constant"``: ``lr`` throughout (the official code's default ``--lr_decay_type``).
     - ``"cosine"``: half-cosine from ``lr`` to 0 over the whole run (not in the paper).
 
+    ``warmup_iterations=k`` (default 0, off) multiplies the schedule by ``(i + 1) / k`` for
+    the first ``k`` iterations (a linear warm-up, not in the paper). The book uses it for the
+    LeNets: the dense LeNet-5-Caffe, which has no ReLU after its convolutions, diverges to NaN
+    within ~20 iterations at lr 0.1 from the first step on.
+
+    ``clip_grad_norm=c`` (default None, off) rescales the loss gradient of all parameters to a
+    global L2 norm of at most ``c`` before each step (``torch.nn.utils.clip_grad_norm_``;
+    weight decay is added by the optimiser afterwards). Not in the paper; a guard against the
+    rare exploding step that momentum SGD at lr 0.1 takes on the dense LeNet-5-Caffe.
+
     Weight decay is an L2 penalty on the weights and biases of the layers, not on
     normalisation (BN) parameters, as in the official code (``0.00025 * sum(w**2)`` over
     the masked tensors, whose gradient is ``5e-4 * w``).
@@ -165,6 +175,8 @@ class TrainConfig:
     decay_every: int = 25_000
     decay_factor: float | None = None
     boundaries: tuple[float, ...] | None = None
+    warmup_iterations: int = 0
+    clip_grad_norm: float | None = None
     amp: bool = False
     channels_last: bool = False
 
@@ -203,6 +215,12 @@ class TrainConfig:
             problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if not _is_int(self.decay_every) or self.decay_every < 1:
             problems.append(f"decay_every must be an int >= 1 (iterations), got {self.decay_every!r}")
+        if not _is_int(self.warmup_iterations) or self.warmup_iterations < 0:
+            problems.append(f"warmup_iterations must be an int >= 0 (0 = no warm-up), got {self.warmup_iterations!r}")
+        if self.clip_grad_norm is not None and (
+            not _is_number(self.clip_grad_norm) or not math.isfinite(self.clip_grad_norm) or self.clip_grad_norm <= 0
+        ):
+            problems.append(f"clip_grad_norm must be None (off) or a finite number > 0, got {self.clip_grad_norm!r}")
         if not _is_number(self.decay_factor) or not 0 < self.decay_factor <= 1:
             problems.append(f"decay_factor must be a number in (0, 1], got {self.decay_factor!r}")
         if self.boundaries is not None:
@@ -251,6 +269,13 @@ def lr_at(config: TrainConfig, iteration: int, total_iterations: int) -> float:
         raise ValueError(f"iteration must be an int >= 0, got {iteration!r}")
     if not _is_int(total_iterations) or total_iterations < 1:
         raise ValueError(f"total_iterations must be an int >= 1, got {total_iterations!r}")
+    warmup = getattr(config, "warmup_iterations", 0)
+    if warmup and iteration < warmup:
+        return _scheduled_lr(config, iteration, total_iterations) * (iteration + 1) / warmup
+    return _scheduled_lr(config, iteration, total_iterations)
+
+
+def _scheduled_lr(config: TrainConfig, iteration: int, total_iterations: int) -> float:
     base = float(config.lr)
     if config.schedule == "constant":
         return base
@@ -526,6 +551,9 @@ def fit(
                 loss = F.cross_entropy(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if config.clip_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             if enforce is not None:

@@ -1,0 +1,338 @@
+"""The long runs of chapter 5 ("LeNet results on MNIST"): the paper's Table 1 rows for SNIP.
+
+Importing this module registers two suites in :data:`snip_lib.experiments.SUITES`, so the
+ordinary command line runs them::
+
+    python -m snip_lib reproduce table1-lenet300 --out results/lenet --threads 1
+    python -m snip_lib reproduce table1-lenet5-short --out results/lenet --threads 1
+
+``python -m snip_lib.suites_lenet SUITE [--sparsity S ...]`` runs a subset of a suite (one
+LeNet-5 configuration per process, say), writing the same files; existing files are skipped
+unless ``--overwrite``.
+
+The recipe is the book's LeNet recipe (:data:`snip_lib.experiments.FAMILY_DEFAULTS`: SGD,
+lr 0.1, momentum 0.9, weight decay 5e-4, batch 100, x0.1 after 25k iterations, 50 epochs) plus
+one addition that is **not in the paper**: a linear learning-rate warm-up over the first
+:data:`WARMUP_ITERATIONS` iterations, for every LeNet run, dense and pruned alike. Without it
+the dense LeNet-5-Caffe (no ReLU after its convolutions) diverges to NaN within ~20 iterations
+at lr 0.1, with or without momentum, with the official ``vs`` initialisation and with Glorot.
+The warm-up alone only postpones the divergence to the end of the warm-up (lr ~0.085), and
+warm-up plus gradient-norm clipping at 5 let the dense network train for one epoch and then
+collapse to chance level (all ReLUs dead) in the second epoch at lr 0.1 (the recorded attempt is
+``results/lenet_attempts/``). The LeNet-5-Caffe runs, dense and pruned alike, therefore use
+lr :data:`LENET5_LR` (Caffe's own LeNet example solver starts at 0.01), with the warm-up;
+everything else is the paper's recipe. LeNet-300-100 keeps lr 0.1.
+
+``table1-lenet5-short`` is a **shortened budget**: one full LeNet-5-Caffe epoch costs about a
+minute on a 2-core CPU, so it trains :data:`LENET5_SHORT_EPOCHS` epochs (5,400 iterations) with
+the x0.1 decay moved to the same fraction of the run as 25k of the 27k iterations of the full
+recipe (:data:`LENET5_SHORT_DECAY_EVERY`), seed 0 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from snip_lib import experiments
+
+__all__ = [
+    "LENET5_LR",
+    "LENET5_SHORT_DECAY_EVERY",
+    "LENET5_SHORT_EPOCHS",
+    "PAPER_TABLE1",
+    "SUITE_NAMES",
+    "WARMUP_ITERATIONS",
+    "expected_run",
+    "history_frame",
+    "main",
+    "probe_stability",
+    "recorded_results",
+    "result_name",
+    "results_dir",
+    "summarize",
+]
+
+#: Linear warm-up of the learning rate (iterations) used by every LeNet run of the book.
+WARMUP_ITERATIONS = 500
+#: Shortened LeNet-5-Caffe budget: 10 epochs of 540 iterations = 5,400 iterations.
+LENET5_SHORT_EPOCHS = 10
+#: Learning rate of the LeNet-5-Caffe runs (dense and pruned), see the module docstring.
+LENET5_LR = 0.01
+#: 25k/27k of the full run (50 epochs x 540 iterations), applied to 8,100 iterations.
+LENET5_SHORT_DECAY_EVERY = round(25_000 / 27_000 * LENET5_SHORT_EPOCHS * 540)
+#: Where recorded result files live, relative to the repository's ``results/`` folder.
+RESULTS_SUBDIR = "lenet"
+#: Recorded runs that document a recipe that failed (kept as evidence, not Table 1 results).
+ATTEMPTS_SUBDIR = "lenet_attempts"
+
+#: Test errors (%) of Table 1 of the paper: (arch, sparsity) -> error; sparsity 0 = "Ref.".
+PAPER_TABLE1: dict[tuple[str, float], float] = {
+    ("lenet300", 0.0): 1.7, ("lenet300", 0.95): 1.6, ("lenet300", 0.98): 2.4,
+    ("lenet5", 0.0): 0.9, ("lenet5", 0.98): 0.8, ("lenet5", 0.99): 1.1,
+}
+
+_WARMUP = {"warmup_iterations": WARMUP_ITERATIONS}
+
+_SUITES = (
+    experiments.Suite(
+        name="table1-lenet300",
+        description="Table 1, LeNet-300-100 on MNIST: dense reference, SNIP 95 % and 98 %; "
+                    f"book LeNet recipe (50 epochs) with a {WARMUP_ITERATIONS}-iteration lr warm-up",
+        runs=tuple({"arch": "lenet300", "sparsity": s, "train_options": dict(_WARMUP)} for s in (0.0, 0.95, 0.98)),
+        seeds=(0, 1, 2),
+    ),
+    experiments.Suite(
+        name="table1-lenet5-short",
+        description="Table 1, LeNet-5-Caffe on MNIST: dense reference, SNIP 98 % and 99 %; SHORTENED BUDGET "
+                    f"({LENET5_SHORT_EPOCHS} epochs, x0.1 at iteration {LENET5_SHORT_DECAY_EVERY}) with a "
+                    f"{WARMUP_ITERATIONS}-iteration lr warm-up and lr {LENET5_LR:g} (the dense net diverges at 0.1)",
+        runs=tuple(
+            {"arch": "lenet5", "sparsity": s, "epochs": LENET5_SHORT_EPOCHS, "lr": LENET5_LR,
+             "train_options": {"decay_every": LENET5_SHORT_DECAY_EVERY, **_WARMUP}}
+            for s in (0.0, 0.98, 0.99)
+        ),
+        seeds=(0,),
+    ),
+)
+SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in _SUITES)
+
+for _suite in _SUITES:
+    if _suite.name not in experiments.SUITES:  # importing twice (reload) must not fail
+        experiments.register_suite(_suite)
+
+
+def result_name(arch: str, sparsity: float, seed: int) -> str:
+    """File name of one run, the same as ``python -m snip_lib reproduce`` writes."""
+    return f"{arch}-sp{sparsity:g}-seed{seed}.json"
+
+
+def expected_run(suite: str, arch: str, sparsity: float) -> dict[str, Any]:
+    """The run dict of ``suite`` for (``arch``, ``sparsity``); ``KeyError`` if the suite has none."""
+    if suite not in experiments.SUITES:
+        raise KeyError(f"unknown suite {suite!r}; registered: {', '.join(experiments.SUITES)}")
+    for run in experiments.SUITES[suite].runs:
+        if run["arch"] == arch and abs(run["sparsity"] - sparsity) < 1e-12:
+            return run
+    raise KeyError(f"suite {suite!r} has no run for arch={arch!r}, sparsity={sparsity!r}")
+
+
+# ----------------------------------------------------------------------------- recorded results
+
+
+def results_dir() -> Path:
+    """The repository's ``results/`` folder (next to the ``snip_lib`` package in a checkout).
+
+    An installed copy of snip_lib (``pip install`` on Colab) has no such folder;
+    :func:`recorded_results` then says how to get the files.
+    """
+    return Path(__file__).resolve().parent.parent / "results"
+
+
+def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
+    """The recorded Table 1 runs, ``results/lenet/*.json``, as a DataFrame (one row per run).
+
+    ``subdir=ATTEMPTS_SUBDIR`` loads the recorded failed attempts instead.
+
+    Columns as in :func:`snip_lib.results.load_results`. ``mode`` keeps only runs made in that
+    mode (default ``"full"``: a quick run is not a result); ``None`` keeps all. Raises
+    ``FileNotFoundError`` explaining how to get the files when there are none (on Colab: clone
+    the repository, or run the suites).
+    """
+    from snip_lib import results
+
+    if subdir not in (RESULTS_SUBDIR, ATTEMPTS_SUBDIR):
+        raise ValueError(f"subdir must be {RESULTS_SUBDIR!r} or {ATTEMPTS_SUBDIR!r}, got {subdir!r}")
+    folder = results_dir() / subdir
+    how = ("clone the book's repository (the files are in results/lenet/) and run the notebook there, or produce "
+           "them with `python -m snip_lib reproduce table1-lenet300 --out results/lenet --threads 1` (and "
+           "`table1-lenet5-short`) from the repository root")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no recorded LeNet results: {folder} does not exist; {how}")
+    try:
+        frame = results.load_results(folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no recorded LeNet results: {folder} holds no result file; {how}") from None
+    if mode is not None:
+        if mode not in ("quick", "full"):
+            raise ValueError(f"mode must be 'quick', 'full' or None, got {mode!r}")
+        frame = frame[frame["provenance.mode"] == mode]
+    if frame.empty:
+        raise FileNotFoundError(f"no recorded {mode or ''} LeNet results in {folder}; {how}")
+    return frame.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- tables and probes
+
+_PROTOCOLS = {
+    "final": "metrics.final_test_error",
+    "best_test": "metrics.best_test_error",
+    "at_best_val": "metrics.test_error_at_best_val",
+}
+
+
+def summarize(frame):
+    """One row per (arch, sparsity) of a results frame: paper error and ours, mean and std over seeds.
+
+    ``frame`` is a :func:`recorded_results` (or :func:`snip_lib.results.load_results`) frame of
+    ``prune_and_train`` runs. Columns: ``arch``, ``sparsity`` (%), ``paper``, ``n`` (seeds),
+    ``epochs``, ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
+    ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
+    ``wall_time_mean`` (s), ``device`` and ``commit`` (first 8 hex digits; ``+dirty`` when the
+    working tree had uncommitted changes). The std is the sample std (NaN for one seed).
+    """
+    import pandas as pd
+
+    if frame is None or len(frame) == 0:
+        raise ValueError("summarize needs a non-empty results frame")
+    missing = {"config.arch", "config.sparsity", "config.train", *_PROTOCOLS.values()} - set(frame.columns)
+    if missing:
+        raise ValueError(f"results frame lacks columns {sorted(missing)}; load prune_and_train results")
+    rows = []
+    for (arch, sparsity), g in frame.groupby(["config.arch", "config.sparsity"], sort=True):
+        row = {"arch": arch, "sparsity": round(100 * sparsity, 2), "paper": PAPER_TABLE1.get((arch, round(sparsity, 4))),
+               "n": len(g), "epochs": sorted({t["epochs"] for t in g["config.train"]})}
+        row["epochs"] = row["epochs"][0] if len(row["epochs"]) == 1 else row["epochs"]
+        for name, col in _PROTOCOLS.items():
+            row[f"{name}_mean"] = float(g[col].mean())
+            row[f"{name}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")
+        row["wall_time_mean"] = float(g["wall_time"].mean())
+        row["device"] = ", ".join(sorted(set(g.get("provenance.device_name", g.get("config.device", ["?"])))))
+        commits = set()
+        for c, d in zip(g.get("provenance.git_commit", [None] * len(g)), g.get("provenance.git_dirty", [None] * len(g))):
+            commits.add("none" if c is None else c[:8] + ("+dirty" if d else ""))
+        row["commit"] = ", ".join(sorted(commits))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def history_frame(frame):
+    """Per-epoch test and validation error of every run in ``frame``, in long form for seaborn.
+
+    Columns: ``arch``, ``sparsity`` (%), ``seed``, ``epoch`` (1-based), ``split`` ("test"/"val")
+    and ``error`` (%).
+    """
+    import pandas as pd
+
+    rows = []
+    for _, r in frame.iterrows():
+        hist = r["metrics.history"]
+        for split in ("test", "val"):
+            for epoch, err in enumerate(hist.get(f"{split}_error") or [], start=1):
+                rows.append({"arch": r["config.arch"], "sparsity": round(100 * r["config.sparsity"], 2),
+                             "seed": r["seed"], "epoch": epoch, "split": split, "error": err})
+    return pd.DataFrame(rows, columns=["arch", "sparsity", "seed", "epoch", "split", "error"])
+
+
+def probe_stability(
+    arch: str = "lenet5",
+    *,
+    iterations: int = 40,
+    sparsity: float = 0.0,
+    seed: int = 0,
+    init: str = experiments.DEFAULT_INIT,
+    warmup_iterations: int = 0,
+    clip_grad_norm: float | None = None,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+):
+    """Train ``arch`` for a few iterations of the paper's SGD and record loss and gradient norm.
+
+    Why: the dense LeNet-5-Caffe diverges within a few dozen iterations at lr 0.1; this shows
+    it, and shows what the book's guards (warm-up, clipping) change, in seconds rather than a
+    full run. ``sparsity > 0`` prunes with SNIP first (one batch of 100, as the suites do).
+    Stops early at the first non-finite loss. Returns a DataFrame with ``iteration`` (1-based),
+    ``lr``, ``loss`` and ``grad_norm`` (L2 norm of the loss gradient before clipping).
+    """
+    import math
+
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+
+    from snip_lib import data, masking, models, snip
+    from snip_lib import init as init_mod
+    from snip_lib.train import TrainConfig, lr_at, make_optimizer, seed_everything
+
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    cfg = TrainConfig(epochs=1, lr=lr, momentum=momentum, warmup_iterations=warmup_iterations,
+                      clip_grad_norm=clip_grad_norm, schedule="constant")
+    seed_everything(seed)
+    model = init_mod.apply(models.build(arch), init, seed=seed)
+    if sparsity:
+        x, y = data.first_batch(models.dataset_for(arch), 100, split="train", seed=seed)
+        masking.apply_masks(model, snip.snip_masks(model, x, y, sparsity))
+    enforce = masking.enforce_masks if masking.is_masked(model) else None
+    train = data.load_dataset(models.dataset_for(arch), "train", limit=iterations * 100)
+    loader = data.make_loader(train, 100, shuffle=True, seed=seed)
+    opt = make_optimizer(model, cfg)
+    rows = []
+    model.train()
+    for i, (xb, yb) in enumerate(loader):
+        if i >= iterations:
+            break
+        rate = lr_at(cfg, i, iterations)
+        for group in opt.param_groups:
+            group["lr"] = rate
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        rows.append({"iteration": i + 1, "lr": rate, "loss": float(loss.detach()), "grad_norm": norm})
+        if not math.isfinite(rows[-1]["loss"]) or not math.isfinite(norm):
+            break
+        opt.step()
+        if enforce is not None:
+            enforce(model)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run (a subset of) a suite: ``python -m snip_lib.suites_lenet SUITE [--sparsity S ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m snip_lib.suites_lenet", description=main.__doc__)
+    parser.add_argument("suite", choices=SUITE_NAMES)
+    parser.add_argument("--sparsity", type=float, nargs="+", help="only these sparsities of the suite")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    parser.add_argument("--out", default=f"results/{RESULTS_SUBDIR}", help="output folder (default results/lenet)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--overwrite", action="store_true", help="rerun runs whose file exists")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from snip_lib import results
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    suite = experiments.SUITES[args.suite]
+    runs = [r for r in suite.runs
+            if args.sparsity is None or any(abs(r["sparsity"] - s) < 1e-12 for s in args.sparsity)]
+    if not runs:
+        parser.error(f"suite {args.suite!r} has no run at sparsity {args.sparsity}")
+    for run in runs:
+        for seed in args.seeds or suite.seeds:
+            path = Path(args.out) / result_name(run["arch"], run["sparsity"], seed)
+            if path.exists() and not args.overwrite:
+                print(f"skip {path} (exists)", flush=True)
+                continue
+            res = experiments.prune_and_train(**run, seed=seed, progress=False)
+            results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
+                                 seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"])
+            m = res["metrics"]
+            print(f"{run['arch']} sparsity {run['sparsity']:g} seed {seed}: final {m['final_test_error']:.2f}%, "
+                  f"best {m['best_test_error']:.2f}%, at best val {m['test_error_at_best_val']:.2f}%; "
+                  f"{res['wall_time']:.0f} s -> {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

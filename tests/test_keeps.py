@@ -1,0 +1,328 @@
+"""Behaviour of snip_lib.keeps and snip_lib.suites_keeps (chapter 7: what SNIP keeps)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from snip_lib import data, experiments, init, keeps, models, results, snip, suites_keeps
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def tiny_dataset(n: int = 200, seed: int = 0) -> data.InMemoryImageDataset:
+    """n 28x28 'images' whose first pixel is the example's index (so draws can be traced)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)
+    targets = torch.arange(n) % 10
+    return data.InMemoryImageDataset(images, targets, torch.tensor([0.0]), torch.tensor([255.0]),
+                                     name="mnist", split="train")
+
+
+def lenet300(seed: int = 0) -> torch.nn.Module:
+    return init.apply(models.build("lenet300"), experiments.DEFAULT_INIT, seed=seed)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_correlation_matrix_matches_numpy_and_flags_constant_images():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 4, 5))
+    b = np.stack([a[0], -a[1], rng.normal(size=(4, 5))])
+    c = keeps.correlation_matrix(a, b)
+    assert c.shape == (3, 3)
+    assert c[0, 0] == pytest.approx(1.0)
+    assert c[1, 1] == pytest.approx(-1.0)
+    assert c[2, 2] == pytest.approx(np.corrcoef(a[2].ravel(), b[2].ravel())[0, 1])
+    constant = keeps.correlation_matrix(np.ones((1, 4, 5)), a)
+    assert np.isnan(constant).all()
+
+
+def test_correlation_matrix_rejects_mismatched_pixels():
+    with pytest.raises(ValueError, match="pixels"):
+        keeps.correlation_matrix(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
+    with pytest.raises(ValueError, match="images"):
+        keeps.correlation_matrix(np.zeros((0, 4, 4)), np.zeros((2, 4, 4)))
+
+
+def test_class_mask_images_trace_their_class():
+    """The chapter's Figure-2 claim on three very different digits: each mask looks most like its class."""
+    classes = (0, 1, 7)
+    images = keeps.class_mask_images(lenet300(), (0.5, 0.9), classes=classes, n=100, seed=0)
+    assert images.shape == (2, 3, 28, 28)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    # At 90 % sparsity fc1 keeps fewer connections than at 50 %: the mean of the image is fc1's density.
+    assert (images[1].mean(axis=(1, 2)) < images[0].mean(axis=(1, 2))).all()
+    corr = keeps.correlation_matrix(images[1], keeps.class_mean_images(classes=classes))
+    assert (corr.argmax(axis=1) == np.arange(3)).all(), corr
+
+
+def test_class_mask_images_rejects_bad_arguments():
+    net = lenet300()
+    with pytest.raises(ValueError, match="sparsit"):
+        keeps.class_mask_images(net, (1.2,))
+    with pytest.raises(ValueError, match="class"):
+        keeps.class_mask_images(net, (0.9,), classes=(3, 12))
+    with pytest.raises(ValueError, match="n must"):
+        keeps.class_mask_images(net, (0.9,), n=0)
+
+
+def test_class_mean_images_are_pixel_averages():
+    means = keeps.class_mean_images(classes=(1, 8))
+    assert means.shape == (2, 28, 28)
+    assert 0.0 <= means.min() and means.max() <= 1.0
+    assert means[1].sum() > means[0].sum()  # an 8 has more ink than a 1
+
+
+def test_plot_image_grid_draws_one_axes_per_image():
+    fig = keeps.plot_image_grid(np.random.default_rng(0).random((2, 3, 28, 28)), row_labels=["a", "b"],
+                                col_labels=["0", "1", "2"])
+    assert len(fig.axes) == 6
+    with pytest.raises(ValueError, match="shape"):
+        keeps.plot_image_grid(np.zeros((3, 28, 28)))
+    with pytest.raises(ValueError, match="row_labels"):
+        keeps.plot_image_grid(np.zeros((2, 1, 4, 4)), row_labels=["a"])
+
+
+# ----------------------------------------------------------------------------- Figure 3
+
+
+def test_disjoint_batches_never_share_an_example(monkeypatch):
+    ds = tiny_dataset(200)
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: ds)
+    batches = keeps.disjoint_batches("mnist", [5, 50, 100], seed=3)
+    assert [len(y) for _, y in batches] == [5, 50, 100]
+    ids = torch.cat([x[:, 0, 0, 0] for x, _ in batches])  # normalised index; unique iff examples are
+    assert len(torch.unique(ids)) == 155
+    again = keeps.disjoint_batches("mnist", [5, 50, 100], seed=3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    with pytest.raises(ValueError, match="need 250"):
+        keeps.disjoint_batches("mnist", [100, 150], seed=0)
+    with pytest.raises(ValueError, match="positive"):
+        keeps.disjoint_batches("mnist", [0], seed=0)
+
+
+def test_mask_overlap_counts_shared_kept_connections():
+    a = {"w": torch.tensor([True, True, False, False])}
+    assert keeps.mask_overlap(a, a) == 1.0
+    assert keeps.mask_overlap(a, {"w": torch.tensor([False, False, True, True])}) == 0.0
+    assert keeps.mask_overlap(a, {"w": torch.tensor([True, False, True, False])}) == 0.5
+    with pytest.raises(ValueError, match="different parameters"):
+        keeps.mask_overlap(a, {"v": a["w"]})
+    with pytest.raises(ValueError, match="keeps no connection"):
+        keeps.mask_overlap({"w": torch.zeros(3, dtype=torch.bool)}, {"w": torch.ones(3, dtype=torch.bool)})
+
+
+def test_mask_stability_rises_with_the_batch_size():
+    table = keeps.mask_stability(lenet300(), [1, 1000], 0.9, seed=0, reference_size=2000)
+    assert list(table["batch_size"]) == [1, 1000]
+    assert table["overlap"].between(0, 1).all()
+    assert table["overlap"].iloc[1] > table["overlap"].iloc[0] + 0.2, table
+    assert table["overlap_reference"].iloc[1] > table["overlap_reference"].iloc[0], table
+    assert table["image_corr_reference"].iloc[1] > 0.9, table
+    assert table.attrs["reference_size"] == 2000
+    densities = table.filter(like="density").iloc[0]
+    assert len(densities) == 3 and (densities > 0).all()
+
+
+def test_mask_stability_rejects_a_reference_that_does_not_fit():
+    with pytest.raises(ValueError, match="does not fit"):
+        keeps.mask_stability(lenet300(), [20_000], 0.9, reference_size=20_000)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        keeps.mask_stability(lenet300(), [], 0.9)
+
+
+# ----------------------------------------------------------------------------- Figure 4
+
+
+def test_shuffled_labels_permutes_labels_and_shares_images():
+    ds = tiny_dataset(200)
+    shuffled = keeps.shuffled_labels(ds, seed=1)
+    assert shuffled.images is ds.images
+    assert torch.equal(torch.bincount(shuffled.targets), torch.bincount(ds.targets))
+    assert (shuffled.targets != ds.targets).float().mean() > 0.7
+    assert torch.equal(keeps.shuffled_labels(ds, seed=1).targets, shuffled.targets)
+    assert not torch.equal(keeps.shuffled_labels(ds, seed=2).targets, shuffled.targets)
+    assert torch.equal(ds.targets, torch.arange(200) % 10)  # the original is untouched
+    x, y = shuffled.get_batch(torch.arange(4))
+    assert torch.equal(x, ds.get_batch(torch.arange(4))[0]) and torch.equal(y, shuffled.targets[:4])
+
+
+def test_shuffled_labels_needs_an_in_memory_dataset():
+    with pytest.raises(TypeError, match="InMemoryImageDataset"):
+        keeps.shuffled_labels(torch.utils.data.TensorDataset(torch.zeros(3, 2), torch.zeros(3)))
+
+
+def test_label_fitting_scores_with_true_labels(monkeypatch):
+    seen = {}
+    original = snip.snip_masks
+
+    def spy(model, x, y, sparsity, **kwargs):
+        seen["y"] = y.clone()
+        return original(model, x, y, sparsity, **kwargs)
+
+    monkeypatch.setattr(snip, "snip_masks", spy)
+    run = keeps.label_fitting_run("lenet300", 0.9, "shuffled", n_train=200, epochs=2, n_test=100, seed=4)
+    _, true_y = data.first_batch("mnist", 100, seed=4)
+    assert torch.equal(seen["y"], true_y)
+    m = run["metrics"]
+    assert run["kind"] == "label_fitting" and run["config"]["labels"] == "shuffled"
+    assert len(m["train_loss"]) == len(m["test_error"]) == 2
+    assert m["kept_parameters"] == round(0.1 * m["prunable_parameters"])
+    assert run["config"]["train"]["optimizer"] == "adam" and run["config"]["train"]["weight_decay"] == 0
+    json.dumps(run)  # JSON-ready
+
+
+def test_dense_memorises_shuffled_labels_pruned_does_not():
+    """Figure 4 in miniature: 100 examples, shuffled labels, 40 passes."""
+    kwargs = dict(n_train=100, epochs=40, n_test=100, seed=0)
+    dense = keeps.label_fitting_run("lenet300", 0.0, "shuffled", **kwargs)["metrics"]["final_train_loss"]
+    pruned = keeps.label_fitting_run("lenet300", 0.99, "shuffled", **kwargs)["metrics"]["final_train_loss"]
+    assert dense < 0.5, dense
+    assert pruned > 0.8 * math.log(10), pruned
+
+
+def test_label_fitting_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="labels"):
+        keeps.label_fitting_run("lenet300", 0.9, "random", n_train=10, epochs=1)
+    with pytest.raises(ValueError, match="n_train"):
+        keeps.label_fitting_run("lenet300", 0.9, "true", n_train=0, epochs=1)
+    with pytest.raises(ValueError, match="sparsity"):
+        keeps.label_fitting_run("lenet300", 1.0, "true", n_train=10, epochs=1)
+
+
+# ----------------------------------------------------------------------------- Table 3
+
+
+def test_scoring_init_densities_has_one_row_per_scheme_seed_and_layer():
+    table = keeps.scoring_init_densities("lenet300", ["random_normal", "vs-h"], 0.9, seeds=(0, 1))
+    assert len(table) == 2 * 2 * 3
+    assert set(table["layer"]) == {"fc1", "fc2", "fc3"}
+    # The kept fraction over all weights is the same 10 % whatever the scheme.
+    sizes = {"fc1": 784 * 300, "fc2": 300 * 100, "fc3": 100 * 10}
+    kept = table.assign(kept=table["density"] * table["layer"].map(sizes)).groupby(["scheme", "seed"])["kept"].sum()
+    assert np.allclose(kept, round(0.1 * sum(sizes.values())))
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        keeps.scoring_init_densities("lenet300", ["nope"], 0.9)
+
+
+# ----------------------------------------------------------------------------- recorded results
+
+
+def _write(path, mode, monkeypatch):
+    monkeypatch.setenv("SNIP_QUICK", "1" if mode == "quick" else "0")
+    results.write_result(path, kind="prune_and_train", config={"arch": "lenet300"},
+                         metrics={"final_test_error": 1.5}, seed=0, wall_time=1.0)
+
+
+def test_recorded_results_explains_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(keeps, "results_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="suites_keeps figure3"):
+        keeps.recorded_results("figure3")
+    _write(tmp_path / "keeps" / "figure3" / "a.json", "quick", monkeypatch)
+    with pytest.raises(FileNotFoundError, match="no recorded full results"):
+        keeps.recorded_results("figure3")
+    assert len(keeps.recorded_results("figure3", mode=None)) == 1
+    _write(tmp_path / "keeps" / "figure3" / "b.json", "full", monkeypatch)
+    frame = keeps.recorded_results("figure3")
+    assert list(frame["metrics.final_test_error"]) == [1.5] and frame["path"].iloc[0].endswith("b.json")
+    with pytest.raises(ValueError, match="suite"):
+        keeps.recorded_results("../figure3")
+
+
+def test_results_dir_is_next_to_the_package():
+    import snip_lib
+
+    assert keeps.results_dir().parent == suites_keeps.Path(snip_lib.__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+def test_suites_are_registered_and_their_runs_are_valid_calls():
+    assert {"figure3", "table3"} <= set(experiments.SUITES)
+    assert "figure4" not in experiments.SUITES  # not a prune_and_train suite
+    train_sig = inspect.signature(experiments.prune_and_train)
+    fit_sig = inspect.signature(keeps.label_fitting_run)
+    for suite in suites_keeps.KEEPS_SUITES.values():
+        sig = fit_sig if suite.name == "figure4" else train_sig
+        for run in suite.runs:
+            sig.bind(**run, seed=0, device="cpu", progress=False)
+    fig3 = suites_keeps.KEEPS_SUITES["figure3"].runs
+    assert sorted(r["saliency_batch"] for r in fig3) == sorted(suites_keeps.PAPER_FIGURE3)
+    assert all("epochs" not in r and "schedule" not in r for r in fig3)  # the family recipe decides
+    from snip_lib import suites_lenet  # chapter 5's LeNet recipe: the same warm-up
+
+    assert all(r["train_options"] == {"warmup_iterations": suites_lenet.WARMUP_ITERATIONS} for r in fig3)
+    table3 = suites_keeps.KEEPS_SUITES["table3"].runs
+    assert {r["scoring_init"] for r in table3} == set(suites_keeps.TABLE3_SCHEMES.values())
+    assert all(r["init"] == "glorot_uniform" and r["optimizer"] == "adam" for r in table3)
+
+
+def test_figure4_is_lenet5_in_full_mode_and_small_in_quick_mode(monkeypatch):
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    full = suites_keeps.figure4_sizes()
+    assert full == suites_keeps.FIGURE4_SETTINGS and full["arch"] == "lenet5" and full["sparsity"] == 0.99
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    quick = suites_keeps.figure4_sizes()
+    assert quick["n_train"] * quick["epochs"] < full["n_train"] * full["epochs"]
+    full["n_train"] = 1  # a copy: the module's settings are not changed
+    assert suites_keeps.FIGURE4_SETTINGS["n_train"] == 5000
+
+
+def test_result_names_are_unique_within_every_suite():
+    for suite in suites_keeps.KEEPS_SUITES.values():
+        names = [suites_keeps.result_name(run, seed) for run in suite.runs for seed in (0, 1)]
+        assert len(set(names)) == len(names), suite.name
+    assert suites_keeps.result_name({"arch": "lenet300", "sparsity": 0.9, "saliency_batch": 10}, 2) == \
+        "lenet300-sp0.9-sb10-seed2.json"
+
+
+def test_run_suite_writes_one_file_per_run_and_resumes(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_runner(**kwargs):
+        calls.append(kwargs)
+        return {"kind": "fake", "seed": kwargs["seed"], "config": {**kwargs, "device": "cpu"},
+                "metrics": {"final_test_error": 1.0}, "wall_time": 0.1}
+
+    suite = suites_keeps.KeepsSuite("fake", "a fake suite", runs=({"arch": "lenet300", "sparsity": 0.5,
+                                                                    "saliency_batch": 1},
+                                                                   {"arch": "lenet300", "sparsity": 0.5,
+                                                                    "saliency_batch": 2}),
+                                    runner=fake_runner, seeds=(0,))
+    monkeypatch.setitem(suites_keeps.KEEPS_SUITES, "fake", suite)
+    paths = suites_keeps.run_suite("fake", out=tmp_path, progress=False, epochs=3)
+    assert [p.name for p in paths] == ["lenet300-sp0.5-sb1-seed0.json", "lenet300-sp0.5-sb2-seed0.json"]
+    assert all(results.read_result(p)["extra"] == {"suite": "fake"} for p in paths)
+    assert calls[0]["epochs"] == 3 and calls[0]["progress"] is False
+    suites_keeps.run_suite("fake", out=tmp_path, progress=False)  # both files exist: nothing runs
+    assert len(calls) == 2
+    suites_keeps.run_suite("fake", out=tmp_path, progress=False, overwrite=True, seeds=[0])
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="unknown suite"):
+        suites_keeps.run_suite("nope")
+
+
+def test_main_lists_and_rejects(capsys):
+    assert suites_keeps.main(["--list"]) == 0
+    assert "figure3" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        suites_keeps.main(["nope"])
+    assert exc.value.code == 2

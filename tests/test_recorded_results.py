@@ -1,0 +1,95 @@
+"""Every recorded result file under results/ is a valid result, and says what its suite says.
+
+A recorded file is what the book quotes, so a file edited by hand, written by an older layout,
+or produced with settings that differ from the suite it claims to belong to must fail here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snip_lib import experiments, results, suites_lenet
+
+try:  # registers the figure3/table3 suites of chapter 7, when that module is present
+    from snip_lib import suites_keeps  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+FILES = sorted(p for p in RESULTS.rglob("*.json")) if RESULTS.is_dir() else []
+LENET_FILES = [p for p in FILES if p.parent.name == suites_lenet.RESULTS_SUBDIR]
+
+# run-dict key of a suite -> where prune_and_train records it in the result's config
+_TRAIN_KEYS = {"epochs", "optimizer", "lr", "schedule", "batch_size"}
+_CONFIG_KEYS = {"arch", "sparsity", "saliency_batch", "init", "scoring_init", "include_bias", "bn_mode", "limit_train"}
+
+
+def _suite_of(path: Path, cfg: dict[str, Any]) -> str | None:
+    """The suite a recorded file belongs to: its folder's name, or the LeNet suite of its arch."""
+    if path.parent.name in experiments.SUITES:
+        return path.parent.name
+    if path.parent.name == suites_lenet.RESULTS_SUBDIR:
+        return {"lenet300": "table1-lenet300", "lenet5": "table1-lenet5-short"}.get(cfg.get("arch"))
+    return None
+
+
+def _mismatches(run: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    out = []
+    for key, want in run.items():
+        if key in _CONFIG_KEYS:
+            got = cfg.get(key)
+        elif key in _TRAIN_KEYS:
+            got = cfg["train"].get(key)
+        elif key == "train_options":
+            for k, v in want.items():
+                if cfg["train"].get(k) != (list(v) if isinstance(v, tuple) else v):
+                    out.append(f"train.{k}: suite {v!r}, file {cfg['train'].get(k)!r}")
+            continue
+        elif key == "model_options":
+            got = {k: cfg["model_options"].get(k) for k in want}
+        else:
+            continue  # a run key that is not recorded in the config (e.g. progress)
+        if got != want and not (isinstance(want, float) and isinstance(got, (int, float)) and abs(got - want) < 1e-12):
+            out.append(f"{key}: suite {want!r}, file {got!r}")
+    return out
+
+
+def test_there_are_recorded_lenet_results():
+    assert LENET_FILES, f"no recorded LeNet result in {RESULTS / suites_lenet.RESULTS_SUBDIR}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_recorded_file_is_a_valid_result(path):
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    results.validate_result(obj)  # raises with every problem listed
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_recorded_file_matches_its_suite(path):
+    obj = results.read_result(path)
+    if obj["kind"] != "prune_and_train" or obj["provenance"]["mode"] != "full":
+        pytest.skip("not a full-mode prune_and_train run: no suite to compare with")
+    cfg = obj["config"]
+    name = _suite_of(path, cfg)
+    if name is None:
+        pytest.skip(f"{path.parent.name} is not a registered suite")
+    suite = experiments.SUITES[name]
+    assert obj["seed"] in suite.seeds, f"seed {obj['seed']} not among suite {name!r} seeds {suite.seeds}"
+    candidates = [r for r in suite.runs if r["arch"] == cfg["arch"] and abs(r["sparsity"] - cfg["sparsity"]) < 1e-12]
+    assert candidates, f"suite {name!r} has no run for {cfg['arch']} at sparsity {cfg['sparsity']}"
+    problems = [_mismatches(r, cfg) for r in candidates]
+    assert any(not p for p in problems), f"{path.name} differs from suite {name!r}: {problems}"
+
+
+@pytest.mark.parametrize("path", LENET_FILES, ids=lambda p: p.name)
+def test_lenet_file_is_named_after_its_run(path):
+    obj = results.read_result(path)
+    cfg = obj["config"]
+    assert path.name == suites_lenet.result_name(cfg["arch"], cfg["sparsity"], obj["seed"])
+    assert obj["provenance"]["mode"] == "full" and cfg["dataset"] == "mnist" and not obj["metrics"]["smoke"]
+    hist = obj["metrics"]["history"]
+    assert len(hist["test_error"]) == cfg["train"]["epochs"]

@@ -1,0 +1,570 @@
+"""The student edition of the book: every chapter with its solutions taken out.
+
+Why this exists: the notebooks in ``book/`` are the instructor edition and the single source
+of truth; their solutions are executed by CI (nbval and the book build), so they are known to
+work. Students need the same chapters without the answers, both as notebooks to work in
+(Jupyter, Colab) and as HTML. Hand-kept copies drift, so both are generated:
+
+    python tools/student_edition.py            # write student/NN_*.ipynb from book/NN_*.ipynb
+    python tools/student_edition.py --check    # exit 1 (and list the files) if student/ is stale
+    python tools/student_edition.py --html     # HTML book without solutions, in _build/student-html
+
+How a chapter marks its exercises (sphinx-exercise gated syntax)::
+
+    ```{exercise-start}          <- markdown: the prompt, kept
+    :label: ex-03-2
+    ```
+    ...
+    ```{exercise-end}
+    ```
+    ```{solution-start} ex-03-2  <- markdown: dropped
+    :class: dropdown
+    ```
+    code cell tagged "solution"  <- becomes a stub: "# YOUR ANSWER HERE" and placeholders
+    markdown explanation         <- dropped (it is part of the solution)
+    code cell tagged "check"     <- kept: public test, fails on the stub, passes on the answer
+    ```{solution-end}
+    ```                          <- dropped
+
+A stub keeps what the check needs to fail cleanly instead of with a ``NameError``: every
+function or class the solution defines at top level and the check uses keeps its signature
+and raises ``NotImplementedError("exercise 3.2: ...")``; every such variable is set to
+``None``. Names the check takes from the chapter's own text are left alone.
+
+The student notebooks are written byte for byte the same on every run (no outputs, fixed cell
+ids), so ``--check`` can tell CI whether ``student/`` is up to date.
+
+The HTML: sphinx-exercise's own ``hide_solutions: true`` cannot be used, because with gated
+solutions it crashes the build in sphinx-exercise 1.2.1 (``NotImplementedError: ... departing
+unknown node type: solution_end_node``; executablebooks/sphinx-exercise#89), and even without
+the crash it would leave the cells between ``solution-start`` and ``solution-end`` in place.
+``--html`` therefore builds the book with a copy of ``_config.yml`` that loads this file as a
+Sphinx extension (:func:`setup`), which removes every solution after sphinx-exercise has merged
+the gated blocks. It writes only below ``_build/student*``, never to the main build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOK_DIR = "book"
+STUDENT_DIR = "student"
+CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
+
+SOLUTION_TAG = "solution"
+CHECK_TAG = "check"
+#: Tag of the generated stub cells, so tools and tests can find them.
+STUB_TAG = "answer"
+ANSWER_MARK = "# YOUR ANSWER HERE"
+
+#: Where ``--html`` writes: the HTML itself, and a scratch folder for its config, doctrees,
+#: execution cache and Sphinx's own output (kept for incremental rebuilds).
+HTML_OUT = Path("_build") / "student-html"
+HTML_WORK = Path("_build") / "student"
+
+DIRECTIVE_RE = re.compile(r"^\s*(?:`{3,}|:{3,})\{(exercise|solution)-(start|end)\}[ \t]*(\S*)")
+LABEL_RE = re.compile(r"^\s*:label:\s*(\S+)", re.MULTILINE)
+CLASS_RE = re.compile(r"^\s*:class:\s*(.+)$", re.MULTILINE)
+EXERCISE_LABEL_RE = re.compile(r"^ex-(\d+)-(\d+)$")
+
+
+# --------------------------------------------------------------------------- reading a chapter
+
+
+@dataclass
+class Exercise:
+    """One exercise of a chapter, as cell indices into the instructor notebook."""
+
+    label: str
+    prompt: list[int] = field(default_factory=list)          # exercise-start .. exercise-end
+    solution_start: int | None = None                         # the {solution-start} cell
+    solution_end: int | None = None                           # the {solution-end} cell
+    solution_code: list[int] = field(default_factory=list)    # code cells tagged "solution"
+    solution_prose: list[int] = field(default_factory=list)   # other markdown in the block
+    checks: list[int] = field(default_factory=list)           # code cells tagged "check"
+
+    @property
+    def number(self) -> str:
+        """``ex-03-2`` -> ``3.2``, the number sphinx-exercise shows; other labels as they are."""
+        match = EXERCISE_LABEL_RE.match(self.label)
+        return f"{int(match[1])}.{int(match[2])}" if match else self.label
+
+    @property
+    def solution_block(self) -> range:
+        """Indices of every cell from ``{solution-start}`` to ``{solution-end}``, both included."""
+        if self.solution_start is None or self.solution_end is None:
+            return range(0)
+        return range(self.solution_start, self.solution_end + 1)
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _directives(source: str) -> list[tuple[str, str, str]]:
+    """``(kind, edge, argument)`` for every gated fence in a markdown cell, in order."""
+    return [(m[1], m[2], m[3]) for m in map(DIRECTIVE_RE.match, source.splitlines()) if m]
+
+
+def parse_exercises(nb: nbformat.NotebookNode) -> tuple[list[Exercise], list[str]]:
+    """The exercises of a chapter and every way it departs from the conventions above.
+
+    Problems are returned, not raised, so that ``--check`` and the tests can list all of them.
+    """
+    exercises: list[Exercise] = []
+    problems: list[str] = []
+    current: Exercise | None = None    # exercise whose prompt is open
+    solution: Exercise | None = None   # exercise whose solution block is open
+    for index, cell in enumerate(nb.cells):
+        where = f"cell {index}"
+        tags = _tags(cell)
+        if cell.cell_type == "markdown":
+            directives = _directives(cell.source)
+            in_prompt = current is not None or any(kind == "exercise" for kind, _, _ in directives)
+            for kind, edge, argument in directives:
+                if (kind, edge) == ("exercise", "start"):
+                    if current is not None or solution is not None:
+                        problems.append(f"{where}: exercise-start inside another exercise or solution")
+                    label = LABEL_RE.search(cell.source)
+                    if not label:
+                        problems.append(f"{where}: exercise-start without a :label:")
+                    current = Exercise(label[1] if label else f"(unlabelled, {where})")
+                    exercises.append(current)
+                elif (kind, edge) == ("exercise", "end"):
+                    if current is None:
+                        problems.append(f"{where}: exercise-end without an exercise-start")
+                    current = None
+                elif (kind, edge) == ("solution", "start"):
+                    if solution is not None or current is not None:
+                        problems.append(f"{where}: solution-start inside another exercise or solution")
+                    target = next((e for e in exercises if e.label == argument), None)
+                    if target is None or target is not exercises[-1]:
+                        problems.append(f"{where}: solution-start {argument!r} does not follow exercise "
+                                        f"{exercises[-1].label if exercises else '(none)'}")
+                    if target is not None and target.solution_start is not None:
+                        problems.append(f"{where}: a second solution for {argument}")
+                    if target is not None and target.solution_start is None:
+                        target.solution_start = index
+                        classes = CLASS_RE.search(cell.source)
+                        if not classes or "dropdown" not in classes[1].split():
+                            problems.append(f"{where}: solution-start {argument} lacks ':class: dropdown'")
+                        solution = target
+                elif (kind, edge) == ("solution", "end"):
+                    if solution is None:
+                        problems.append(f"{where}: solution-end without a solution-start")
+                    else:
+                        solution.solution_end = index
+                    solution = None
+            if in_prompt and exercises:
+                exercises[-1].prompt.append(index)
+            elif solution is not None and solution.solution_start != index:
+                solution.solution_prose.append(index)
+            elif SOLUTION_TAG in tags and solution is None and not directives:
+                problems.append(f"{where}: markdown tagged {SOLUTION_TAG!r} outside a solution block")
+            continue
+        if cell.cell_type != "code":
+            continue
+        if SOLUTION_TAG in tags and CHECK_TAG in tags:
+            problems.append(f"{where}: tagged both {SOLUTION_TAG!r} and {CHECK_TAG!r}")
+        if solution is None:
+            for tag in (SOLUTION_TAG, CHECK_TAG):
+                if tag in tags:
+                    problems.append(f"{where}: code tagged {tag!r} outside a solution block")
+            if current is not None:
+                problems.append(f"{where}: code cell inside an exercise prompt (put it in the solution block)")
+            continue
+        if SOLUTION_TAG in tags:
+            if solution.checks:
+                problems.append(f"{where}: solution code after the check of {solution.label}")
+            solution.solution_code.append(index)
+        elif CHECK_TAG in tags:
+            solution.checks.append(index)
+        else:
+            problems.append(f"{where}: code cell in the solution of {solution.label} tagged neither "
+                            f"{SOLUTION_TAG!r} nor {CHECK_TAG!r}")
+    if current is not None:
+        problems.append(f"exercise {current.label}: no exercise-end")
+    if solution is not None:
+        problems.append(f"solution of {solution.label}: no solution-end")
+    labels = [e.label for e in exercises]
+    for label in sorted({x for x in labels if labels.count(x) > 1}):
+        problems.append(f"exercise label {label} used more than once")
+    for exercise in exercises:
+        if exercise.solution_start is None:
+            problems.append(f"exercise {exercise.label}: no solution")
+            continue
+        if not exercise.solution_code:
+            problems.append(f"exercise {exercise.label}: its solution has no code cell tagged {SOLUTION_TAG!r}")
+        if not exercise.checks:
+            problems.append(f"exercise {exercise.label}: its solution has no code cell tagged {CHECK_TAG!r}")
+    return exercises, problems
+
+
+# --------------------------------------------------------------------------- names in code
+
+
+def python_source(source: str) -> str:
+    """Cell source as plain Python (IPython magics turned into calls), for ``ast``."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _target_names(target: ast.AST) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []  # attributes and subscripts bind no new name
+
+
+def top_level_bindings(tree: ast.Module) -> dict[str, ast.stmt]:
+    """Names bound at module level (not inside functions or classes), with their first binding."""
+    found: dict[str, ast.stmt] = {}
+
+    def visit(body: Iterable[ast.stmt]) -> None:
+        for stmt in body:
+            names: list[str] = []
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [stmt.name]
+            elif isinstance(stmt, ast.Assign):
+                names = [n for t in stmt.targets for n in _target_names(t)]
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+                names = _target_names(stmt.target)
+            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                names = [(a.asname or a.name).split(".")[0] for a in stmt.names]
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                names = _target_names(stmt.target)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                names = [n for item in stmt.items if item.optional_vars for n in _target_names(item.optional_vars)]
+            for name in names:
+                found.setdefault(name, stmt)
+            for attr in ("body", "orelse", "finalbody"):
+                if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    visit(getattr(stmt, attr, []) or [])
+            for handler in getattr(stmt, "handlers", []) or []:
+                visit(handler.body)
+    visit(tree.body)
+    return found
+
+
+def names_used(tree: ast.Module) -> set[str]:
+    """Names a cell reads and does not bind anywhere itself (comprehension and loop variables,
+    function arguments), that is, the names it takes from the cells before it."""
+    loaded, bound = set(), set(top_level_bindings(tree))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+    return loaded - bound
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+    return f"{keyword} {node.name}({ast.unparse(node.args)}){returns}:"
+
+
+def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], number: str,
+                known_before: set[str], *, first: bool = True) -> str:
+    """The student's cell for one solution cell: the answer mark and the placeholders.
+
+    Placeholders are made for the names that the solution binds at top level and the checks
+    use, except names the chapter already defined before the exercise (``known_before``):
+    overwriting those would break the chapter's own values.
+    """
+    solution_tree = ast.parse(python_source(solution_sources[-1]))
+    needed: set[str] = set()
+    for check in check_sources:
+        needed |= names_used(ast.parse(python_source(check)))
+    earlier_solutions: set[str] = set()
+    for source in solution_sources[:-1]:
+        earlier_solutions |= set(top_level_bindings(ast.parse(python_source(source))))
+    header = (f"{ANSWER_MARK} (exercise {number})\n# Replace the placeholders with your answer; the check "
+              "cell below tests it." if first else f"{ANSWER_MARK} (exercise {number}, continued)")
+    imports: list[str] = []
+    blocks: list[str] = []
+    variables: list[str] = []
+    for name, stmt in top_level_bindings(solution_tree).items():
+        if name not in needed or name in known_before or name in earlier_solutions:
+            continue
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            # An import is not an answer, and without it the check would fail with a NameError.
+            if ast.unparse(stmt) not in imports:
+                imports.append(ast.unparse(stmt))
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            blocks.append(f'{_signature(stmt)}\n    raise NotImplementedError("exercise {number}: write {name}")')
+        elif isinstance(stmt, ast.ClassDef):
+            blocks.append(f"class {name}:\n    def __init__(self, *args, **kwargs):\n"
+                          f'        raise NotImplementedError("exercise {number}: write {name}")')
+        else:
+            variables.append(f"{name} = None")
+    chunks = (["\n".join(imports)] if imports else []) + blocks + (["\n".join(variables)] if variables else [])
+    return header + "\n" + "\n\n\n".join(chunks) if chunks else header
+
+
+def names_defined_before(nb: nbformat.NotebookNode, index: int, skip: set[int]) -> set[str]:
+    """Top-level names bound by the code cells before ``index`` that the student edition keeps."""
+    names: set[str] = set()
+    for i, cell in enumerate(nb.cells[:index]):
+        if cell.cell_type == "code" and i not in skip:
+            try:
+                names |= set(top_level_bindings(ast.parse(python_source(cell.source))))
+            except SyntaxError:
+                pass
+    return names
+
+
+# --------------------------------------------------------------------------- the student notebook
+
+
+def _banner(source_name: str, has_exercises: bool) -> nbformat.NotebookNode:
+    # Plain Markdown (no MyST directive): the notebook is read in Jupyter and Colab, not Sphinx.
+    text = (
+        "> **Student edition — solutions removed.** Generated from "
+        f"`{BOOK_DIR}/{source_name}` by `tools/student_edition.py`; do not edit (edit the chapter "
+        "in `book/` and run `make student`)."
+    )
+    if has_exercises:
+        text += (
+            "\n>\n"
+            f"> Each exercise is followed by a code cell that starts with `{ANSWER_MARK}`: replace its "
+            "placeholders with your answer, then run the check cell under it, which fails until your "
+            "answer is right."
+        )
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.id = "student-edition-banner"
+    return cell
+
+
+def _clean(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    cell = copy.deepcopy(cell)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    return cell
+
+
+def _ensure_ids(nb: nbformat.NotebookNode, source_name: str) -> None:
+    """Fixed cell ids for notebooks saved without them (nbformat would invent random ones)."""
+    nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
+    for index, cell in enumerate(nb.cells):
+        if not cell.get("id"):
+            cell.id = hashlib.sha1(f"{source_name}:{index}".encode()).hexdigest()[:8]
+
+
+def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.NotebookNode:
+    """The student edition of one instructor notebook (raises ValueError on convention breaks)."""
+    nb = copy.deepcopy(nb)
+    _ensure_ids(nb, source_name)
+    exercises, problems = parse_exercises(nb)
+    if problems:
+        raise ValueError(f"{BOOK_DIR}/{source_name} does not follow the exercise conventions:\n  "
+                         + "\n  ".join(problems))
+    if not nb.cells or nb.cells[0].cell_type != "markdown" or not nb.cells[0].source.lstrip().startswith("# "):
+        raise ValueError(f"{BOOK_DIR}/{source_name}: the first cell must be the '# Title' markdown cell")
+    in_solution = {i: e for e in exercises for i in e.solution_block}
+    solution_code = {i for e in exercises for i in e.solution_code}
+    out = nbformat.v4.new_notebook()
+    out.nbformat, out.nbformat_minor = nb.nbformat, nb.nbformat_minor
+    out.metadata = copy.deepcopy(nb.metadata)
+    out.metadata.pop("widgets", None)
+    cells = [_clean(nb.cells[0]), _banner(source_name, bool(exercises))]
+    for index, cell in enumerate(nb.cells[1:], start=1):
+        exercise = in_solution.get(index)
+        if exercise is None:
+            cells.append(_clean(cell))
+        elif index in exercise.checks:
+            cells.append(_clean(cell))
+        elif index in exercise.solution_code:
+            position = exercise.solution_code.index(index)
+            sources = [nb.cells[i].source for i in exercise.solution_code[:position + 1]]
+            checks = [nb.cells[i].source for i in exercise.checks]
+            known = names_defined_before(nb, exercise.solution_start, solution_code)
+            stub = nbformat.v4.new_code_cell(stub_source(sources, checks, exercise.number, known,
+                                                         first=position == 0))
+            stub.id = f"{cell.id}-stub"[:64]
+            stub.metadata = {"tags": [STUB_TAG]}
+            cells.append(stub)
+        # every other cell of a solution block (the fences, the explanation) is dropped
+    out.cells = cells
+    return out
+
+
+def render(nb: nbformat.NotebookNode) -> bytes:
+    """The file content: nbformat's own JSON layout, so re-saving in Jupyter changes nothing."""
+    nbformat.validate(nb)
+    text = nbformat.writes(nb)
+    return (text if text.endswith("\n") else text + "\n").encode("utf-8")
+
+
+def chapter_paths(root: Path | str | None = None) -> list[Path]:
+    """The instructor notebooks: ``book/NN_*.ipynb`` in chapter order."""
+    return sorted((Path(root or REPO_ROOT) / BOOK_DIR).glob(CHAPTER_GLOB))
+
+
+def expected_files(root: Path | str | None = None) -> dict[str, bytes]:
+    """``{file name: content}`` of everything ``student/`` should hold."""
+    files: dict[str, bytes] = {}
+    for path in chapter_paths(root):
+        nb = nbformat.read(str(path), as_version=4)
+        files[path.name] = render(student_notebook(nb, path.name))
+    return files
+
+
+def stale_files(root: Path | str | None = None, out_dir: Path | str | None = None) -> list[str]:
+    """Files of ``student/`` that are missing, different or no longer generated."""
+    root = Path(root or REPO_ROOT)
+    out = Path(out_dir) if out_dir else root / STUDENT_DIR
+    expected = expected_files(root)
+    stale = [name for name, data in expected.items()
+             if not (out / name).exists() or (out / name).read_bytes() != data]
+    if out.exists():
+        stale += [p.name for p in sorted(out.glob("*.ipynb")) if p.name not in expected]
+    return sorted(stale)
+
+
+def write_student_edition(root: Path | str | None = None, out_dir: Path | str | None = None) -> list[Path]:
+    """Write ``student/``: one notebook per chapter; notebooks without a chapter are removed."""
+    root = Path(root or REPO_ROOT)
+    out = Path(out_dir) if out_dir else root / STUDENT_DIR
+    expected = expected_files(root)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, data in expected.items():
+        path = out / name
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+            written.append(path)
+    for path in sorted(out.glob("*.ipynb")):
+        if path.name not in expected:
+            path.unlink()
+    return written
+
+
+# --------------------------------------------------------------------------- the HTML edition
+
+
+def student_config(root: Path, work: Path) -> dict[str, Any]:
+    """``_config.yml`` with this file loaded as the extension that removes the solutions."""
+    import yaml
+
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    config["title"] = f"{config.get('title', 'Book')} (student edition)"
+    sphinx = config.setdefault("sphinx", {})
+    sphinx.setdefault("local_extensions", {})[Path(__file__).stem] = str(Path(__file__).resolve().parent)
+    # sphinx-exercise's own switch crashes on gated solutions (see the module docstring).
+    if not isinstance(sphinx.get("config"), dict):
+        sphinx["config"] = {}
+    sphinx["config"]["hide_solutions"] = False
+    config.setdefault("execute", {})["cache"] = str((work / "_build" / ".jupyter_cache").resolve())
+    return config
+
+
+def _load_build_book(root: Path):
+    spec = importlib.util.spec_from_file_location("build_book", root / "tools" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_html(root: Path | str | None = None) -> int:
+    """Build the book without solutions into ``_build/student-html``; the exit status of the build."""
+    import yaml
+
+    root = Path(root or REPO_ROOT).resolve()
+    work, out = root / HTML_WORK, root / HTML_OUT
+    work.mkdir(parents=True, exist_ok=True)
+    # Same rule as `make book`: the execution cache is keyed on snip_lib, the config and the mode.
+    key = _load_build_book(root).cache_key()
+    stamp, cache = work / ".snip_lib_cache_key", work / "_build" / ".jupyter_cache"
+    if not (stamp.exists() and stamp.read_text().strip() == key) and cache.exists():
+        print("student_edition: snip_lib or the mode changed, clearing the student execution cache")
+        shutil.rmtree(cache)
+    config = work / "_config.yml"
+    config.write_text("# GENERATED by tools/student_edition.py --html from _config.yml; do not edit.\n"
+                      + yaml.safe_dump(student_config(root, work), sort_keys=False), encoding="utf-8")
+    cmd = ["jupyter-book", "build", str(root), "--config", str(config), "--path-output", str(work),
+           "-W", "-n", "--keep-going"]
+    print("student_edition:", " ".join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=root)
+    if rc != 0:
+        return rc
+    stamp.write_text(key)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(work / "_build" / "html", out)
+    print(f"student_edition: open {out / 'index.html'}")
+    return 0
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension used by ``--html``: drop every solution (gated or not) from the pages."""
+    from sphinx.transforms import SphinxTransform
+    from sphinx_exercise.nodes import solution_node
+
+    class RemoveSolutions(SphinxTransform):
+        """Runs after sphinx-exercise merged each gated block into one solution node (priority 10)."""
+
+        default_priority = 500
+
+        def apply(self, **kwargs: Any) -> None:
+            for node in list(self.document.findall(solution_node)):
+                node.parent.remove(node)
+
+    app.setup_extension("sphinx_exercise")
+    app.add_transform(RemoveSolutions)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="student_edition.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: this checkout)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if student/ is out of date; write nothing")
+    mode.add_argument("--html", action="store_true", help="build the HTML book without solutions")
+    args = parser.parse_args(argv)
+    try:
+        if args.html:
+            return build_html(args.root)
+        if args.check:
+            stale = stale_files(args.root)
+            for name in stale:
+                print(f"{STUDENT_DIR}/{name}")
+            print(f"{len(stale)} student notebook(s) out of date; run `make student`" if stale
+                  else f"{STUDENT_DIR}/ is up to date", file=sys.stderr)
+            return 1 if stale else 0
+        written = write_student_edition(args.root)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path.relative_to(args.root) if path.is_relative_to(args.root) else path}")
+    print(f"{STUDENT_DIR}/: {len(chapter_paths(args.root))} notebook(s), {len(written)} changed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
