@@ -18,7 +18,7 @@ AlexNet/VGG/WRN CIFAR-10 (aug.)  128         128        200           1 (5,000) 
 
 Why these numbers. The paper gives the batch sizes, the optimiser and the decay steps but not
 the length of training. For MNIST, 50 epochs of 540 iterations (27k) cover the paper's first
-decay at 25k, so the last ~4.6 epochs run at lr 0.01 and the final error is not the noisy
+decay at 25k, so the last ~3.7 epochs run at lr 0.01 and the final error is not the noisy
 value of a constant lr 0.1; it is also cheap on a CPU (see the book for timings). The
 official code's MNIST default is 10k iterations at a constant lr 0.1 (about 18.5 epochs).
 For CIFAR-10, the official README trains VGG-D for 150k iterations (about 427 epochs at
