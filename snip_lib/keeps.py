@@ -481,12 +481,10 @@ def scoring_init_densities(
 # ----------------------------------------------------------------------------- recorded results
 
 def results_dir() -> Path:
-    """The repository's ``results/`` folder (next to the ``snip_lib`` package in a checkout).
+    """The repository's ``results/`` folder (see :func:`snip_lib.results.results_dir`)."""
+    from snip_lib import results
 
-    An installed copy of snip_lib (e.g. ``pip install`` on Colab) has no such folder; then the
-    path does not exist and :func:`recorded_results` says so.
-    """
-    return Path(__file__).resolve().parent.parent / "results"
+    return results.results_dir()
 
 
 def recorded_results(suite: str, kind: str | None = None, *, mode: str | None = "full"):
@@ -501,20 +499,7 @@ def recorded_results(suite: str, kind: str | None = None, *, mode: str | None = 
 
     if not isinstance(suite, str) or not suite or "/" in suite or suite.startswith("."):
         raise ValueError(f"suite must be a plain suite name such as 'figure3', got {suite!r}")
-    folder = results_dir() / RESULTS_SUBDIR / suite
     how = (f"produce them with `python -m snip_lib.suites_keeps {suite} --threads 1` from the repository root "
            f"(written to results/{RESULTS_SUBDIR}/{suite}/)")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no recorded results for {suite!r}: {folder} does not exist; {how}")
-    try:
-        frame = results.load_results(folder, kind=kind)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no recorded results for {suite!r}: {folder} holds no result file; {how}") from None
-    if mode is not None:
-        if mode not in ("quick", "full"):
-            raise ValueError(f"mode must be 'quick', 'full' or None, got {mode!r}")
-        frame = frame[frame["provenance.mode"] == mode] if "provenance.mode" in frame else frame.iloc[:0]
-    if frame.empty:
-        raise FileNotFoundError(f"no recorded {mode or ''} results{f' of kind {kind!r}' if kind else ''} "
-                                f"in {folder}; {how}")
-    return frame.reset_index(drop=True)
+    return results.load_recorded(results_dir() / RESULTS_SUBDIR / suite, label=f"results for {suite!r}", how=how,
+                                 kind=kind, mode=mode)

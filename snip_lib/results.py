@@ -353,3 +353,40 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None):
                 row[f"{section}.{key}"] = value
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["path", "kind", "seed", "wall_time"])
+
+
+def results_dir() -> Path:
+    """The repository's ``results/`` folder, next to the ``snip_lib`` package in a checkout.
+
+    An installed copy (``pip install`` on Colab) has no such folder; :func:`load_recorded`
+    then says how to get the files.
+    """
+    return Path(__file__).resolve().parent.parent / "results"
+
+
+def load_recorded(
+    folder: str | Path, *, label: str, how: str, kind: str | None = None, mode: str | None = "full",
+    noun: str = "results",
+):
+    """Recorded runs in ``folder`` (a subfolder of :func:`results_dir`) as a DataFrame (see :func:`load_results`).
+
+    The one loader behind the chapters' ``recorded_results`` helpers. ``mode`` keeps only runs
+    made in that mode (default ``"full"``: a quick run is not a result); ``None`` keeps all.
+    Raises ``FileNotFoundError`` naming ``label`` and ``how`` to produce the files when there
+    are none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no recorded {label}: {folder} does not exist; {how}")
+    try:
+        frame = load_results(folder, kind=kind)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no recorded {label}: {folder} holds no result file; {how}") from None
+    if mode is not None:
+        if mode not in ("quick", "full"):
+            raise ValueError(f"mode must be 'quick', 'full' or None, got {mode!r}")
+        frame = frame[frame["provenance.mode"] == mode] if "provenance.mode" in frame else frame.iloc[:0]
+    if frame.empty:
+        what = f"{mode or ''} {noun}{f' of kind {kind!r}' if kind else ''}"
+        raise FileNotFoundError(f"no recorded {what} in {folder}; {how}")
+    return frame.reset_index(drop=True)

@@ -123,12 +123,10 @@ def expected_run(suite: str, arch: str, sparsity: float) -> dict[str, Any]:
 
 
 def results_dir() -> Path:
-    """The repository's ``results/`` folder (next to the ``snip_lib`` package in a checkout).
+    """The repository's ``results/`` folder (see :func:`snip_lib.results.results_dir`)."""
+    from snip_lib import results
 
-    An installed copy of snip_lib (``pip install`` on Colab) has no such folder;
-    :func:`recorded_results` then says how to get the files.
-    """
-    return Path(__file__).resolve().parent.parent / "results"
+    return results.results_dir()
 
 
 def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
@@ -145,23 +143,11 @@ def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
 
     if subdir not in (RESULTS_SUBDIR, ATTEMPTS_SUBDIR):
         raise ValueError(f"subdir must be {RESULTS_SUBDIR!r} or {ATTEMPTS_SUBDIR!r}, got {subdir!r}")
-    folder = results_dir() / subdir
     how = ("clone the book's repository (the files are in results/lenet/) and run the notebook there, or produce "
            "them with `python -m snip_lib reproduce table1-lenet300 --out results/lenet --threads 1` (and "
            "`table1-lenet5-short`) from the repository root")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no recorded LeNet results: {folder} does not exist; {how}")
-    try:
-        frame = results.load_results(folder)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no recorded LeNet results: {folder} holds no result file; {how}") from None
-    if mode is not None:
-        if mode not in ("quick", "full"):
-            raise ValueError(f"mode must be 'quick', 'full' or None, got {mode!r}")
-        frame = frame[frame["provenance.mode"] == mode]
-    if frame.empty:
-        raise FileNotFoundError(f"no recorded {mode or ''} LeNet results in {folder}; {how}")
-    return frame.reset_index(drop=True)
+    return results.load_recorded(results_dir() / subdir, label="LeNet results", how=how, mode=mode,
+                                 noun="LeNet results")
 
 
 # ----------------------------------------------------------------------------- tables and probes
