@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.add_argument("--smoke-ok", action="store_true", help="allow FakeData smoke runs where CIFAR-10 is missing")
+    rep.add_argument("--arch", type=_arch, nargs="+", help="only the runs of these architectures")
+    rep.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists (default: skip)")
     return parser
 
 
@@ -297,17 +299,10 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         return 0
     if args.suite not in experiments.SUITES:
         parser.error(f"unknown suite {args.suite!r}; available: {', '.join(experiments.SUITES)}")
-    suite = experiments.SUITES[args.suite]
-    out = args.out or f"results/{suite.name}"
-    seeds = args.seeds or list(suite.seeds)
-    for run in suite.runs:
-        for seed in seeds:
-            kwargs = dict(run, seed=seed, device=args.device, progress=not args.no_progress, smoke_ok=args.smoke_ok)
-            if args.epochs is not None:
-                kwargs["epochs"] = args.epochs
-            if args.limit_train is not None:
-                kwargs["limit_train"] = args.limit_train
-            _run_one(kwargs, _out_path(out, run["arch"], run["sparsity"], seed, True))
+    experiments.run_suite(args.suite, args.out or f"results/{args.suite}", seeds=args.seeds, archs=args.arch,
+                          epochs=args.epochs, limit_train=args.limit_train, device=args.device,
+                          progress=not args.no_progress, smoke_ok=args.smoke_ok, overwrite=args.overwrite,
+                          log=lambda line: print(line, flush=True))
     return 0
 
 

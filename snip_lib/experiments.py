@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,6 +65,8 @@ __all__ = [
     "family_of",
     "prune_and_train",
     "register_suite",
+    "result_name",
+    "run_suite",
 ]
 
 DEFAULT_INIT = "lecun_truncated_normal"
@@ -355,6 +359,88 @@ class Suite:
 
 SUITES: dict[str, Suite] = {}
 
+# Short tags of run keys that can tell two runs of one (arch, sparsity) apart, in file-name order.
+_NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "init": "init", "labels": "lab", "optimizer": "opt",
+              "method": "m", "include_bias": "bias", "bn_mode": "bn", "epochs": "ep", "lr": "lr"}
+
+
+def _tag_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def result_name(suite: Suite, run: dict[str, Any], seed: int) -> str:
+    """File name of one run of ``suite``: ``{arch}-sp{sparsity}[-{tag}{value}...]-seed{seed}.json``.
+
+    The tags name only what tells this run apart from the suite's other runs at the same
+    architecture and sparsity (the saliency batch of Figure 3, the scoring initialisation of
+    Table 3, ...), so plain suites keep the short ``lenet300-sp0.95-seed0.json`` and no two runs
+    of a suite ever share a file. A suite whose runs differ only in keys without a tag is refused.
+    """
+    twins = [r for r in suite.runs if r["arch"] == run["arch"] and abs(r["sparsity"] - run["sparsity"]) < 1e-12]
+    parts = [str(run["arch"]), f"sp{run['sparsity']:g}"]
+    if len(twins) > 1:
+        varying = [k for k in _NAME_TAGS if len({repr(r.get(k)) for r in twins}) > 1]
+        if len({tuple(repr(r.get(k)) for k in varying) for r in twins}) < len(twins):
+            raise ValueError(f"suite {suite.name!r}: runs of {run['arch']} at sparsity {run['sparsity']:g} differ only "
+                             f"in keys that file names do not show; vary one of {', '.join(_NAME_TAGS)}")
+        parts += [f"{_NAME_TAGS[k]}{_tag_value(run.get(k, 'default'))}" for k in varying]
+    parts.append(f"seed{seed}")
+    return "-".join(parts) + ".json"
+
+
+def run_suite(
+    name: str,
+    out: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    archs: Sequence[str] | None = None,
+    epochs: int | None = None,
+    limit_train: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    smoke_ok: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Run every run of suite ``name`` (only ``archs`` if given) for each seed; one result file each.
+
+    Seeds are the outer loop, so a stopped suite has whole seeds done. Files that exist are
+    skipped unless ``overwrite``: an interrupted suite resumes by running the same command.
+    Returns the paths of the suite's files (written or found).
+    """
+    from snip_lib import results
+
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; available: {', '.join(SUITES)}")
+    suite = SUITES[name]
+    runs = [r for r in suite.runs if archs is None or r["arch"] in archs]
+    if not runs:
+        raise ValueError(f"suite {name!r} has no run for architectures {list(archs or [])}; "
+                         f"it has {sorted({r['arch'] for r in suite.runs})}")
+    paths = []
+    for seed in (seeds if seeds is not None else suite.seeds):
+        for run in runs:
+            path = Path(out) / result_name(suite, run, seed)
+            paths.append(path)
+            if path.exists() and not overwrite:
+                log(f"{path} exists, skipped")
+                continue
+            kwargs = dict(run, seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
+            if epochs is not None:
+                kwargs["epochs"] = epochs
+            if limit_train is not None:
+                kwargs["limit_train"] = limit_train
+            res = prune_and_train(**kwargs)
+            results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
+                                 seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
+                                 extra={"suite": name})
+            m = res["metrics"]
+            smoke = f"  [{SMOKE_MESSAGE}]" if m["smoke"] else ""
+            log(f"[{name}] {path.stem}: final test error {m['final_test_error']:.2f}%, at best val "
+                f"{m['test_error_at_best_val']:.2f}%; kept {m['kept_parameters']:,}/{m['prunable_parameters']:,}; "
+                f"{res['wall_time']:.0f} s -> {path}{smoke}")
+    return paths
+
 
 def register_suite(suite: Suite) -> Suite:
     """Add ``suite`` to :data:`SUITES` (names are unique)."""
@@ -392,3 +478,5 @@ register_suite(Suite(
 
 # Suites registered by their own modules (kept out of this file to avoid edit conflicts).
 from snip_lib import suites_lenet as _suites_lenet  # noqa: E402,F401  (registers table1-lenet300, table1-lenet5-short)
+from snip_lib import suites_keeps as _suites_keeps  # noqa: E402,F401  (figure3, table3)
+from snip_lib import suites_modern as _suites_modern  # noqa: E402,F401  (table2-rnn, table3-rnn, table2-cifar)

@@ -43,6 +43,8 @@ __all__ = [
     "LENET5_SHORT_DECAY_EVERY",
     "LENET5_SHORT_EPOCHS",
     "PAPER_TABLE1",
+    "FIGURE1_LENET5_SPARSITIES",
+    "FIGURE1_SPARSITIES",
     "SUITE_NAMES",
     "WARMUP_ITERATIONS",
     "expected_run",
@@ -95,6 +97,30 @@ _SUITES = (
             for s in (0.0, 0.98, 0.99)
         ),
         seeds=(0, 1),
+    ),
+)
+#: Sparsities of the Figure 1 sweep beyond those of Table 1 (the figure joins both suites).
+FIGURE1_SPARSITIES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+#: LeNet-5-Caffe sweep points (shortened budget, like table1-lenet5-short).
+FIGURE1_LENET5_SPARSITIES: tuple[float, ...] = (0.5, 0.9, 0.995)
+
+_SUITES += (
+    experiments.Suite(
+        name="figure1-lenet300",
+        description="Fig. 1, LeNet-300-100: SNIP across sparsities (Table 1's recipe; the figure adds table1-lenet300)",
+        runs=tuple({"arch": "lenet300", "sparsity": s, "train_options": dict(_WARMUP)} for s in FIGURE1_SPARSITIES),
+        seeds=(0, 1),
+    ),
+    experiments.Suite(
+        name="figure1-lenet5-short",
+        description="Fig. 1, LeNet-5-Caffe: SNIP across sparsities, SHORTENED BUDGET as table1-lenet5-short "
+                    "(the figure adds that suite)",
+        runs=tuple(
+            {"arch": "lenet5", "sparsity": s, "epochs": LENET5_SHORT_EPOCHS, "lr": LENET5_LR,
+             "train_options": {"decay_every": LENET5_SHORT_DECAY_EVERY, **_WARMUP}}
+            for s in FIGURE1_LENET5_SPARSITIES
+        ),
+        seeds=(0,),
     ),
 )
 SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in _SUITES)
