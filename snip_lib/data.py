@@ -353,9 +353,17 @@ def _unavailable_message(name: str, root: Path, reason: str | None) -> str:
         f"To get it: (1) on a machine with internet (e.g. Colab) run "
         f"`python -c \"from snip_lib.data import load_dataset; load_dataset('{name}', 'train')\"`, which downloads it; "
         f"or (2) copy torchvision's folder for it ({folder.relative_to(root).as_posix()}) under the data root {root}; "
-        f"or (3) set SNIP_DATA to a folder that already has it. Until then the book's notebooks fall back "
-        f"to a clearly labelled smoke run on FakeData (snip_lib.data.fake_cifar10)."
+        f"or (3) set SNIP_DATA to a folder that already has it. " + _WHILE_MISSING[name]
     )
+
+
+# What the book does while a dataset is missing (the error message must not promise more).
+_WHILE_MISSING = {
+    "cifar10": "Until then the book's notebooks fall back to a clearly labelled smoke run on FakeData "
+               "(snip_lib.data.fake_cifar10), which is not a result.",
+    "fashion-mnist": "Until then the book's notebooks skip the Fashion-MNIST cells and say so; there is no "
+                     "stand-in for it.",
+}
 
 
 def _ensure(name: str, root: Path) -> None:
