@@ -373,8 +373,8 @@ def result_name(suite: Suite, run: dict[str, Any], seed: int) -> str:
 
     The tags name only what tells this run apart from the suite's other runs at the same
     architecture and sparsity (the saliency batch of Figure 3, the scoring initialisation of
-    Table 3, ...), so plain suites keep the short ``lenet300-sp0.95-seed0.json`` and no two runs
-    of a suite ever share a file. A suite whose runs differ only in keys without a tag is refused.
+    Table 3, ...) and that this run sets, so plain suites keep the short
+    ``lenet300-sp0.95-seed0.json`` and no two runs of a suite ever share a file. A suite whose runs differ only in keys without a tag is refused.
     """
     twins = [r for r in suite.runs if r["arch"] == run["arch"] and abs(r["sparsity"] - run["sparsity"]) < 1e-12]
     parts = [str(run["arch"]), f"sp{run['sparsity']:g}"]
@@ -383,7 +383,7 @@ def result_name(suite: Suite, run: dict[str, Any], seed: int) -> str:
         if len({tuple(repr(r.get(k)) for k in varying) for r in twins}) < len(twins):
             raise ValueError(f"suite {suite.name!r}: runs of {run['arch']} at sparsity {run['sparsity']:g} differ only "
                              f"in keys that file names do not show; vary one of {', '.join(_NAME_TAGS)}")
-        parts += [f"{_NAME_TAGS[k]}{_tag_value(run.get(k, 'default'))}" for k in varying]
+        parts += [f"{_NAME_TAGS[k]}{_tag_value(run[k])}" for k in varying if k in run]
     parts.append(f"seed{seed}")
     return "-".join(parts) + ".json"
 
@@ -457,8 +457,10 @@ def register_suite(suite: Suite) -> Suite:
 # The LeNet guards (not in the paper; see snip_lib.suites_lenet and chapter 5): a 500-iteration
 # linear lr warm-up for every LeNet run, and lr 0.01 for LeNet-5-Caffe, whose dense version
 # diverges at lr 0.1 (warm-up and clipping do not save it). Dense and pruned runs get the same recipe.
-_LENET300_GUARDS = {"warmup_iterations": 500}
-_LENET5_GUARDS = {"warmup_iterations": 500}
+#: Linear lr warm-up (iterations) of every LeNet run of the book (suites_lenet.WARMUP_ITERATIONS).
+LENET_WARMUP_ITERATIONS = 500
+_LENET300_GUARDS = {"warmup_iterations": LENET_WARMUP_ITERATIONS}
+_LENET5_GUARDS = {"warmup_iterations": LENET_WARMUP_ITERATIONS}
 
 register_suite(Suite(
     name="table1",

@@ -121,7 +121,7 @@ KEEPS_SUITES: dict[str, KeepsSuite] = {
         name="figure3",
         description="Fig. 3: LeNet-300-100 at 90 %, test error vs saliency batch size |D^b| (book's LeNet recipe)",
         runs=tuple({"arch": "lenet300", "sparsity": 0.9, "saliency_batch": b,
-                    "train_options": {"warmup_iterations": suites_lenet.WARMUP_ITERATIONS}}
+                    "train_options": {"warmup_iterations": experiments.LENET_WARMUP_ITERATIONS}}
                    for b in FIGURE3_BATCH_SIZES),
         runner=_prune_and_train,
     ),

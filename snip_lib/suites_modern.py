@@ -44,8 +44,8 @@ __all__ = [
 
 #: Epochs of the shortened recurrent budgets (one epoch = 540 iterations of batch 100).
 SMALL_EPOCHS = 10
-BIG_EPOCHS = 5
-TABLE3_EPOCHS = 5
+BIG_EPOCHS = 3
+TABLE3_EPOCHS = 3
 #: Gradient-norm clipping of every recurrent run (not in the paper).
 RNN_CLIP = 5.0
 WARMUP_ITERATIONS = 500

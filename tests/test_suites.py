@@ -1,0 +1,100 @@
+"""The named suites of recorded runs: unique file names, resumable runner, import order, Figure 1 helpers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from snip_lib import experiments, results, suites_lenet, suites_modern
+
+
+@pytest.mark.parametrize("name", sorted(experiments.SUITES))
+def test_every_suite_has_unique_file_names(name):
+    suite = experiments.SUITES[name]
+    names = [experiments.result_name(suite, run, seed) for run in suite.runs for seed in (0, 1)]
+    assert len(set(names)) == len(names), names
+
+
+def test_result_name_tags_only_what_varies():
+    suite = experiments.Suite("s", "", runs=(
+        {"arch": "lenet300", "sparsity": 0.9, "saliency_batch": 1, "lr": 0.1},
+        {"arch": "lenet300", "sparsity": 0.9, "saliency_batch": 10, "lr": 0.1},
+        {"arch": "lenet5", "sparsity": 0.9, "lr": 0.01},
+    ))
+    assert experiments.result_name(suite, suite.runs[0], 3) == "lenet300-sp0.9-sb1-seed3.json"
+    assert experiments.result_name(suite, suite.runs[2], 0) == "lenet5-sp0.9-seed0.json"
+    clash = experiments.Suite("c", "", runs=({"arch": "lenet300", "sparsity": 0.9, "device": "cpu"},
+                                             {"arch": "lenet300", "sparsity": 0.9, "device": "cuda"}))
+    with pytest.raises(ValueError, match="differ only in keys"):
+        experiments.result_name(clash, clash.runs[0], 0)
+
+
+def test_run_suite_runs_seeds_outermost_skips_existing_and_filters(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(**kwargs):
+        calls.append((kwargs["arch"], kwargs["seed"]))
+        cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu"}
+        return {"kind": "fake", "seed": kwargs["seed"], "config": cfg, "wall_time": 0.1,
+                "metrics": {"final_test_error": 1.0, "test_error_at_best_val": 1.0, "kept_parameters": 1,
+                            "prunable_parameters": 2, "smoke": False}}
+
+    suite = experiments.Suite("fake-suite", "", runs=({"arch": "lenet300", "sparsity": 0.5},
+                                                      {"arch": "lenet5", "sparsity": 0.5}), seeds=(0, 1))
+    monkeypatch.setitem(experiments.SUITES, suite.name, suite)
+    monkeypatch.setattr(experiments, "prune_and_train", fake)
+    lines = []
+    paths = experiments.run_suite("fake-suite", tmp_path, log=lines.append)
+    assert calls == [("lenet300", 0), ("lenet5", 0), ("lenet300", 1), ("lenet5", 1)]
+    assert all(p.exists() and results.read_result(p)["extra"] == {"suite": "fake-suite"} for p in paths)
+    experiments.run_suite("fake-suite", tmp_path, log=lines.append)  # everything exists: nothing runs
+    assert len(calls) == 4 and sum("skipped" in line for line in lines) == 4
+    experiments.run_suite("fake-suite", tmp_path, archs=["lenet5"], seeds=[1], overwrite=True, log=lines.append)
+    assert calls[-1] == ("lenet5", 1) and len(calls) == 5
+    with pytest.raises(ValueError, match="no run for architectures"):
+        experiments.run_suite("fake-suite", tmp_path, archs=["vgg-d"])
+    with pytest.raises(ValueError, match="unknown suite 'nope'"):
+        experiments.run_suite("nope", tmp_path)
+
+
+@pytest.mark.parametrize("module", ["suites_lenet", "suites_keeps", "suites_modern", "experiments", "cli"])
+def test_each_suite_module_imports_first(module):
+    """The suite modules import each other through experiments: any of them must work as the first import."""
+    code = f"import snip_lib.{module}; from snip_lib import experiments; print(len(experiments.SUITES))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) == len(experiments.SUITES)
+
+
+def test_modern_suites_follow_the_paper_and_say_their_budget():
+    t2 = experiments.SUITES["table2-rnn"]
+    assert {r["arch"] for r in t2.runs} == set(suites_modern.RNN_ARCHS)
+    assert {r["sparsity"] for r in t2.runs} == {0.0, 0.95}
+    for run in t2.runs:
+        assert run["train_options"]["decay_every"] == suites_modern.decay_for(run["epochs"]) < run["epochs"] * 540
+    assert "SHORTENED" in t2.description
+    t3 = experiments.SUITES["table3-rnn"]
+    assert all(r["init"] == "glorot_uniform" and r["optimizer"] == "adam" and r["sparsity"] == 0.9 for r in t3.runs)
+    cifar = experiments.SUITES["table2-cifar"]
+    assert {(r["arch"], r["sparsity"]) for r in cifar.runs if r["sparsity"]} == \
+        {(a, v[0]) for a, v in suites_modern.PAPER_TABLE2.items() if a not in suites_modern.RNN_ARCHS}
+    with pytest.raises(ValueError, match="positive int"):
+        suites_modern.decay_for(0)
+
+
+def test_figure1_helpers(tmp_path, monkeypatch):
+    monkeypatch.setattr(suites_lenet, "results_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="figure1-lenet300"):
+        suites_lenet.figure1_results()
+    for folder, sp, err in (("lenet", 0.0, 1.5), ("figure1-lenet300", 0.5, 1.4)):
+        cfg = {"arch": "lenet300", "sparsity": sp, "train": {"epochs": 50}}
+        results.write_result(tmp_path / folder / f"r{sp}.json", kind="prune_and_train", config=cfg, seed=0,
+                             metrics={"final_test_error": err, "test_error_at_best_val": err + 0.1},
+                             wall_time=1.0, device="cpu")
+    frame = suites_lenet.figure1_results(mode=None)
+    assert sorted(frame["source"]) == ["figure1-lenet300", "lenet"]
+    tidy = suites_lenet.sweep_frame(frame).sort_values("sparsity")
+    assert tidy["sparsity"].tolist() == [0.0, 50.0] and tidy["final"].tolist() == [1.5, 1.4]
+    assert tidy["epochs"].tolist() == [50, 50]
