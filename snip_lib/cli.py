@@ -105,6 +105,7 @@ def _boundary(value: str) -> int | float:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     from snip_lib.experiments import BN_MODES, DEFAULT_INIT
+    from snip_lib.pruners import METHODS
     from snip_lib.train import OPTIMIZERS, SCHEDULES
 
     g = p.add_argument_group("training (defaults: see `python -m snip_lib info --arch ARCH`)")
@@ -136,6 +137,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 5e-4 sgd, 0 adam)")
     g.add_argument("--include-bias", action="store_true",
                    help="biases are prunable too (the official code); default: weights only")
+    g.add_argument("--method", choices=METHODS, default="snip",
+                   help="pruning-at-initialisation method (default snip; see snip_lib.pruners)")
     g.add_argument("--bn-mode", choices=BN_MODES, default="eval",
                    help="batch-norm mode while scoring (default eval, as the official code)")
     g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser(
-        "run", help="prune with SNIP, train, write one JSON result per (sparsity, seed)",
+        "run", help="prune with SNIP (or --method), train, write one JSON result per (sparsity, seed)",
         description="Prune ARCH with SNIP at each SPARSITY for each SEED, train it, and write one JSON result "
                     "file per run with provenance (git commit, versions, device, mode).",
     )
@@ -188,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("suite", nargs="?", help="suite name (see --list)")
     rep.add_argument("--list", action="store_true", help="list the suites and exit")
     rep.add_argument("--seeds", type=_seed, nargs="+", help="override the suite's seeds")
-    rep.add_argument("--out", help="output folder (default results/SUITE)")
+    rep.add_argument("--out", help="output folder (default: the suite's folder under results/, see --list)")
     rep.add_argument("--epochs", type=_positive_int, help="override the epochs of every run")
     rep.add_argument("--limit-train", type=_positive_int, metavar="N", help="train on N examples")
     rep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -203,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 
-def _out_path(out: str, arch: str, sparsity: float, seed: int, several: bool) -> Path:
-    tag = f"sp{sparsity:g}-seed{seed}"
+def _out_path(out: str, arch: str, sparsity: float, seed: int, several: bool, method: str = "snip") -> Path:
+    # SNIP keeps the short names; another method is tagged, so methods sharing a folder never collide.
+    tag = f"sp{sparsity:g}-seed{seed}" if method == "snip" else f"sp{sparsity:g}-m{method}-seed{seed}"
     path = Path(out)
     if path.suffix.lower() == ".json":
         return path.with_name(f"{path.stem}-{tag}.json") if several else path
@@ -247,13 +251,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             kwargs = dict(
                 arch=args.arch, sparsity=sparsity, seed=seed, epochs=args.epochs,
                 saliency_batch=args.saliency_batch, init=args.init, scoring_init=args.scoring_init,
-                include_bias=args.include_bias, bn_mode=args.bn_mode, limit_train=args.limit_train,
+                include_bias=args.include_bias, bn_mode=args.bn_mode, method=args.method,
+                limit_train=args.limit_train,
                 optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
                 amp=args.amp, channels_last=args.channels_last, device=args.device,
                 progress=not args.no_progress, log_every=args.log_every, smoke_ok=args.smoke_ok,
                 train_options=_train_options(args),
             )
-            _run_one(kwargs, _out_path(args.out, args.arch, sparsity, seed, several))
+            _run_one(kwargs, _out_path(args.out, args.arch, sparsity, seed, several, args.method))
     return 0
 
 
@@ -299,7 +304,7 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         return 0
     if args.suite not in experiments.SUITES:
         parser.error(f"unknown suite {args.suite!r}; available: {', '.join(experiments.SUITES)}")
-    experiments.run_suite(args.suite, args.out or f"results/{args.suite}", seeds=args.seeds, archs=args.arch,
+    experiments.run_suite(args.suite, args.out or f"results/{experiments.SUITES[args.suite].results_folder}", seeds=args.seeds, archs=args.arch,
                           epochs=args.epochs, limit_train=args.limit_train, device=args.device,
                           progress=not args.no_progress, smoke_ok=args.smoke_ok, overwrite=args.overwrite,
                           log=lambda line: print(line, flush=True))

@@ -67,6 +67,7 @@ __all__ = [
     "register_suite",
     "result_name",
     "run_suite",
+    "shortened_decay_every",
 ]
 
 DEFAULT_INIT = "lecun_truncated_normal"
@@ -91,6 +92,19 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "official", "decay_every": 30_000,
     },
 }
+
+
+def shortened_decay_every(epochs: int, iterations_per_epoch: int = 540) -> int:
+    """The x0.1 decay point of a shortened MNIST run: 25k/27k of its iterations, as in the 50-epoch LeNet recipe.
+
+    Why: a run cut to a few epochs never reaches the paper's decay at 25k iterations; moving the
+    decay to the same fraction of the run keeps a stretch at the low learning rate at the end.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if isinstance(iterations_per_epoch, bool) or not isinstance(iterations_per_epoch, int) or iterations_per_epoch < 1:
+        raise ValueError(f"iterations_per_epoch must be a positive int, got {iterations_per_epoch!r}")
+    return round(25_000 / 27_000 * epochs * iterations_per_epoch)
 
 
 def family_of(arch: str) -> str:
@@ -173,6 +187,9 @@ def prune_and_train(
     scoring_init: str | None = None,
     include_bias: bool = False,
     bn_mode: str = "eval",
+    method: str = "snip",
+    method_options: dict[str, Any] | None = None,
+    shuffle: bool = False,
     limit_train: int | None = None,
     optimizer: str = "sgd",
     lr: float | None = None,
@@ -188,7 +205,7 @@ def prune_and_train(
     smoke_ok: bool = False,
     return_model: bool = False,
 ) -> dict[str, Any]:
-    """Initialise ``arch``, prune it with SNIP at ``sparsity`` on one batch, train it, report.
+    """Initialise ``arch``, prune it with SNIP (or ``method``) at ``sparsity`` on one batch, train it, report.
 
     ``sparsity`` is the fraction of prunable parameters removed (0.98 keeps 2 %); ``0`` trains
     the dense reference without pruning. Prunable parameters are the weights of the
@@ -199,6 +216,11 @@ def prune_and_train(
     ``train_options`` passes further :class:`~snip_lib.train.TrainConfig` fields
     (``decay_every``, ``boundaries``, ``decay_factor``, ``momentum``, ``weight_decay``,
     ``warmup_iterations``, ``clip_grad_norm``).
+
+    ``method`` picks the pruning-at-initialisation method of :func:`snip_lib.pruners.prune_masks`
+    (default ``"snip"``; also random, magnitude, GraSP, SynFlow, iterative SNIP, FORCE) and
+    ``method_options`` its options; ``scoring_init`` applies to SNIP only. ``shuffle`` permutes the
+    mask within each layer after pruning (seeded with ``seed``; Frankle et al.'s sanity check).
 
     Returns ``{"kind", "seed", "config", "metrics", "wall_time"}`` (JSON-ready; plus
     ``"model"``, the trained network, with ``return_model=True``). ``metrics`` holds the final,
@@ -223,6 +245,18 @@ def prune_and_train(
     init_mod.canonical_scheme(init)  # reject a bad scheme before any work
     if scoring_init is not None:
         init_mod.canonical_scheme(scoring_init)
+    from snip_lib import pruners
+
+    if method_options is not None and not isinstance(method_options, dict):
+        raise TypeError(f"method_options must be a dict or None, got {type(method_options).__name__}")
+    method_options = dict(method_options or {})
+    method = pruners.check_method(method, method_options)  # reject a bad method/option before any work
+    if "scoring_init" in method_options:
+        raise ValueError("pass scoring_init as the argument of prune_and_train, not in method_options")
+    if scoring_init is not None and method != "snip":
+        raise ValueError(f"scoring_init applies to method='snip' only, got method={method!r}")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     dataset_name = dataset if dataset is not None else models.dataset_for(arch)
     epochs = epochs if epochs is not None else fam["epochs"]
     batch_size = batch_size if batch_size is not None else fam["batch_size"]
@@ -260,11 +294,13 @@ def prune_and_train(
     t_prune = time.perf_counter()
     if sparsity > 0:
         x, y = _saliency_batch(dataset_name, saliency_n, seed, family, smoke, train_ds)
-        masks = snip.snip_masks(
-            model, x.to(dev), y.to(dev), sparsity, include_bias=include_bias, bn_mode=bn_mode,
-            scoring_init=scoring_init,
-            seed=None if scoring_init is None else seed + SCORING_SEED_OFFSET,
+        options = dict(method_options, **({"scoring_init": scoring_init} if scoring_init is not None else {}))
+        masks = pruners.prune_masks(
+            method, model, x.to(dev), y.to(dev), sparsity, include_bias=include_bias, bn_mode=bn_mode,
+            seed=seed + SCORING_SEED_OFFSET if scoring_init is not None else seed, **options,
         )
+        if shuffle:
+            masks = pruners.shuffle_within_layers(masks, seed=seed)
         masking.apply_masks(model, masks)
         kept = snip.kept_count(masks)
         density = snip.layerwise_density(masks)
@@ -323,6 +359,9 @@ def prune_and_train(
         "scoring_init": scoring_init,
         "include_bias": include_bias,
         "bn_mode": bn_mode,
+        "method": method,
+        "method_options": {k: v for k, v in method_options.items() if k != "loss_fn"},
+        "shuffle": shuffle,
         "saliency_batch": saliency_n if sparsity > 0 else None,
         "limit_train": limit,
         "train_examples": len(train_ds),
@@ -348,20 +387,27 @@ class Suite:
     """A named set of :func:`prune_and_train` runs that reproduces one table or figure.
 
     ``runs`` are keyword dicts for :func:`prune_and_train` (``arch`` and ``sparsity`` at
-    least); every run is repeated for each seed.
+    least); every run is repeated for each seed. ``folder`` is where its recorded files live,
+    relative to the repository's ``results/`` (default: the suite's name).
     """
 
     name: str
     description: str
     runs: tuple[dict[str, Any], ...]
     seeds: tuple[int, ...] = field(default=(0,))
+    folder: str | None = None
+
+    @property
+    def results_folder(self) -> str:
+        """``folder``, or the suite's name: the suite's place under ``results/``."""
+        return self.folder or self.name
 
 
 SUITES: dict[str, Suite] = {}
 
 # Short tags of run keys that can tell two runs of one (arch, sparsity) apart, in file-name order.
 _NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "init": "init", "labels": "lab", "optimizer": "opt",
-              "method": "m", "include_bias": "bias", "bn_mode": "bn", "epochs": "ep", "lr": "lr"}
+              "method": "m", "shuffle": "shuf", "include_bias": "bias", "bn_mode": "bn", "epochs": "ep", "lr": "lr"}
 
 
 def _tag_value(value: Any) -> str:
@@ -482,3 +528,4 @@ register_suite(Suite(
 from snip_lib import suites_lenet as _suites_lenet  # noqa: E402,F401  (registers table1-lenet300, table1-lenet5-short)
 from snip_lib import suites_keeps as _suites_keeps  # noqa: E402,F401  (figure3, table3)
 from snip_lib import suites_modern as _suites_modern  # noqa: E402,F401  (table2-rnn, table3-rnn, table2-cifar)
+from snip_lib import suites_beyond as _suites_beyond  # noqa: E402,F401  (beyond-lenet300, beyond-lenet5-short)

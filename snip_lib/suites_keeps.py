@@ -150,7 +150,7 @@ for _name in ("figure3", "table3"):
     if _name not in experiments.SUITES:
         _s = KEEPS_SUITES[_name]
         experiments.register_suite(experiments.Suite(name=_s.name, description=_s.description, runs=_s.runs,
-                                                     seeds=_s.seeds))
+                                                     seeds=_s.seeds, folder=f"keeps/{_s.name}"))
 
 
 # --------------------------------------------------------------------------- running

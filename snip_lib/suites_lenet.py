@@ -89,6 +89,7 @@ _SUITES = (
                     f"book LeNet recipe (50 epochs) with a {WARMUP_ITERATIONS}-iteration lr warm-up",
         runs=tuple({"arch": "lenet300", "sparsity": s, "train_options": dict(_WARMUP)} for s in (0.0, 0.95, 0.98)),
         seeds=(0, 1, 2),
+        folder=RESULTS_SUBDIR,
     ),
     experiments.Suite(
         name="table1-lenet5-short",
@@ -101,6 +102,7 @@ _SUITES = (
             for s in (0.0, 0.98, 0.99)
         ),
         seeds=(0, 1),
+        folder=RESULTS_SUBDIR,
     ),
 )
 #: Sparsities of the Figure 1 sweep beyond those of Table 1 (the figure joins both suites).

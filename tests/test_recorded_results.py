@@ -29,12 +29,22 @@ _CONFIG_KEYS = {"arch", "sparsity", "saliency_batch", "init", "scoring_init", "i
 
 
 def _suite_of(path: Path, cfg: dict[str, Any]) -> str | None:
-    """The suite a recorded file belongs to: its folder's name, or the LeNet suite of its arch."""
-    if path.parent.name in experiments.SUITES:
-        return path.parent.name
-    if path.parent.name == suites_lenet.RESULTS_SUBDIR:
-        return {"lenet300": "table1-lenet300", "lenet5": "table1-lenet5-short"}.get(cfg.get("arch"))
+    """The suite a recorded file belongs to: the suite whose results folder holds it and has its arch."""
+    folder = path.parent.relative_to(RESULTS).as_posix()
+    for name, suite in experiments.SUITES.items():
+        if suite.results_folder == folder and any(r["arch"] == cfg.get("arch") for r in suite.runs):
+            return name
     return None
+
+
+def test_suite_folders_do_not_mix_architectures():
+    """Two suites may share a folder only if no architecture appears in both (else _suite_of is ambiguous)."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, suite in experiments.SUITES.items():
+        for arch in {r["arch"] for r in suite.runs}:
+            key = (suite.results_folder, arch)
+            assert key not in seen, f"suites {seen.get(key)!r} and {name!r} both put {arch} runs in results/{key[0]}"
+            seen[key] = name
 
 
 def _mismatches(run: dict[str, Any], cfg: dict[str, Any]) -> list[str]:

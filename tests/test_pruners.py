@@ -1,0 +1,306 @@
+"""Pruning-at-initialisation methods behind one interface (snip_lib.pruners).
+
+Small networks only: every method must keep exactly κ entries, leave the model untouched, be
+deterministic, and compute what its paper says (GraSP against a brute-force Hessian, SynFlow
+against a hand computation and its conservation law).
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snip_lib import experiments, masking, pruners, snip, suites_beyond
+
+FAST = {"synflow": {"iterations": 10}, "iterative-snip": {"steps": 5}, "force": {"steps": 5}}
+
+
+def _mlp(widths, seed=0, bias=True):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b, bias=bias), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _convnet(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 3),
+    )
+
+
+def _batch(shape, classes, n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize("method", pruners.METHODS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99])
+def test_every_method_keeps_exactly_kappa_entries(method, sparsity):
+    model = _convnet()
+    x, y = _batch((1, 8, 8), 3)
+    masks = pruners.prune_masks(method, model, x, y, sparsity, seed=0, **FAST.get(method, {}))
+    params = snip.prunable_parameters(model)
+    m = sum(p.numel() for p in params.values())
+    assert list(masks) == list(params)
+    assert all(masks[n].dtype == torch.bool and masks[n].shape == p.shape for n, p in params.items())
+    assert snip.kept_count(masks) == round((1 - sparsity) * m)
+
+
+@pytest.mark.parametrize("method", pruners.METHODS)
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_methods_leave_the_model_untouched(method, bn_mode):
+    model = _convnet()
+    x, y = _batch((1, 8, 8), 3)
+    model.train()
+    model[3].eval()  # a mixed set of flags must come back as it was
+    F.cross_entropy(model(x), y).backward()  # .grad fields exist and must survive
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    flags = [m.training for m in model.modules()]
+    pruners.prune_masks(method, model, x, y, 0.9, bn_mode=bn_mode, seed=3, **FAST.get(method, {}))
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(grads[n], p.grad) for n, p in model.named_parameters())
+    assert [m.training for m in model.modules()] == flags
+
+
+@pytest.mark.parametrize("method", pruners.METHODS)
+def test_methods_are_deterministic(method):
+    model = _mlp((12, 10, 6, 3))
+    x, y = _batch((12,), 3)
+    a = pruners.prune_masks(method, model, x, y, 0.8, seed=7, **FAST.get(method, {}))
+    b = pruners.prune_masks(method, model, x, y, 0.8, seed=7, **FAST.get(method, {}))
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_random_depends_on_the_seed_and_magnitude_does_not():
+    model = _mlp((40, 30, 3))
+    x, y = _batch((40,), 3)
+    r0, r1 = (pruners.prune_masks("random", model, x, y, 0.9, seed=s) for s in (0, 1))
+    assert not all(torch.equal(r0[n], r1[n]) for n in r0)
+    m0, m1 = (pruners.prune_masks("magnitude", model, None, None, 0.9, seed=s) for s in (0, 1))
+    assert all(torch.equal(m0[n], m1[n]) for n in m0)
+
+
+def test_snip_and_magnitude_match_the_existing_functions():
+    from snip_lib import baselines
+
+    model = _mlp((12, 10, 3))
+    x, y = _batch((12,), 3)
+    ours = pruners.prune_masks("snip", model, x, y, 0.7, seed=5)  # seed is ignored without scoring_init
+    theirs = snip.snip_masks(model, x, y, 0.7)
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+    ours = pruners.prune_masks("magnitude", model, x, y, 0.7, scope="layer")
+    theirs = baselines.magnitude_masks(model, 0.7, scope="layer")
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+
+
+# ----------------------------------------------------------------------------- GraSP
+
+
+def _flat_loss(model, x, y, temperature):
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+
+    def loss(theta):
+        pieces = {n: t.reshape(s) for n, t, s in zip(names, torch.split(theta, sizes), shapes)}
+        return F.cross_entropy(torch.func.functional_call(model, pieces, (x,)) / temperature, y)
+
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return loss, theta, names, sizes, shapes
+
+
+@pytest.mark.parametrize("temperature", [1.0, 200.0])
+def test_grasp_scores_equal_theta_times_brute_force_hessian_gradient(temperature):
+    model = _mlp((5, 4, 3), seed=1, bias=False).double()
+    x, y = _batch((5,), 3, n=8)
+    x = x.double()
+    loss, theta, names, sizes, shapes = _flat_loss(model, x, y, temperature)
+    g = torch.autograd.functional.jacobian(loss, theta)
+    h = torch.autograd.functional.hessian(loss, theta)
+    expected = torch.split(theta * (h @ g), sizes)
+    scores = pruners.grasp_scores(model, x, y, temperature=temperature)
+    for name, want, shape in zip(names, expected, shapes):
+        torch.testing.assert_close(scores[name], want.reshape(shape), rtol=1e-8, atol=1e-12)
+
+
+def test_grasp_keeps_the_weights_whose_removal_would_reduce_gradient_flow_most():
+    """d/dε ‖g(θ − ε θ_q e_q)‖² at 0 is −2 θ_q (Hg)_q = −2·score: a high score means removal hurts the flow."""
+    model = _mlp((5, 4, 3), seed=2, bias=False).double()
+    x, y = _batch((5,), 3, n=8, seed=2)
+    x = x.double()
+    loss, theta, names, sizes, shapes = _flat_loss(model, x, y, 1.0)
+    flat_scores = torch.cat([s.reshape(-1) for s in pruners.grasp_scores(model, x, y, temperature=1.0).values()])
+
+    def flow(t):
+        return torch.autograd.functional.jacobian(loss, t).square().sum()
+
+    eps = 1e-6
+    for q in (int(flat_scores.argmax()), int(flat_scores.argmin())):
+        step = torch.zeros_like(theta)
+        step[q] = -eps * theta[q]
+        derivative = (flow(theta + step) - flow(theta - step)) / (2 * eps)
+        assert math.isclose(derivative.item(), -2 * flat_scores[q].item(), rel_tol=1e-4, abs_tol=1e-10)
+    masks = pruners.prune_masks("grasp", model, x, y, 0.5, temperature=1.0)
+    assert torch.cat([m.reshape(-1) for m in masks.values()])[int(flat_scores.argmax())]
+
+
+# ----------------------------------------------------------------------------- SynFlow
+
+
+def test_synflow_scores_match_a_hand_computation():
+    model = _mlp((4, 3, 2), seed=3, bias=False)
+    w1, w2 = model[0].weight.detach().abs(), model[2].weight.detach().abs()
+    scores = pruners.synflow_scores(model, torch.zeros(7, 4))  # only the shape of the inputs matters
+    # R = 1ᵀ|W2||W1|1: ∂R/∂W1_ij = Σ_k |W2_ki|, ∂R/∂W2_ki = Σ_j |W1_ij|
+    torch.testing.assert_close(scores["0.weight"].float(), w1 * w2.sum(0)[:, None])
+    torch.testing.assert_close(scores["2.weight"].float(), w2 * w1.sum(1)[None, :])
+    assert all(s.dtype == torch.float64 for s in scores.values())
+
+
+def test_synflow_conserves_flow_across_layers_and_masks_score_zero():
+    model = _mlp((10, 8, 8, 8, 3), seed=4, bias=False)
+    x = torch.randn(2, 10)
+    sums = [s.sum().item() for s in pruners.synflow_scores(model, x).values()]
+    assert max(sums) == pytest.approx(min(sums), rel=1e-9)  # every layer carries the whole flow R
+    mask = {"2.weight": torch.rand(8, 8, generator=torch.Generator().manual_seed(0)) > 0.5}
+    scores = pruners.synflow_scores(model, x, mask)
+    assert (scores["2.weight"][~mask["2.weight"]] == 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_synflow_avoids_the_layer_collapse_of_snip_on_a_deep_narrow_mlp(seed):
+    model = _mlp((64, 8, 8, 8, 8, 8, 8, 8, 8, 4), seed=seed, bias=False)
+    x, y = _batch((64,), 4, n=64, seed=seed)
+    assert masking.layer_collapse(pruners.prune_masks("snip", model, x, y, 0.99))
+    assert masking.layer_collapse(pruners.prune_masks("synflow", model, x, y, 0.99)) == []
+
+
+# ----------------------------------------------------------------------------- iterative SNIP / FORCE
+
+
+@pytest.mark.parametrize("method", ["iterative-snip", "force"])
+def test_one_round_of_progressive_pruning_is_snip(method):
+    model = _convnet()
+    x, y = _batch((1, 8, 8), 3)
+    ours = pruners.prune_masks(method, model, x, y, 0.95, steps=1)
+    theirs = snip.snip_masks(model, x, y, 0.95)
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+
+
+def test_force_lets_pruned_weights_return_and_iterative_snip_does_not(monkeypatch):
+    rounds = []
+    original = pruners.masks_from_scores
+
+    def recording(scores, sparsity):
+        rounds.append(original(scores, sparsity))
+        return rounds[-1]
+
+    monkeypatch.setattr(pruners, "masks_from_scores", recording)
+    model = _mlp((20, 16, 16, 4), seed=0, bias=False)
+    x, y = _batch((20,), 4, n=32)
+
+    def returned(method):
+        rounds.clear()
+        pruners.prune_masks(method, model, x, y, 0.95, steps=10)
+        assert len(rounds) == 10
+        return sum(int((~a[n] & b[n]).sum()) for a, b in zip(rounds, rounds[1:]) for n in a)
+
+    assert returned("iterative-snip") == 0
+    assert returned("force") > 0
+
+
+def test_pruned_sensitivity_with_all_ones_masks_is_snips_sensitivity():
+    model = _mlp((12, 10, 3))
+    x, y = _batch((12,), 3)
+    ones = {n: torch.ones_like(p, dtype=torch.bool) for n, p in snip.prunable_parameters(model).items()}
+    ours = pruners.pruned_sensitivity(model, x, y, ones)
+    theirs = snip.connection_sensitivity(model, x, y, normalize=False)
+    assert all(torch.allclose(ours[n], theirs[n]) for n in ours)
+
+
+def test_sparsity_schedules():
+    exp = pruners.sparsity_schedule(0.99, 4)
+    assert exp[-1] == 0.99 and exp == sorted(exp)
+    assert [1 - s for s in exp[:3]] == pytest.approx([0.01 ** (t / 4) for t in (1, 2, 3)])
+    assert pruners.sparsity_schedule(0.8, 4, "linear") == pytest.approx([0.2, 0.4, 0.6, 0.8])
+
+
+# ----------------------------------------------------------------------------- shuffle
+
+
+def test_shuffle_keeps_per_layer_counts_and_moves_positions():
+    model = _mlp((30, 20, 10))
+    masks = pruners.prune_masks("snip", model, *_batch((30,), 10), 0.8)
+    before = {n: m.clone() for n, m in masks.items()}
+    shuffled = pruners.shuffle_within_layers(masks, seed=0)
+    assert all(torch.equal(masks[n], before[n]) for n in masks)  # the input is not modified
+    for n in masks:
+        assert shuffled[n].shape == masks[n].shape and shuffled[n].dtype == torch.bool
+        assert int(shuffled[n].sum()) == int(masks[n].sum())
+        assert not torch.equal(shuffled[n], masks[n])
+    again = pruners.shuffle_within_layers(masks, seed=0)
+    assert all(torch.equal(again[n], shuffled[n]) for n in masks)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "call, error, needle",
+    [
+        (lambda m, x, y: pruners.prune_masks("optimal-brain-surgeon", m, x, y, 0.9), ValueError, "synflow"),
+        (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 1.0), ValueError, "1.0"),
+        (lambda m, x, y: pruners.prune_masks("snip", m, x, y, "0.9"), TypeError, "'0.9'"),
+        (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 0.9, iterations=3), ValueError, "iterations"),
+        (lambda m, x, y: pruners.prune_masks("synflow", m, x, y, 0.9, iterations=0), ValueError, "0"),
+        (lambda m, x, y: pruners.prune_masks("force", m, x, y, 0.9, schedule="cosine"), ValueError, "cosine"),
+        (lambda m, x, y: pruners.prune_masks("grasp", m, x, y, 0.9, temperature=-1), ValueError, "-1"),
+        (lambda m, x, y: pruners.prune_masks("grasp", m, None, None, 0.9), ValueError, "grasp"),
+        (lambda m, x, y: pruners.prune_masks("random", m, x, y, 0.9, seed=-2), ValueError, "-2"),
+        (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 0.9, bn_mode="batch"), ValueError, "batch"),
+        (lambda m, x, y: pruners.shuffle_within_layers({"w": torch.ones(3)}, seed=0), TypeError, "bool"),
+        (lambda m, x, y: pruners.shuffle_within_layers({"w": torch.ones(3, dtype=torch.bool)}, seed=-1),
+         ValueError, "-1"),
+    ],
+)
+def test_errors_name_the_bad_value(call, error, needle):
+    model = _mlp((6, 4, 3))
+    x, y = _batch((6,), 3)
+    with pytest.raises(error, match=needle):
+        call(model, x, y)
+
+
+def test_method_names_are_forgiving_but_checked():
+    assert pruners.check_method("Iterative_SNIP") == "iterative-snip"
+    with pytest.raises(ValueError, match="allowed: snip, random, magnitude, grasp, synflow, iterative-snip, force"):
+        pruners.check_method("snap")
+
+
+# ----------------------------------------------------------------------------- experiments and suites
+
+
+def test_prune_and_train_records_method_and_shuffle():
+    res = experiments.prune_and_train("lenet300", 0.99, method="synflow", method_options={"iterations": 5},
+                                      shuffle=True, limit_train=200, epochs=1, progress=False, device="cpu")
+    cfg, metrics = res["config"], res["metrics"]
+    assert (cfg["method"], cfg["method_options"], cfg["shuffle"]) == ("synflow", {"iterations": 5}, True)
+    assert metrics["kept_parameters"] == round(0.01 * metrics["prunable_parameters"])
+    with pytest.raises(ValueError, match="snap"):
+        experiments.prune_and_train("lenet300", 0.9, method="snap", progress=False)
+    with pytest.raises(ValueError, match="scoring_init"):
+        experiments.prune_and_train("lenet300", 0.9, method="grasp", scoring_init="vs-x", progress=False)
+
+
+@pytest.mark.parametrize("suite", suites_beyond.SUITE_NAMES)
+def test_beyond_suites_have_unique_file_names_and_valid_runs(suite):
+    names = suites_beyond.expected_files(suite)
+    assert len(names) == len(set(names)) == len(experiments.SUITES[suite].runs)
+    for run in experiments.SUITES[suite].runs:
+        if run["sparsity"] > 0:
+            assert pruners.check_method(run["method"]) == run["method"]
