@@ -5,7 +5,10 @@
 PYTHON ?= python3
 PIP    := $(PYTHON) -m pip
 JOBS   ?= 2
-NBVAL_TIMEOUT ?= 1800
+# Seconds per notebook cell under nbval (always quick mode): the slowest quick-mode cell takes ~60 s
+# on a loaded 2-core machine, so a hung kernel fails its test in minutes, not half an hour.
+# The book build has the same limit in quick mode (tools/quick_cell_timeout.py).
+NBVAL_TIMEOUT ?= 300
 # $(JOBS) workers share the cores: one thread each (torch with 2 threads on a shared 2-core
 # machine runs up to 20x slower). Notebook kernels inherit it from the environment.
 export OMP_NUM_THREADS ?= 1
@@ -57,9 +60,11 @@ student:
 book-student: install
 	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/student_edition.py --html
 
-# Browser test: the built book in headless Debian Chromium from a local server (console errors,
-# MathJax typesetting, images, links, saved widget state); screenshots and report.json in
-# _build/screenshots/. Builds the book first (the execution cache makes a rebuild quick).
+# Browser test: every page of _toc.yml in headless Debian Chromium from a local server; it fails
+# on any console error or failed load, untypeset formula, broken image or link, missing Colab
+# button or widget that does not restore (browser_tests/). CI runs it after `make test` on a fresh
+# build. Screenshots and report.json in _build/screenshots/. Builds the book first (the execution
+# cache makes a rebuild quick).
 # tools/setup_browser.sh installs chromium (apt-get) and fetches MathJax and the widget manager
 # from the npm registry into _build/vendor-js: no CDN is reachable on CI.
 .PHONY: browser-setup book-test book-test-only
@@ -73,3 +78,11 @@ book-test: book browser-setup
 # The same on an existing build (no rebuild).
 book-test-only: browser-setup
 	$(PYTHON) -m pytest browser_tests -p no:cacheprovider -p no:xdist -v
+
+# Benchmarks (not tests): speed and memory measured side by side, one JSON per benchmark in
+# benchmarks/results/ (see benchmarks/__init__.py). BENCH_ARGS passes options, e.g.
+#   make bench BENCH_ARGS="--only sparse_inference --threads 2"
+.PHONY: bench
+
+bench: install
+	$(PYTHON) -m benchmarks $(BENCH_ARGS)

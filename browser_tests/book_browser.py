@@ -11,6 +11,11 @@ test fails naming it. The
 HTML files are served unchanged, except that a subresource-integrity hash is dropped when the
 local copy is not byte-identical to the CDN file it stands for (cdnjs minified require.js
 itself; npm ships it unminified); each such edit is recorded in the page report.
+
+Any console error, uncaught exception or failed load fails the test; nothing is tolerated. The
+faults the toolchain used to put in every page are repaired in the build
+(``tools/book_html_fixes.py``, ``html_context.default_mode`` in _config.yml), and each repair has its
+own assertion in test_book_in_browser.py.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +36,7 @@ from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import yaml
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_HTML = ROOT / "_build" / "html"
@@ -56,50 +61,6 @@ PLOT_HINTS = re.compile(r"plt\.|sns\.|\bviz\.|\.plot\(|imshow\(")
 WIDGET_HINTS = re.compile(r"ipywidgets|\binteract\(|sparsity_explorer")
 FIGURE_HINTS = re.compile(r"!\[|\{figure\}|\{image\}|<img")
 MATH_HINTS = re.compile(r"\$|\{math\}|\\begin\{")
-
-
-@dataclass(frozen=True)
-class KnownProblem:
-    """A console error, exception or 404 that comes from the book's toolchain, not its content.
-
-    Each is tolerated (and reported) so CI stays green while it lasts; BOOK_TEST_STRICT=1 turns
-    the list off. ``fix`` says how the book can get rid of it; then delete the entry.
-    """
-
-    name: str
-    pattern: re.Pattern      # matched against the message text, or the URL for failed loads
-    cause: str
-    fix: str
-
-
-KNOWN_PROBLEMS = [
-    KnownProblem(
-        "duplicate-inline-scripts", re.compile(r"^Identifier 'THEBE_JS_URL' has already been declared$"),
-        "Sphinx 7.4 writes inline <script> bodies registered after the builder starts twice "
-        "(sphinx-thebe's `const THEBE_JS_URL`, sphinx-togglebutton's selector): the 2nd `const` throws",
-        "a local Sphinx extension that de-duplicates context['script_files'] in html-page-context"),
-    KnownProblem(
-        "theme-mode-unset", re.compile(r"^Got invalid theme mode: \. Resetting to auto\.$"),
-        "pydata-sphinx-theme reads html_context['default_mode'], empty here, on a first visit",
-        "_config.yml sphinx.config.html_context: {default_mode: auto}"),
-    KnownProblem(
-        "widgets-mathjax2-api", re.compile(r"^Cannot read properties of undefined \(reading 'Queue'\)$"),
-        "@jupyter-widgets/html-manager typesets widget labels with MathJax 2's MathJax.Hub.Queue; "
-        "Sphinx loads MathJax 3 (the widget still renders, its label is not typeset)",
-        "a deferred _static script after MathJax that defines MathJax.Hub.Queue via typesetPromise"),
-    KnownProblem(
-        "widgets-fontawesome-404", re.compile(r"/@jupyter-widgets/html-manager/dist/[0-9a-f]{20}\.(woff2?|ttf|eot|svg)$"),
-        "the html-manager bundle asks for its FontAwesome fonts relative to the page, not to the "
-        "CDN, so they 404 on any host (widget icons only; the slider has none)",
-        "none in the book; upstream (@jupyter-widgets/html-manager 1.0.x)"),
-]
-
-
-def known_problem(text: str) -> KnownProblem | None:
-    """The known toolchain problem this message or URL is, unless BOOK_TEST_STRICT is set."""
-    if os.environ.get("BOOK_TEST_STRICT", "") not in ("", "0"):
-        return None
-    return next((k for k in KNOWN_PROBLEMS if k.pattern.search(text)), None)
 
 
 # --------------------------------------------------------------------------- the book's pages
@@ -298,34 +259,60 @@ class PageReport:
     images: list[dict] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     sidebar_links: list[str] = field(default_factory=list)
+    colab_links: list[str] = field(default_factory=list)     # the launch button's
     widgets: dict = field(default_factory=dict)
+    scripts: list[str] = field(default_factory=list)         # executable <script>s as served
+    theme: dict = field(default_factory=dict)
+    mathjax2_typeset: bool | None = None                     # None: no widget manager on the page
+    retried: str | None = None                               # why the first visit was repeated
     screenshot: Path | None = None
     seconds: float = 0.0
 
-    def _split(self, items: list[tuple[str, str]]) -> tuple[list[str], dict[str, list[str]]]:
-        """(unexplained, {known problem name: [items]}) from (key to match, text) pairs."""
-        new: list[str] = []
-        known: dict[str, list[str]] = {}
-        for key, text in items:
-            problem = known_problem(key)
-            if problem is None:
-                new.append(text)
-            else:
-                known.setdefault(problem.name, []).append(text)
-        return new, known
+    def errors(self) -> list[str]:
+        """Console errors (Chrome's SEVERE), uncaught exceptions, failed loads and HTTP >= 400."""
+        errors = [f'console: {m["text"]} ({m["location"]})' for m in self.console if m["type"] == "error"]
+        errors += [f"exception: {e}" for e in self.page_errors]
+        errors += [f"HTTP {r}" for r in self.bad_responses]
+        errors += [f"failed: {r}" for r in self.failed_requests]
+        return errors
 
-    def errors(self) -> tuple[list[str], dict[str, list[str]]]:
-        """Console errors (Chrome's SEVERE), uncaught exceptions, failed loads and HTTP >= 400.
 
-        A console "Failed to load resource" names no URL in its text: it is matched by the URL
-        it came from, which is also listed in bad_responses / failed_requests.
-        """
-        items = [(m["location"] if m["text"].startswith("Failed to load resource") else m["text"],
-                  f'console: {m["text"]} ({m["location"]})') for m in self.console if m["type"] == "error"]
-        items += [(e, f"exception: {e}") for e in self.page_errors]
-        items += [(r.split(" ", 1)[1], f"HTTP {r}") for r in self.bad_responses]
-        items += [(r.split(" (", 1)[0], f"failed: {r}") for r in self.failed_requests]
-        return self._split(items)
+class _Scripts(HTMLParser):
+    """The scripts a browser runs, as served: ``src:URL`` or ``inline:BODY`` (data blocks left out)."""
+
+    EXECUTABLE = {"", "text/javascript", "application/javascript", "module"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[str] = []
+        self._inline: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "script":
+            return
+        attributes = dict(attrs)
+        if (attributes.get("type") or "").strip().lower() not in self.EXECUTABLE:
+            return
+        if attributes.get("src"):
+            self.scripts.append(f'src:{attributes["src"]}')
+        else:
+            self._inline = []
+
+    def handle_data(self, data: str) -> None:
+        if self._inline is not None:
+            self._inline.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._inline is not None:
+            self.scripts.append("inline:" + "".join(self._inline).strip())
+            self._inline = None
+
+
+def page_scripts(page: str) -> list[str]:
+    """Every executable script of an HTML page, in order (see :class:`_Scripts`)."""
+    parser = _Scripts()
+    parser.feed(page)
+    return parser.scripts
 
 
 JS_MATH = r"""() => {
@@ -357,6 +344,7 @@ JS_LINKS = r"""() => {
   const hrefs = sel => [...document.querySelectorAll(sel)].map(a => a.href);
   return {
     sidebar: hrefs('nav.bd-docs-nav a[href]'),
+    colab: hrefs('a[href^="https://colab.research.google.com/"]'),
     all: hrefs('nav.bd-docs-nav a[href], .bd-sidebar-secondary a[href], article a.reference.internal[href], ' +
                '.prev-next-area a[href], .navbar-brand[href]'),
   };
@@ -384,6 +372,36 @@ JS_WIDGETS = r"""() => {
 }"""
 
 
+JS_THEME = r"""() => ({
+  default_mode: document.body.dataset.defaultMode || '',
+  mode: document.documentElement.dataset.mode || '',
+  // Where require.js places the widget manager's module: its fonts and chunks are looked up there.
+  widget_manager_module: window.require && window.require.toUrl
+    ? window.require.toUrl('@jupyter-widgets/html-manager/dist/libembed-amd.js') : null,
+  fonts: [...document.fonts].map(f => ({family: f.family.replace(/["']/g, ''), status: f.status})),
+})"""
+
+# MathJax 2's API as the widget manager calls it (MathJax.Hub.Queue(["Typeset", MathJax.Hub, el])),
+# on a formula added for the probe; true when MathJax 3 typeset it.
+JS_MATHJAX2_TYPESET = r"""async () => {
+  if (!(window.MathJax && window.MathJax.Hub && typeof window.MathJax.Hub.Queue === 'function')) return false;
+  const el = document.createElement('span');
+  el.textContent = '\\(\\kappa = x^2\\)';
+  document.body.appendChild(el);
+  try {
+    await window.MathJax.Hub.Queue(['Typeset', window.MathJax.Hub, el]);
+    return !!el.querySelector('mjx-container');
+  } finally { el.remove(); }
+}"""
+
+WIDGET_MANAGER_SCRIPT = re.compile(
+    r"^src:(?P<dist>https?://\S+/@jupyter-widgets/html-manager@[^/]+/dist)/embed-amd\.js$")
+
+
+class PageNotSettled(RuntimeError):
+    """The page did not load, or its scripts, images and network did not come to rest, in time."""
+
+
 class BookBrowser:
     """One headless Chromium, one context per page (fresh console and cache each time)."""
 
@@ -397,8 +415,19 @@ class BookBrowser:
         self.browser.close()
 
     def visit(self, page: BookPage, base_url: str, screenshot_dir: Path | None = SCREENSHOTS) -> PageReport:
+        """Open the page once more if it did not settle the first time (a stall on a busy 2-core
+        machine); the report says so. A page that never settles fails with what it waited for."""
+        try:
+            return self._visit(page, base_url, screenshot_dir)
+        except PageNotSettled as first:
+            report = self._visit(page, base_url, screenshot_dir)
+            report.retried = str(first)
+            return report
+
+    def _visit(self, page: BookPage, base_url: str, screenshot_dir: Path | None) -> PageReport:
         report = PageReport(page=page, url=urljoin(base_url, page.html_path))
         started = time.monotonic()
+        in_flight: dict[int, str] = {}
         context = self.browser.new_context(viewport=self.viewport, service_workers="block")
         context.route("**/*", lambda route: self._route(route, base_url, report))
         tab = context.new_page()
@@ -407,20 +436,31 @@ class BookBrowser:
         tab.on("pageerror", lambda err: report.page_errors.append(str(err)))
         tab.on("requestfailed", lambda r: report.failed_requests.append(f"{r.url} ({r.failure})"))
         tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        tab.on("request", lambda r: in_flight.__setitem__(id(r), r.url))
+        tab.on("requestfinished", lambda r: in_flight.pop(id(r), None))
+        tab.on("requestfailed", lambda r: in_flight.pop(id(r), None))
         try:
-            response = tab.goto(report.url, wait_until="load", timeout=60_000)
-            report.status = response.status if response else None
-            self._settle(tab, page)
+            try:
+                response = tab.goto(report.url, wait_until="load", timeout=60_000)
+                report.status = response.status if response else None
+                self._settle(tab, page)
+            except PlaywrightTimeout as err:
+                raise PageNotSettled(f"{page.docname}: {err.message.splitlines()[0]}; "
+                                     f"requests still open: {sorted(in_flight.values())}") from err
             report.math = tab.evaluate(JS_MATH)
             report.images = tab.evaluate(JS_IMAGES)
             links = tab.evaluate(JS_LINKS)
             report.sidebar_links = links["sidebar"]
+            report.colab_links = links["colab"]
             report.links = sorted({h for h in links["all"] if h.startswith(base_url)})
             report.widgets = tab.evaluate(JS_WIDGETS)
+            report.theme = tab.evaluate(JS_THEME)
             if screenshot_dir is not None:
                 screenshot_dir.mkdir(parents=True, exist_ok=True)
                 report.screenshot = screenshot_dir / f"{page.slug}.png"
                 tab.screenshot(path=str(report.screenshot), full_page=True, animations="disabled")
+            if any(WIDGET_MANAGER_SCRIPT.match(s) for s in report.scripts):  # after the screenshot: it edits the page
+                report.mathjax2_typeset = tab.evaluate(JS_MATHJAX2_TYPESET)
         finally:
             context.close()
         report.seconds = time.monotonic() - started
@@ -451,6 +491,8 @@ class BookBrowser:
         if url.startswith(base_url):
             if request.resource_type == "document":
                 response = route.fetch()
+                if request.is_navigation_request() and request.frame == request.frame.page.main_frame:
+                    report.scripts = page_scripts(response.text())
                 body, stripped = strip_mismatched_sri(response.text())
                 report.sri_stripped += stripped
                 route.fulfill(response=response, body=body)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright  # a missing playwright fails the run, never skips it
 
 from book_browser import BOOK_HTML, SCREENSHOTS, BookBrowser, BookServer, LinkChecker, PageReport, book_pages
 
@@ -40,8 +41,7 @@ def book_server():
 
 @pytest.fixture(scope="session")
 def chromium():
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with playwright_api.sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = BookBrowser(pw)
         yield browser
         browser.close()
@@ -61,12 +61,13 @@ def page_reports(book_server, chromium):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     summary = {
         name: {
-            "url": r.url, "status": r.status, "seconds": round(r.seconds, 2),
-            "errors": r.errors()[0], "known_problems": r.errors()[1],
+            "url": r.url, "status": r.status, "seconds": round(r.seconds, 2), "retried": r.retried,
+            "errors": r.errors(),
             "console_other": [f'{m["type"]}: {m["text"]}' for m in r.console if m["type"] != "error"],
             "external_requests": r.external,
             "integrity_removed": r.sri_stripped, "math": r.math,
             "images": len(r.images), "links_checked": len(r.links), "widgets": r.widgets,
+            "theme": r.theme, "mathjax2_typeset": r.mathjax2_typeset, "scripts": len(r.scripts),
             "screenshot": str(r.screenshot) if r.screenshot else None,
         }
         for name, r in reports.items()

@@ -1,28 +1,54 @@
 """Every page of _toc.yml, opened in headless Chromium from a local server, as a reader sees it.
 
-Per page: it loads (HTTP 200) with no console error or uncaught exception and asks for nothing
-that is not served locally; every formula is typeset by MathJax; every image decodes and a
-chapter that plots shows a picture; every navigation and cross-reference link resolves; and a
-chapter with ipywidgets restores the saved widget state. Full-page screenshots and a JSON
-report land in _build/screenshots/.
+Per page: it loads (HTTP 200) with no console error, uncaught exception or failed load, and asks
+for nothing that is not served locally; no script is written twice; the colour mode of a first
+visit is set; every formula is typeset by MathJax; every image decodes and a chapter that plots
+shows a picture; every navigation and cross-reference link resolves; a notebook's page has a
+Colab button that opens its committed .ipynb. On a page with ipywidgets
+the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and
+its MathJax 2 calls typeset. The pages come from _toc.yml, so a new chapter is tested as soon as
+`python tools/nbtools.py toc` lists it. Full-page screenshots and a JSON report land in
+_build/screenshots/.
 """
 
 from __future__ import annotations
 
+import collections
 import urllib.request
-import warnings
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from book_browser import book_pages
+from book_browser import BOOK_HTML, ROOT, WIDGET_MANAGER_SCRIPT, book_pages, toc_docnames
 
 PAGES = book_pages()
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
-WIDGET_PAGES = [p for p in PAGES if p.has_widgets]
+
+def shows_widgets(page) -> bool:
+    """The source makes widgets, or the built page carries saved widget state."""
+    html = BOOK_HTML / page.html_path
+    return page.has_widgets or (html.exists() and WIDGET_STATE in html.read_text(encoding="utf-8"))
+
+
+WIDGET_PAGES = [p for p in PAGES if shows_widgets(p)]
+NOTEBOOK_PAGES = [p for p in PAGES if p.source.suffix == ".ipynb"]
 
 
 def by_name(pages):
     return pytest.mark.parametrize("page", pages, ids=[p.docname for p in pages])
+
+
+def test_every_page_of_the_book_is_tested():
+    """Each page in book/ is in _toc.yml, and so here, and was built. Nothing is listed by hand."""
+    tested = [p.docname for p in PAGES]
+    assert tested == toc_docnames() and len(set(tested)) == len(tested)
+    sources = {f"book/{p.stem}" for p in (ROOT / "book").iterdir() if p.suffix in (".ipynb", ".md")}
+    assert sources - set(tested) == set(), "pages in book/ that the book (and this test) leaves out"
+    unbuilt = [p.html_path for p in PAGES if not (BOOK_HTML / p.html_path).is_file()]
+    assert unbuilt == []
+    assert len(WIDGET_PAGES) >= 1, "no page with ipywidgets: the widget checks below test nothing"
 
 
 def test_root_url_redirects_to_the_first_page(book_server):
@@ -37,13 +63,29 @@ def test_page_loads_without_console_errors(page, page_reports):
     assert report.status == 200, f"{report.url}: HTTP {report.status}"
     blocked = [url for url, how in report.external.items() if how == "blocked"]
     assert blocked == [], f"the page needs resources that are neither local nor vendored: {blocked}"
-    errors, known = report.errors()
+    errors = report.errors()
     assert errors == [], "errors in the browser:\n" + "\n".join(errors)
-    if known:  # tolerated toolchain problems stay visible in pytest's warnings summary
-        warnings.warn(f"{page.docname}: known toolchain problems {sorted(known)} tolerated (see "
-                      "KNOWN_PROBLEMS in browser_tests/book_browser.py; BOOK_TEST_STRICT=1 fails on them)",
-                      stacklevel=1)
     assert report.screenshot is not None and report.screenshot.stat().st_size > 10_000
+
+
+@by_name(PAGES)
+def test_no_script_is_written_twice(page, page_reports):
+    """Sphinx 7.4 wrote late inline scripts twice (`const THEBE_JS_URL` then threw): book_html_fixes."""
+    scripts = page_reports(page).scripts
+    assert len(scripts) > 5, f"the page's scripts were not recorded: {scripts}"
+    twice = [s[:120] for s, n in collections.Counter(scripts).items() if n > 1]
+    assert twice == [], f"scripts written more than once: {twice}"
+    assert sum("THEBE_JS_URL =" in s for s in scripts) <= 1
+
+
+@by_name(PAGES)
+def test_colour_mode_of_a_first_visit_is_set(page, page_reports):
+    """Unset, pydata-sphinx-theme logs "Got invalid theme mode" (html_context.default_mode)."""
+    report = page_reports(page)
+    assert report.theme["default_mode"] in ("auto", "light", "dark"), report.theme
+    assert report.theme["mode"] == report.theme["default_mode"]  # a fresh browser: nothing stored yet
+    invalid = [m["text"] for m in report.console if "invalid theme mode" in m["text"].lower()]
+    assert invalid == []
 
 
 @by_name(PAGES)
@@ -78,6 +120,19 @@ def test_links_resolve(page, page_reports, link_checker):
     assert missing == [], f"pages of _toc.yml missing from the sidebar: {missing}"
 
 
+@by_name(NOTEBOOK_PAGES)
+def test_colab_button_opens_the_committed_notebook(page, page_reports):
+    """launch_buttons.colab_url + repository (url, branch) of _config.yml + the page's own .ipynb."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repository = config["repository"]
+    repo = urlsplit(repository["url"]).path.strip("/")
+    book_path = (repository.get("path_to_book") or "").strip("/")
+    notebook = "/".join(part for part in (book_path, f"{page.docname}.ipynb") if part)
+    colab = config["launch_buttons"]["colab_url"].rstrip("/")
+    expected = f'{colab}/github/{repo}/blob/{repository["branch"]}/{notebook}'
+    assert expected in page_reports(page).colab_links, page_reports(page).colab_links
+
+
 @by_name(WIDGET_PAGES)
 def test_widgets_restore_their_saved_state(page, page_reports):
     widgets = page_reports(page).widgets
@@ -89,3 +144,26 @@ def test_widgets_restore_their_saved_state(page, page_reports):
     assert shown == saved, f"sliders show {shown}, the saved state says {saved}"
     if any("image/png" in kinds for kinds in widgets["outputs"]):
         assert widgets["rendered_output_images"] > 0, "the saved output area had a figure; none is shown"
+
+
+@by_name(WIDGET_PAGES)
+def test_widget_manager_finds_its_fonts_next_to_its_cdn_copy(page, page_reports):
+    """Left alone it looks for them in the page's folder (404 on any host): book_html_fixes."""
+    report = page_reports(page)
+    dist = next((m["dist"] for m in map(WIDGET_MANAGER_SCRIPT.match, report.scripts) if m), None)
+    assert dist, "the page has widgets but does not load @jupyter-widgets/html-manager"
+    assert report.theme["widget_manager_module"] == f"{dist}/libembed-amd.js"
+    fetched = [url for url in report.external if url.startswith(f"{dist}/") and url.endswith((".woff", ".woff2"))]
+    assert fetched, f"no font was asked for in {dist}/: {sorted(report.external)}"
+    assert all(report.external[url] == "vendored" for url in fetched), report.external
+    failed = [f["family"] for f in report.theme["fonts"] if f["status"] == "error"]
+    assert failed == [], f"fonts that did not load: {failed}"
+
+
+@by_name(WIDGET_PAGES)
+def test_widget_manager_typesets_through_the_mathjax2_api(page, page_reports):
+    """The manager calls MathJax.Hub.Queue (MathJax 2); the book loads MathJax 3: book_html_fixes."""
+    report = page_reports(page)
+    if not report.math.get("mathjax_version"):
+        pytest.skip("no MathJax on this page: the widget manager does not typeset")
+    assert report.mathjax2_typeset is True, "MathJax.Hub.Queue(['Typeset', ...]) typeset nothing"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ EXPECTED_BIB_KEYS = {
     "krizhevsky2009learning", "xiao2017fashion", "zhang2017understanding", "wang2020picking",
     "tanaka2020pruning", "dejorge2021progressive", "frankle2021pruning", "frankle2019lottery",
     "lee2020signal", "blalock2020state", "hochreiter1997long", "cho2014learning",
+    "li2020pytorch", "hoefler2021sparsity",
 }
 
 
@@ -125,6 +127,28 @@ def test_config_makes_failing_notebooks_fail_the_build():
     assert theme["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert theme["repository_url"] == "https://github.com/snip-book/snip-book"
     assert theme["repository_branch"] == "main"
+
+
+def test_config_loads_the_book_extensions_and_a_short_quick_mode_timeout():
+    """tools/book_html_fixes.py and tools/quick_cell_timeout.py are loaded; the theme mode is set."""
+    jb_config = pytest.importorskip("jupyter_book.config")
+    sphinx, _ = jb_config.get_final_config(
+        user_yaml=REPO / "_config.yml", cli_config={"latex_individualpages": False},
+        sourcedir=REPO, raise_on_invalid=True)
+    assert {"book_html_fixes", "quick_cell_timeout"} <= set(sphinx["extensions"])
+    for name, folder in yaml.safe_load((REPO / "_config.yml").read_text())["sphinx"]["local_extensions"].items():
+        assert (REPO / folder / f"{name}.py").is_file(), name
+    assert sphinx["html_context"]["default_mode"] == "auto"  # else "Got invalid theme mode" on each page
+    spec = importlib.util.spec_from_file_location("quick_cell_timeout", REPO / "tools" / "quick_cell_timeout.py")
+    qct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qct)
+    full = sphinx["nb_execution_timeout"]
+    quick = qct.cell_timeout(full, sphinx["quick_cell_timeout"], quick=True)
+    # The slowest quick-mode cell takes ~60 s on a loaded 2-core machine; a hang must fail in minutes.
+    assert 120 <= quick <= 600
+    assert qct.cell_timeout(full, sphinx["quick_cell_timeout"], quick=False) == full
+    nbval_timeout = re.search(r"^NBVAL_TIMEOUT\s*\??=\s*(\d+)\s*$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert nbval_timeout and 120 <= int(nbval_timeout.group(1)) <= 600
 
 
 def test_bibliography_has_every_reference_once_and_parses():
@@ -304,13 +328,37 @@ def test_local_path_dependencies_fail(book: Path, source: str):
     assert problems and all("04_snip_algorithm.ipynb: cell 2:" in p for p in problems), problems
 
 
+@pytest.mark.parametrize("source", [
+    "model = model.cuda()",
+    "x = x.to('cuda')",
+    "x = x.to('cuda:0')",
+    "history = train.fit(model, loader, device='cpu')",
+    "loader = data.make_loader(ds, 64, device='cuda')",
+], ids=lambda s: s)
+def test_hand_picked_device_fails(book: Path, source: str):
+    add_chapter(book, "04_snip_algorithm.ipynb", [code(source)])
+    problems = nbtools.check(book)
+    assert len(problems) == 1 and "chooses the device by hand" in problems[0], problems
+
+
+def test_repository_notebooks_take_the_device_from_default_device():
+    """A notebook that places work on a device gets it from train.default_device() (Colab's GPU)."""
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        if re.search(r"\bdevice\s*=(?!=)", source.replace(nbtools.COLAB_CELL, "")):
+            assert "default_device()" in source, f"{path.name} passes a device but never calls train.default_device()"
+
+
 def test_library_stdlib_and_declared_dependencies_are_allowed(book: Path):
     source = (
         "%matplotlib inline\nimport os, sys, json, math\nfrom pathlib import Path\nimport numpy as np\n"
         "import torch\nimport torch.nn.functional as F\nimport torchvision\nimport pandas as pd\n"
         "import matplotlib.pyplot as plt\nimport seaborn as sns\nfrom tqdm.auto import tqdm\n"
         "import scipy.stats\nimport ipywidgets as widgets\nfrom IPython.display import display\n"
-        "from snip_lib.display import glue\nimport snip_lib\nfrom snip_lib import snip, masking\n"
+        "from snip_lib.display import glue\nimport snip_lib\nfrom snip_lib import snip, masking, train\n"
+        "device = train.default_device()\nx = torch.zeros(2).to(device)\ny = x.cpu().to('cpu')\n"
+        "ok = torch.cuda.is_available()\nz = train.resolve_device('auto')\n"
         "data = Path('data') / 'x.json'\n"
         "if 'google.colab' in sys.modules:\n    from google.colab import output"
     )

@@ -338,7 +338,8 @@ def test_student_config_is_the_book_config_plus_the_extension(tmp_path: Path):
 
     book = yaml.safe_load((REPO / "_config.yml").read_text())
     config = se.student_config(REPO, tmp_path)
-    assert config["sphinx"]["local_extensions"] == {"student_edition": str(REPO / "tools")}
+    book_extensions = {name: str((REPO / path).resolve()) for name, path in book["sphinx"]["local_extensions"].items()}
+    assert config["sphinx"]["local_extensions"] == {**book_extensions, "student_edition": str(REPO / "tools")}
     assert config["sphinx"]["config"]["hide_solutions"] is False  # sphinx-exercise's crashes on gated ones
     assert config["execute"]["cache"].startswith(str(tmp_path))
     for key in ("execute_notebooks", "raise_on_error", "timeout"):

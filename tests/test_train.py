@@ -324,6 +324,18 @@ def test_default_device_is_usable():
         assert dev.type == "cuda"
 
 
+def test_default_device_takes_the_gpu_when_there_is_one(monkeypatch):
+    """What a Colab GPU runtime gets; checked with the GPU faked, since CI has none."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train.default_device() == torch.device("cuda")
+    assert train.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert train.default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert train.default_device() == torch.device("cpu")
+
+
 def test_resolve_device():
     assert train.resolve_device("cpu") == torch.device("cpu")
     assert train.resolve_device("auto") == train.default_device()

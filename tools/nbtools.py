@@ -23,6 +23,9 @@ Rules checked by ``check``:
   or local-module imports (only the standard library, ``snip_lib``, the dependencies
   declared in ``pyproject.toml`` and ``google.colab``), no ``%run``/``%cd``, no ``../`` paths,
   no ``pip install`` outside the set-up cell;
+* no notebook chooses the device by hand (``device="cpu"``, ``.cuda()``, ``.to("cuda")``): the
+  device comes from ``snip_lib.train.default_device()``, so Colab's GPU is used when there is one
+  and a CPU-only machine still runs the notebook;
 * notebooks are committed without outputs, with ``execution_count`` null, without saved
   widget state, and with the ``python3`` kernelspec;
 * every ``{cite}`` key used in the book exists in ``book/references.bib``;
@@ -67,7 +70,8 @@ COLAB_TAGS: tuple[str, ...] = ("colab-setup", "hide-input")
 PARTS: tuple[tuple[str, int, int], ...] = (
     ("The method", 1, 4),
     ("Results", 5, 7),
-    ("Beyond the paper", 8, 99),
+    ("Beyond the paper", 8, 9),
+    ("Appendix", 10, 99),
 )
 BACK_MATTER_CAPTION = "References"
 
@@ -322,8 +326,30 @@ def _is_sys_path(node: ast.AST) -> bool:
             and isinstance(node.value, ast.Name) and node.value.id == "sys")
 
 
+def _hard_coded_device(node: ast.AST) -> str | None:
+    """The device a call fixes by hand (``f(device="cpu")``, ``x.cuda()``, ``x.to("cuda")``), if any.
+
+    ``device="auto"`` is fine (it means :func:`snip_lib.train.default_device`), and so are
+    ``x.cpu()`` and ``x.to("cpu")``: they bring results back to the host and choose nothing.
+    """
+    if not isinstance(node, ast.Call):
+        return None
+    for keyword in node.keywords:
+        value = keyword.value
+        if (keyword.arg == "device" and isinstance(value, ast.Constant) and isinstance(value.value, str)
+                and value.value.strip().lower() != "auto"):
+            return f"device={value.value!r}"
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr == "cuda":  # torch.cuda.x() is a call of x
+        return ".cuda()"
+    if (isinstance(func, ast.Attribute) and func.attr == "to" and node.args and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str) and node.args[0].value.split(":")[0] in ("cuda", "mps")):
+        return f".to({node.args[0].value!r})"
+    return None
+
+
 def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
-    """Local-path problems in one code cell (IPython syntax allowed)."""
+    """Local-path and hand-picked-device problems in one code cell (IPython syntax allowed)."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     problems: list[str] = []
@@ -357,6 +383,10 @@ def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
                 problems.append(f"loads code from a file path ({name}); Colab only has the notebook")
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("../"):
             problems.append(f"refers to {node.value!r} outside book/; Colab only has the notebook, load it through snip_lib")
+        device = _hard_coded_device(node)
+        if device:
+            problems.append(f"chooses the device by hand ({device}); use device = train.default_device(), "
+                            "which takes Colab's GPU when there is one and the CPU otherwise")
     return problems
 
 

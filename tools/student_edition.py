@@ -471,7 +471,10 @@ def student_config(root: Path, work: Path) -> dict[str, Any]:
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
     sphinx = config.setdefault("sphinx", {})
-    sphinx.setdefault("local_extensions", {})[Path(__file__).stem] = str(Path(__file__).resolve().parent)
+    # The copy lives in ``work``: the book's own extension paths are relative to the repository.
+    extensions = {name: str((root / path).resolve()) for name, path in (sphinx.get("local_extensions") or {}).items()}
+    extensions[Path(__file__).stem] = str(Path(__file__).resolve().parent)
+    sphinx["local_extensions"] = extensions
     # sphinx-exercise's own switch crashes on gated solutions (see the module docstring).
     if not isinstance(sphinx.get("config"), dict):
         sphinx["config"] = {}
