@@ -86,3 +86,17 @@ book-test-only: browser-setup
 
 bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
+
+# Recorded results: every suite that runs on a CPU, in the order the chapters use them, into the
+# suites' folders under results/ (one JSON per run, with provenance). Files that exist are
+# skipped, so an interrupted run resumes; REPRODUCE_ARGS="--overwrite" redoes them. One thread per
+# run (two runs side by side on a 2-core machine is fastest). Hours on a CPU: see README.
+.PHONY: reproduce
+MNIST_SUITES := table1-lenet300 table1-lenet5-short figure1-lenet300 figure1-lenet5-short \
+                table1-lenet300-diagnosis figure3 table3 table2-rnn table3-rnn beyond-lenet300 beyond-lenet5-short
+
+reproduce: install
+	for suite in $(MNIST_SUITES); do \
+	    SNIP_QUICK=0 $(PYTHON) -m snip_lib reproduce $$suite --threads 1 --no-progress $(REPRODUCE_ARGS) || exit 1; \
+	done
+	SNIP_QUICK=0 $(PYTHON) -m snip_lib.suites_keeps figure4 --threads 1 --no-progress
