@@ -1,0 +1,95 @@
+"""The cost of training a masked network, relative to the dense one: our masking vs torch.nn.utils.prune.
+
+Four copies of the same network (same initial weights, same mask, same batch, same optimizer:
+SGD with momentum 0.9 and weight decay 5e-4) take training steps, interleaved:
+
+- ``dense``             no mask (the baseline);
+- ``ours_hook``         :func:`snip_lib.masking.apply_masks`: a gradient hook multiplies each masked
+  gradient by its mask once per backward; the forward pass is exactly the dense one;
+- ``ours_hook_enforce`` the same plus :func:`snip_lib.masking.enforce_masks` after every step (what
+  :func:`snip_lib.train.fit` does: a safety net, one in-place multiply per masked tensor);
+- ``torch_prune``       ``torch.nn.utils.prune.custom_from_mask``: a forward pre-hook recomputes
+  ``weight = weight_orig * mask`` on every forward, and autograd differentiates through it.
+
+A step is ``zero_grad``, forward, cross-entropy, backward, ``step`` (and ``enforce_masks`` for the
+third variant). After the timing, every variant's pruned weights are checked to be exactly zero.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import prune
+
+from benchmarks.common import Settings, fake_batch, mnist_batch
+from snip_lib import benchmarking, experiments, init, masking, models, snip
+
+TARGET = 1.05  # ours within 5 % of dense
+
+
+def _cases(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {"arch": "lenet300", "batch": settings.pick(100, 20), "sparsity": 0.98, "data": "mnist"},
+        {"arch": "lenet5", "batch": settings.pick(100, 20), "sparsity": 0.99, "data": "mnist"},
+        {"arch": "vgg-d", "batch": settings.pick(16, 2), "sparsity": 0.95, "data": "random, CIFAR-10 shape"},
+    ]
+
+
+def _stepper(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, enforce: bool):
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if enforce:
+            masking.enforce_masks(model)
+
+    return step
+
+
+def _pruned_nonzero(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> int:
+    """Non-zero pruned weights, reading the effective weight (``module.weight``) in both mask forms."""
+    count = 0
+    for name, mask in masks.items():
+        module_name, _, leaf = name.rpartition(".")
+        weight = getattr(model.get_submodule(module_name), leaf)
+        count += int(torch.count_nonzero(weight.detach()[~mask]))
+    return count
+
+
+def run(settings: Settings) -> tuple[dict, dict, dict]:
+    repeats = settings.pick(30, 3)
+    rows, summaries = [], {}
+    for case in _cases(settings):
+        arch = case["arch"]
+        base = init.apply(models.build(arch), experiments.DEFAULT_INIT, seed=settings.seed)
+        if case["data"] == "mnist":
+            x, y = mnist_batch(case["batch"], seed=settings.seed)
+        else:
+            x, y = fake_batch(models.input_shape(arch), case["batch"], seed=settings.seed)
+        masks = snip.snip_masks(base, x, y, case["sparsity"])
+        variants = {name: copy.deepcopy(base).train() for name in ("dense", "ours_hook", "ours_hook_enforce", "torch_prune")}
+        masking.apply_masks(variants["ours_hook"], masks)
+        masking.apply_masks(variants["ours_hook_enforce"], masks)
+        masking.to_torch_prune(masking.apply_masks(variants["torch_prune"], masks))
+        steps = {name: _stepper(model, x, y, enforce=name == "ours_hook_enforce") for name, model in variants.items()}
+        timings = benchmarking.time_interleaved(steps, repeats=repeats, warmup=settings.pick(3, 1),
+                                                min_sample_time=settings.pick(0.1, 0.0))
+        summary = benchmarking.summarize(timings, "dense")
+        summaries[arch] = summary.reset_index().to_dict(orient="records")
+        row: dict[str, Any] = {"arch": arch, "batch": case["batch"], "sparsity": case["sparsity"], "data": case["data"],
+                               "dense_step_ms": 1e3 * summary.loc["dense", "median_s"]}
+        for name in ("ours_hook", "ours_hook_enforce", "torch_prune"):
+            row[f"{name}_step_ms"] = 1e3 * summary.loc[name, "median_s"]
+            row[f"{name}_over_dense"] = summary.loc[name, "ratio"]
+            row[f"{name}_over_dense_iqr"] = [summary.loc[name, "ratio_p25"], summary.loc[name, "ratio_p75"]]
+            row[f"{name}_pruned_nonzero_after"] = _pruned_nonzero(variants[name], masks)
+        row["ours_within_target"] = bool(row["ours_hook_enforce_over_dense"] <= TARGET)
+        rows.append(row)
+    config = {"cases": _cases(settings), "repeats": repeats, "target_ratio": TARGET,
+              "optimizer": "SGD lr 1e-3, momentum 0.9, weight decay 5e-4", "init": experiments.DEFAULT_INIT}
+    return config, {"rows": rows}, {"summaries": summaries}

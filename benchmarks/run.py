@@ -1,0 +1,70 @@
+"""Run the benchmarks and write one JSON result per benchmark (see :mod:`benchmarks`).
+
+    python -m benchmarks [--only NAME ...] [--mode quick|full] [--threads N] [--out DIR] [--note TEXT]
+    python benchmarks/run.py ...          # the same
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+NAMES = ("scoring_vs_step", "masked_overhead", "sparse_inference", "notebook_times")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME",
+                        help=f"run only these ({', '.join(NAMES)}); default: all")
+    parser.add_argument("--mode", choices=("quick", "full"), default="full",
+                        help="full: the recorded settings (default); quick: few repeats, small sizes (a smoke run)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: benchmarks/results in full mode, benchmarks/out in quick mode)")
+    parser.add_argument("--note", default=None, help="free text stored with the results (e.g. what else loads the machine)")
+    parser.add_argument("--notebooks", nargs="+", type=Path, default=None,
+                        help="notebooks for notebook_times (default: every chapter in book/)")
+    parser.add_argument("--notebook-modes", nargs="+", choices=("quick", "full"), default=["quick"],
+                        help="modes to execute the notebooks in (default: quick; full takes much longer)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Before torch starts its thread pool; the recorded provenance reads the mode from SNIP_QUICK.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["SNIP_QUICK"] = "1" if args.mode == "quick" else "0"
+    import torch
+
+    from benchmarks import common, masked_overhead, notebook_times, scoring_vs_step, sparse_inference
+    from snip_lib import benchmarking
+
+    torch.set_num_threads(args.threads)
+    modules = {"scoring_vs_step": scoring_vs_step, "masked_overhead": masked_overhead,
+               "sparse_inference": sparse_inference, "notebook_times": notebook_times}
+    out = args.out or (common.RESULTS_DIR if args.mode == "full" else common.SCRATCH_DIR)
+    settings = common.Settings(mode=args.mode, threads=args.threads, out=out, note=args.note,
+                               notebooks=list(args.notebooks or []), notebook_modes=tuple(dict.fromkeys(args.notebook_modes)))
+    for name in args.only or NAMES:
+        print(f"=== {name} ({args.mode}, {args.threads} thread(s)), load {benchmarking.machine_load()['loadavg_1_5_15']}",
+              flush=True)
+        load = benchmarking.machine_load()
+        start = time.perf_counter()
+        config, metrics, extra = modules[name].run(settings)
+        path = common.write(settings, name, config=config, metrics=metrics, extra=extra,
+                            wall_time=time.perf_counter() - start, load_before=load)
+        print(f"=== {name}: {time.perf_counter() - start:.0f} s -> {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

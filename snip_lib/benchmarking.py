@@ -1,0 +1,154 @@
+"""Timing variants side by side on a busy machine, and reading the recorded benchmark files.
+
+Why this exists. The book makes speed claims only as *ratios measured in one run*: the time of
+one variant divided by the time of another, both measured on the same machine, minutes apart at
+most. On a shared machine (this book's is loaded by long experiments) absolute times drift by tens
+of percent within minutes, so the variants are **interleaved**: every round times each variant once,
+in an order that rotates from round to round (A B, B A, A B, ...), so slow and fast stretches hit
+all of them alike. Each round gives a *paired* ratio (variant / baseline, measured seconds apart);
+the reported ratio is the median of those, with the spread between the quartiles. Absolute times
+are reported as medians too, never means, which a single preempted sample would distort.
+
+Used by ``benchmarks/`` (the recorded figures) and by the performance appendix of the book
+(a small live measurement, labelled as such). The recorded files live in ``benchmarks/results/``
+of a checkout; :func:`load_benchmark` reads one.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["time_interleaved", "summarize", "machine_load", "benchmarks_dir", "load_benchmark"]
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _one_sample(fn: Callable[[], Any], number: int) -> float:
+    """Seconds per call of ``fn`` over ``number`` calls, with the garbage collector off (like timeit)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def time_interleaved(
+    variants: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int = 30,
+    warmup: int = 3,
+    min_sample_time: float = 0.005,
+) -> pd.DataFrame:
+    """Time each callable ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
+
+    Each variant gets its own number of calls per sample, chosen from the warm-up so that one
+    sample lasts at least ``min_sample_time`` seconds (timer resolution and per-sample noise stop
+    mattering). Round ``r`` runs the variants in their given order rotated by ``r``. Returns one
+    row per (round, variant): ``round``, ``variant``, ``seconds`` (per call), ``calls`` (per sample).
+    """
+    if not isinstance(variants, Mapping) or not variants:
+        raise ValueError("variants must be a non-empty mapping {name: callable}")
+    for name, fn in variants.items():
+        if not callable(fn):
+            raise TypeError(f"variant {name!r} is not callable: {fn!r}")
+    _check_positive_int("repeats", repeats)
+    _check_positive_int("warmup", warmup, minimum=0)
+    if not isinstance(min_sample_time, (int, float)) or not min_sample_time >= 0:
+        raise ValueError(f"min_sample_time must be a number >= 0, got {min_sample_time!r}")
+
+    names = list(variants)
+    calls: dict[str, int] = {}
+    for name in names:  # warm-up, interleaved too
+        for _ in range(warmup):
+            variants[name]()
+        once = _one_sample(variants[name], 1)
+        calls[name] = max(1, math.ceil(min_sample_time / once)) if once > 0 else 1
+    rows = []
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            rows.append({"round": r, "variant": name, "seconds": _one_sample(variants[name], calls[name]),
+                         "calls": calls[name]})
+    return pd.DataFrame(rows, columns=["round", "variant", "seconds", "calls"])
+
+
+def summarize(timings: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per variant: median seconds (and quartiles), and the ratio to ``baseline``.
+
+    ``ratio`` is the median over rounds of the paired ratio (variant / baseline in the same
+    round), ``ratio_p25``/``ratio_p75`` its quartiles; ``ratio_of_medians`` is the plain ratio of
+    the two medians, for comparison. ``ratio < 1`` means faster than the baseline.
+    """
+    if not isinstance(timings, pd.DataFrame) or not {"round", "variant", "seconds"} <= set(timings.columns):
+        raise TypeError("timings must be the DataFrame returned by time_interleaved")
+    if baseline not in set(timings["variant"]):
+        raise ValueError(f"baseline {baseline!r} is not a variant; variants: {sorted(set(timings['variant']))}")
+    wide = timings.pivot(index="round", columns="variant", values="seconds")
+    paired = wide.div(wide[baseline], axis=0)
+    order = list(dict.fromkeys(timings["variant"]))
+    out = pd.DataFrame({
+        "median_s": wide.median(),
+        "p25_s": wide.quantile(0.25),
+        "p75_s": wide.quantile(0.75),
+        "ratio": paired.median(),
+        "ratio_p25": paired.quantile(0.25),
+        "ratio_p75": paired.quantile(0.75),
+        "ratio_of_medians": wide.median() / wide[baseline].median(),
+        "repeats": wide.count(),
+    }).reindex(order)
+    out.index.name = "variant"
+    return out
+
+
+def machine_load() -> dict[str, Any]:
+    """How busy the machine is now: 1/5/15-minute load averages and the number of CPUs.
+
+    A load average near or above the CPU count means other processes compete for every core, and
+    absolute times are inflated (ratios much less so, see the module docstring).
+    """
+    try:
+        load = list(os.getloadavg())
+    except (OSError, AttributeError):  # not available on this platform
+        load = None
+    return {"loadavg_1_5_15": load, "cpu_count": os.cpu_count()}
+
+
+def benchmarks_dir() -> Path:
+    """``benchmarks/results`` of the checkout this package sits in (absent in an installed copy)."""
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def load_benchmark(name: str) -> dict[str, Any]:
+    """The recorded benchmark ``name`` (``benchmarks/results/<name>.json``), validated.
+
+    Raises ``FileNotFoundError`` saying how to produce it when the file is not there (e.g. on
+    Colab, where only the notebook is fetched).
+    """
+    from snip_lib import results
+
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise ValueError(f"name must be a benchmark name such as 'sparse_inference', got {name!r}")
+    path = benchmarks_dir() / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no recorded benchmark {name!r} at {path}; run `python -m benchmarks --only {name}` in a "
+            "checkout of the repository to record it"
+        )
+    return results.read_result(path)

@@ -1,0 +1,125 @@
+"""The benchmark runner works end to end on toy settings and writes valid result files.
+
+No timing is asserted (benchmarks are not tests); what is checked is that each benchmark runs,
+writes one JSON result with provenance and the fields the book reads, and records failures
+instead of hiding them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from snip_lib import benchmarking, results
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the benchmarks/ package lives at the repository root
+
+from benchmarks import masked_overhead, run, scoring_vs_step  # noqa: E402
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """One small network per benchmark; the runner's own environment changes are undone afterwards."""
+    tiny = [{"arch": "lenet300", "batch": 8, "sparsity": 0.9, "data": "mnist"}]
+    monkeypatch.setattr(scoring_vs_step, "_cases", lambda settings: tiny)
+    monkeypatch.setattr(masked_overhead, "_cases", lambda settings: tiny)
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_model_benchmarks_write_valid_results(toy, tmp_path: Path):
+    assert run.main(["--mode", "quick", "--out", str(tmp_path), "--note", "toy run",
+                     "--only", "scoring_vs_step", "masked_overhead", "sparse_inference"]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert written == ["masked_overhead.json", "scoring_vs_step.json", "sparse_inference.json"]
+    for path in tmp_path.glob("*.json"):
+        obj = results.read_result(path)  # validates the schema
+        json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path.name}: non-JSON constant {c}"))
+        assert obj["kind"] == f"benchmark.{path.stem}"
+        assert obj["config"]["benchmark_mode"] == "quick" and obj["provenance"]["mode"] == "quick"
+        assert obj["provenance"]["num_threads"] == 1
+        assert obj["extra"]["note"] == "toy run"
+        assert len(obj["extra"]["machine_load_before"]["loadavg_1_5_15"]) == 3
+        assert obj["metrics"]["rows"]
+
+    overhead = results.read_result(tmp_path / "masked_overhead.json")["metrics"]["rows"][0]
+    for name in ("ours_hook", "ours_hook_enforce", "torch_prune"):
+        assert overhead[f"{name}_over_dense"] > 0
+        assert overhead[f"{name}_pruned_nonzero_after"] == 0
+    scoring = results.read_result(tmp_path / "scoring_vs_step.json")["metrics"]["rows"][0]
+    assert scoring["scores_over_step"] > 0 and scoring["masks_over_step"] > 0
+
+    inference = results.read_result(tmp_path / "sparse_inference.json")["metrics"]
+    assert inference["all_outputs_match"] is True
+    variants = {(r["arch"], r["variant"], r["batch"]) for r in inference["rows"]}
+    assert ("lenet300", "csr", 1) in variants and ("lenet5", "csr_sparse_conv", 256) in variants
+    dense = next(r for r in inference["rows"] if r["arch"] == "lenet300" and r["variant"] == "dense")
+    assert dense["latency_over_dense"] == pytest.approx(1.0)
+    assert dense["storage_over_dense"] == 1.0
+
+
+def test_notebook_times_records_each_notebook_and_its_failures(toy, tmp_path: Path):
+    good, bad = tmp_path / "01_good.ipynb", tmp_path / "02_bad.ipynb"
+    for path, source in ((good, "import os\nassert os.environ['SNIP_QUICK'] == '1'"), (bad, "1 / 0")):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, path)
+    before = good.read_bytes()
+    out = tmp_path / "out"
+    assert run.main(["--mode", "quick", "--out", str(out), "--only", "notebook_times",
+                     "--notebooks", str(good), str(bad)]) == 0
+    obj = results.read_result(out / "notebook_times.json")
+    rows = {r["notebook"]: r for r in obj["metrics"]["rows"]}
+    assert rows["01_good.ipynb"]["ok"] and rows["01_good.ipynb"]["error"] is None
+    assert not rows["02_bad.ipynb"]["ok"] and "ZeroDivisionError" in rows["02_bad.ipynb"]["error"]
+    assert obj["metrics"]["all_ok"] is False
+    assert all(r["seconds"] > 0 and r["mode"] == "quick" for r in rows.values())
+    assert good.read_bytes() == before  # notebooks are never rewritten
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "no_such_benchmark"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--threads", "0"])
+    with pytest.raises(FileNotFoundError, match="python -m benchmarks --only nope"):
+        benchmarking.load_benchmark("nope")
+
+
+# --------------------------------------------------------------------------- snip_lib.benchmarking
+
+
+def test_variants_are_interleaved_in_rotating_order():
+    calls: list[str] = []
+    frame = benchmarking.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                          repeats=4, warmup=0, min_sample_time=0.0)
+    timed = calls[2:]  # after one calibration call each
+    assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert list(frame.columns) == ["round", "variant", "seconds", "calls"] and len(frame) == 8
+
+
+def test_summary_ratios_are_paired_medians():
+    import pandas as pd
+
+    rows = [(0, "base", 1.0), (0, "x", 2.0), (1, "base", 2.0), (1, "x", 3.0), (2, "base", 4.0), (2, "x", 4.0)]
+    frame = pd.DataFrame(rows, columns=["round", "variant", "seconds"])
+    summary = benchmarking.summarize(frame, "base")
+    assert summary.loc["base", "ratio"] == 1.0
+    assert summary.loc["x", "ratio"] == pytest.approx(1.5)           # median of 2, 1.5, 1
+    assert summary.loc["x", "ratio_of_medians"] == pytest.approx(1.5)  # 3 / 2
+    assert summary.loc["x", "median_s"] == 3.0 and summary.loc["x", "repeats"] == 3
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        benchmarking.summarize(frame, "nope")
+    with pytest.raises(ValueError, match="non-empty"):
+        benchmarking.time_interleaved({})
+    with pytest.raises(TypeError, match="not callable"):
+        benchmarking.time_interleaved({"a": 1})
