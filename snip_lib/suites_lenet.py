@@ -44,6 +44,7 @@ __all__ = [
     "LENET5_SHORT_EPOCHS",
     "PAPER_TABLE1",
     "DIAGNOSIS_VARIANTS",
+    "diagnosis_table",
     "FIGURE1_FOLDERS",
     "FIGURE1_LENET5_SPARSITIES",
     "FIGURE1_SPARSITIES",
@@ -242,6 +243,44 @@ def sweep_frame(frame):
         "final": frame["metrics.final_test_error"].to_numpy(),
         "at_best_val": frame["metrics.test_error_at_best_val"].to_numpy(),
     })
+
+
+def diagnosis_table(mode: str | None = "full"):
+    """The ``table1-lenet300-diagnosis`` runs next to the plain 98 % LeNet-300-100 runs of Table 1.
+
+    One row per variant (``"plain (Table 1 recipe)"`` first, from ``results/lenet``) with the
+    final and at-best-val test error (%), the seeds, the epochs and the change from the plain
+    run of the same seed. ``FileNotFoundError`` (saying how to produce them) when the diagnosis
+    runs are not recorded.
+    """
+    import pandas as pd
+
+    from snip_lib import results
+
+    how = ("produce them with `python -m snip_lib reproduce table1-lenet300-diagnosis --threads 1` from the "
+           "repository root")
+    runs = results.load_recorded(results_dir() / "table1-lenet300-diagnosis", label="diagnosis runs", how=how,
+                                 mode=mode)
+    plain = recorded_results(mode)
+    plain = plain[(plain["config.arch"] == "lenet300") & ((plain["config.sparsity"] - 0.98).abs() < 1e-9)]
+    plain_by_seed = dict(zip(plain["seed"], plain["metrics.final_test_error"]))
+    rows = [{"variant": "plain (Table 1 recipe)", "final": float(plain["metrics.final_test_error"].mean()),
+             "at_best_val": float(plain["metrics.test_error_at_best_val"].mean()), "seeds": len(plain),
+             "epochs": int(plain["config.train"].iloc[0]["epochs"]) if len(plain) else None, "change": 0.0}]
+    for label, change in DIAGNOSIS_VARIANTS.items():
+        match = runs
+        for key, value in change.items():
+            col = match["config.train"].map(lambda t, k=key: t.get(k)) if key == "epochs" else match[f"config.{key}"]
+            match = match[col == value]
+        if match.empty:
+            continue
+        deltas = [e - plain_by_seed[s] for s, e in zip(match["seed"], match["metrics.final_test_error"])
+                  if s in plain_by_seed]
+        rows.append({"variant": label, "final": float(match["metrics.final_test_error"].mean()),
+                     "at_best_val": float(match["metrics.test_error_at_best_val"].mean()), "seeds": len(match),
+                     "epochs": int(match["config.train"].iloc[0]["epochs"]),
+                     "change": float(sum(deltas) / len(deltas)) if deltas else float("nan")})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- tables and probes

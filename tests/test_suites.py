@@ -98,3 +98,27 @@ def test_figure1_helpers(tmp_path, monkeypatch):
     tidy = suites_lenet.sweep_frame(frame).sort_values("sparsity")
     assert tidy["sparsity"].tolist() == [0.0, 50.0] and tidy["final"].tolist() == [1.5, 1.4]
     assert tidy["epochs"].tolist() == [50, 50]
+
+
+def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(suites_lenet, "results_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="table1-lenet300-diagnosis"):
+        suites_lenet.diagnosis_table(mode=None)
+
+    def write(folder, name, err, seed, **cfg):
+        config = {"arch": "lenet300", "sparsity": 0.98, "init": "lecun_truncated_normal", "scoring_init": None,
+                  "include_bias": False, "train": {"epochs": cfg.pop("epochs", 50)}, **cfg}
+        results.write_result(tmp_path / folder / name, kind="prune_and_train", config=config, seed=seed,
+                             metrics={"final_test_error": err, "test_error_at_best_val": err},
+                             wall_time=1.0, device="cpu")
+
+    write("lenet", "p0.json", 3.0, 0)
+    write("lenet", "p1.json", 2.0, 1)
+    write("table1-lenet300-diagnosis", "g.json", 3.5, 0, init="glorot_uniform")
+    write("table1-lenet300-diagnosis", "e.json", 2.5, 0, epochs=100)
+    table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
+    assert table.loc["plain (Table 1 recipe)", "final"] == pytest.approx(2.5)   # mean over the two plain seeds
+    assert table.loc["Glorot initialisation", "change"] == pytest.approx(0.5)   # against seed 0's plain run
+    assert table.loc["100 epochs (two lr decays)", "change"] == pytest.approx(-0.5)
+    assert table.loc["100 epochs (two lr decays)", "epochs"] == 100
+    assert "biases prunable (official code)" not in table.index                 # not recorded: no row
