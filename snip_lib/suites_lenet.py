@@ -327,22 +327,25 @@ def summarize(frame):
     return pd.DataFrame(rows)
 
 
-def history_frame(frame):
+def history_frame(frame, extra: dict[str, Any] | None = None):
     """Per-epoch test and validation error of every run in ``frame``, in long form for seaborn.
 
-    Columns: ``arch``, ``sparsity`` (%), ``seed``, ``epoch`` (1-based), ``split`` ("test"/"val")
-    and ``error`` (%).
+    Columns: ``arch``, ``sparsity`` (%), the ``extra`` columns, ``seed``, ``epoch`` (1-based),
+    ``split`` ("test"/"val") and ``error`` (%). ``extra`` maps a column name to a function of the
+    run's row (how chapter 6 adds the scoring initialisation of Table 3).
     """
     import pandas as pd
 
+    extra = dict(extra or {})
     rows = []
     for _, r in frame.iterrows():
         hist = r["metrics.history"]
+        per_run = {"arch": r["config.arch"], "sparsity": round(100 * r["config.sparsity"], 2),
+                   **{name: fn(r) for name, fn in extra.items()}, "seed": r["seed"]}
         for split in ("test", "val"):
             for epoch, err in enumerate(hist.get(f"{split}_error") or [], start=1):
-                rows.append({"arch": r["config.arch"], "sparsity": round(100 * r["config.sparsity"], 2),
-                             "seed": r["seed"], "epoch": epoch, "split": split, "error": err})
-    return pd.DataFrame(rows, columns=["arch", "sparsity", "seed", "epoch", "split", "error"])
+                rows.append({**per_run, "epoch": epoch, "split": split, "error": err})
+    return pd.DataFrame(rows, columns=["arch", "sparsity", *extra, "seed", "epoch", "split", "error"])
 
 
 def probe_stability(

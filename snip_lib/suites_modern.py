@@ -729,18 +729,9 @@ def summarize_table3(frame: pd.DataFrame) -> pd.DataFrame:
 def history_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch test and validation error of every recorded run, in long form for seaborn.
 
-    Columns: ``arch``, ``sparsity`` (%), ``scoring init`` (Table 3 label or "-"), ``seed``,
-    ``epoch`` (1-based), ``split`` ("test"/"val") and ``error`` (%).
+    :func:`snip_lib.suites_lenet.history_frame` with a ``scoring init`` column (Table 3 label or "-")
+    after ``sparsity``.
     """
-    import pandas as pd
+    from snip_lib import suites_lenet
 
-    columns = ["arch", "sparsity", "scoring init", "seed", "epoch", "split", "error"]
-    rows = []
-    for _, r in frame.iterrows():
-        hist = r["metrics.history"]
-        for split in ("test", "val"):
-            for epoch, err in enumerate(hist.get(f"{split}_error") or [], start=1):
-                rows.append({"arch": r["config.arch"], "sparsity": round(100 * r["config.sparsity"], 2),
-                             "scoring init": _label_of(r.get("config.scoring_init")), "seed": r["seed"],
-                             "epoch": epoch, "split": split, "error": err})
-    return pd.DataFrame(rows, columns=columns)
+    return suites_lenet.history_frame(frame, extra={"scoring init": lambda r: _label_of(r.get("config.scoring_init"))})
