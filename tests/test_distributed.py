@@ -19,12 +19,7 @@ SPARSITY = 0.9
 WORLD = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_net(seed: int = 0) -> nn.Module:

@@ -13,12 +13,7 @@ from torch.nn.utils import prune
 from snip_lib import masking, models, snip, sparse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pruned(arch: str, sparsity: float, seed: int = 0) -> nn.Module:
