@@ -4,7 +4,7 @@ Four copies of the same network (same initial weights, same mask, same batch, sa
 SGD with momentum 0.9 and weight decay 5e-4) take training steps, interleaved:
 
 - ``dense``             no mask (the baseline);
-- ``ours_hook``         :func:`snip_lib.masking.apply_masks`: a gradient hook multiplies each masked
+- ``ours_hook``         :func:`snip_lib.masking.apply_masks`: a post-accumulate-grad hook multiplies each masked
   gradient by its mask once per backward; the forward pass is exactly the dense one;
 - ``ours_hook_enforce`` the same plus :func:`snip_lib.masking.enforce_masks` after every step (what
   :func:`snip_lib.train.fit` does: a safety net, one in-place multiply per masked tensor);

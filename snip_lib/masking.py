@@ -10,7 +10,8 @@ How a masked model is kept sparse
 1. zero the pruned entries of ``p`` in place;
 2. store the mask as a persistent buffer ``mod.<leaf>_mask`` (e.g. ``fc1.weight_mask``), so
    ``state_dict()`` carries it, ``.to(device)`` moves it and :func:`get_masks` can read it back;
-3. register a gradient hook on ``p`` that multiplies the incoming gradient by the mask.
+3. register a post-accumulate-grad hook on ``p`` that multiplies ``p.grad`` by the mask in place,
+   once per backward, right after autograd has written it (and before any optimizer sees it).
 
 Pruned entries then have weight 0 *and* gradient 0. Every element-wise optimizer in
 ``torch.optim`` (SGD with momentum, Nesterov and weight decay, Adam, AdamW, RMSprop, Adagrad, ...)
@@ -23,8 +24,11 @@ The alternatives cost more or break:
   in ``tests/test_masking.py``);
 * a ``weight * mask`` product in every forward pass (``torch.nn.utils.prune``, Synaptic-Flow,
   OpenLTH) adds an extra op per layer per forward, and per *time step* in the recurrent models,
-  where the gradient hook runs once per backward on the accumulated gradient. Forward cost here is
-  exactly the dense one.
+  where the hook runs once per backward on the accumulated gradient. Forward cost here is exactly
+  the dense one, and the in-place multiply allocates nothing.
+
+Gradients taken with ``torch.autograd.grad`` never reach ``.grad`` and so are not masked: the hook
+guards training (``backward`` + optimizer), which is where revival happens.
 
 The mask buffer holds 0./1. in the parameter's dtype (like ``torch.nn.utils.prune``), not bool:
 on CPU, ``float * bool`` takes a slow type-promotion path (measured 25-80x slower than
@@ -87,7 +91,13 @@ _MAX_NAMES_IN_ERROR = 40
 
 
 class _GradMask:
-    """Gradient hook: multiply the gradient of ``module.<leaf>`` by ``module.<leaf>_mask``.
+    """Post-accumulate-grad hook: multiply ``module.<leaf>.grad`` by ``module.<leaf>_mask`` in place.
+
+    It runs once per backward, after autograd has accumulated the parameter's gradient into
+    ``.grad`` (a layer reused across time steps is masked once, not per use). Masking ``.grad`` in
+    place allocates nothing; a classic tensor hook (``grad * mask``) allocates a new gradient per
+    parameter per backward, which measured 8-9 % of a LeNet-300-100 training step on CPU against
+    under 1 % for this one (``benchmarks/masked_overhead.py``).
 
     The mask is read from the module's buffer at call time, so ``.to(device)``, ``.half()`` and
     ``load_state_dict`` (which update the buffer) are always honoured. The module is held weakly
@@ -100,12 +110,16 @@ class _GradMask:
         self.module_ref = weakref.ref(module)
         self.mask_name = f"{leaf}_mask"
 
-    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+    def __call__(self, param: torch.Tensor) -> None:
         module = self.module_ref()
         mask = None if module is None else module._buffers.get(self.mask_name)
-        if mask is None:
-            return grad
-        return grad * mask
+        grad = param.grad
+        if mask is None or grad is None:
+            return
+        if grad.requires_grad:  # backward(create_graph=True): keep the gradient differentiable
+            param.grad = grad * mask
+        else:
+            grad.mul_(mask)
 
 
 class _MaskGuard:
@@ -138,12 +152,12 @@ class _MaskGuard:
             if entry is not None:
                 entry[1].remove()
                 del self._hooked[leaf]
-                if entry[0] is param and param._backward_hooks is not None:
+                if entry[0] is param and param._post_accumulate_grad_hooks is not None:
                     # Same Parameter object, new C++ tensor: torch.utils.swap_tensors (module.to()
                     # in swap mode) left the hook dict detached from the tensor; re-attach it.
-                    param._backward_hooks = param._backward_hooks
+                    param._post_accumulate_grad_hooks = param._post_accumulate_grad_hooks
             if param is not None and param.requires_grad:
-                handle = param.register_hook(_GradMask(module, leaf))
+                handle = param.register_post_accumulate_grad_hook(_GradMask(module, leaf))
                 self._hooked[leaf] = (param, handle, param._cdata)
 
     def release(self) -> None:

@@ -134,7 +134,7 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, kind: str, steps: int, e
 
 
 def grad_hook_count(p: torch.Tensor) -> int:
-    return sum(isinstance(h, masking._GradMask) for h in (p._backward_hooks or {}).values())
+    return sum(isinstance(h, masking._GradMask) for h in (p._post_accumulate_grad_hooks or {}).values())
 
 
 # --------------------------------------------------------------------------------------------
