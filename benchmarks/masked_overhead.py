@@ -5,9 +5,10 @@ SGD with momentum 0.9 and weight decay 5e-4) take training steps, interleaved:
 
 - ``dense``             no mask (the baseline);
 - ``ours_hook``         :func:`snip_lib.masking.apply_masks`: a post-accumulate-grad hook multiplies each masked
-  gradient by its mask once per backward; the forward pass is exactly the dense one;
-- ``ours_hook_enforce`` the same plus :func:`snip_lib.masking.enforce_masks` after every step (what
-  :func:`snip_lib.train.fit` does: a safety net, one in-place multiply per masked tensor);
+  gradient by its mask in place once per backward; the forward pass is exactly the dense one. This
+  is what :func:`snip_lib.train.fit` trains with, and what the target is judged on;
+- ``ours_hook_enforce`` the same plus :func:`snip_lib.masking.enforce_masks` after every step (the
+  safety net for loops with non-element-wise optimizers: one in-place multiply per masked tensor);
 - ``torch_prune``       ``torch.nn.utils.prune.custom_from_mask``: a forward pre-hook recomputes
   ``weight = weight_orig * mask`` on every forward, and autograd differentiates through it.
 
@@ -27,7 +28,7 @@ from torch.nn.utils import prune
 from benchmarks.common import Settings, fake_batch, mnist_batch
 from snip_lib import benchmarking, experiments, init, masking, models, snip
 
-TARGET = 1.05  # ours within 5 % of dense
+TARGET = 1.05  # ours (the hook fit trains with) within 5 % of dense
 
 
 def _cases(settings: Settings) -> list[dict[str, Any]]:
@@ -88,8 +89,8 @@ def run(settings: Settings) -> tuple[dict, dict, dict]:
             row[f"{name}_over_dense"] = summary.loc[name, "ratio"]
             row[f"{name}_over_dense_iqr"] = [summary.loc[name, "ratio_p25"], summary.loc[name, "ratio_p75"]]
             row[f"{name}_pruned_nonzero_after"] = _pruned_nonzero(variants[name], masks)
-        row["ours_within_target"] = bool(row["ours_hook_enforce_over_dense"] <= TARGET)
+        row["ours_within_target"] = bool(row["ours_hook_over_dense"] <= TARGET)
         rows.append(row)
-    config = {"cases": _cases(settings), "repeats": repeats, "target_ratio": TARGET,
+    config = {"cases": _cases(settings), "repeats": repeats, "target_ratio": TARGET, "target_variant": "ours_hook",
               "optimizer": "SGD lr 1e-3, momentum 0.9, weight decay 5e-4", "init": experiments.DEFAULT_INIT}
     return config, {"rows": rows}, {"summaries": summaries}

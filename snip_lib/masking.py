@@ -38,7 +38,10 @@ on CPU, ``float * bool`` takes a slow type-promotion path (measured 25-80x slowe
 Safety net. Optimizers that are not element-wise (``torch.optim.Muon`` orthogonalises the whole
 update matrix) or that carry non-zero state for pruned entries (state loaded from a dense run) can
 still move pruned weights. :func:`enforce_masks` re-zeroes them with one in-place multiply per
-parameter; the training loop calls it after every ``optimizer.step()``.
+parameter; call it after every ``optimizer.step()`` in a loop that uses such an optimizer.
+:func:`snip_lib.train.fit` builds a fresh SGD or Adam optimizer, so it does not pay for the net on
+every step; it checks with :func:`pruned_nonzero` before training and after every epoch that no
+pruned weight moved, and raises if one did.
 
 Copies. ``copy.deepcopy`` and pickling drop tensor hooks (``Parameter.__deepcopy__`` builds a new
 Parameter without them). Each masked module therefore also carries a tiny forward pre-hook (a
@@ -69,6 +72,7 @@ __all__ = [
     "enforce_masks",
     "get_masks",
     "is_masked",
+    "pruned_nonzero",
     "remove_masks",
     "sparsity_report",
     "global_sparsity",
@@ -317,9 +321,11 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 def enforce_masks(model: nn.Module) -> None:
     """Re-zero every pruned weight in place (call after each ``optimizer.step()``).
 
-    A safety net: with the gradient hooks, element-wise optimizers already keep pruned weights at
-    zero, but non-element-wise ones (``torch.optim.Muon``) or optimizer state carried over from a
-    dense run can move them. Also re-installs gradient hooks lost by copying. One in-place multiply
+    A safety net for training loops of your own: with the gradient hooks, element-wise optimizers
+    already keep pruned weights at zero, but non-element-wise ones (``torch.optim.Muon``) or
+    optimizer state carried over from a dense run can move them. (:func:`snip_lib.train.fit`
+    builds a fresh element-wise optimizer and does not need it; it checks with
+    :func:`pruned_nonzero` instead.) Also re-installs gradient hooks lost by copying. One in-place multiply
     per masked parameter; a no-op for an unmasked model.
     """
     _check_module(model)
@@ -342,6 +348,25 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
         for prefix, module, guard in _masked_modules(model)
         for leaf in guard.leaves
     }
+
+
+def pruned_nonzero(model: nn.Module) -> dict[str, int]:
+    """Pruned entries that are not zero, ``{parameter name: count}``, for the parameters where any is.
+
+    Empty when the model is exactly as sparse as its masks say (and for an unmasked model). The
+    check that training kept the pruning: :func:`snip_lib.train.fit` runs it before training and
+    after every epoch.
+    """
+    _check_module(model)
+    out: dict[str, int] = {}
+    with torch.no_grad():
+        for prefix, module, guard in _masked_modules(model):
+            for leaf in guard.leaves:
+                param, mask = module._parameters[leaf], module._buffers[f"{leaf}_mask"]
+                count = int(torch.count_nonzero(param[mask == 0]))
+                if count:
+                    out[_qualify(prefix, leaf)] = count
+    return out
 
 
 def is_masked(model: nn.Module) -> bool:

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snip_lib import masking
+
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
@@ -462,15 +464,22 @@ def evaluate(
     return float(loss_sum) / count, 100.0 * float(wrong) / count
 
 
-def _masking_hooks(model: nn.Module):
-    """``enforce_masks`` when the model carries SNIP masks, else None."""
-    try:
-        from snip_lib import masking
-    except ImportError:  # masking not available: nothing to enforce
-        return None
-    if masking.is_masked(model):
-        return masking.enforce_masks
-    return None
+def _check_pruning(model: nn.Module, when: str) -> None:
+    """Raise if a masked model has a pruned weight that is not zero (``when`` says at which point).
+
+    The gradient hooks of :func:`snip_lib.masking.apply_masks` keep pruned weights exactly zero
+    under fit's own (fresh, element-wise) optimizers, so a failure here means something outside
+    fit changed the weights or removed the hooks: the run's numbers would not be those of the
+    pruned network, so it stops rather than re-zeroing silently.
+    """
+    moved = masking.pruned_nonzero(model)
+    if moved:
+        listed = ", ".join(f"{name} ({count})" for name, count in moved.items())
+        raise RuntimeError(
+            f"pruned weights are not zero {when}: {listed} non-zero pruned entries; "
+            "call snip_lib.masking.enforce_masks(model) before training, and do not change the weights "
+            "or remove the masks' hooks while fit runs"
+        )
 
 
 def fit(
@@ -489,8 +498,10 @@ def fit(
     Loaders are iterables of ``(inputs, targets)`` batches with a ``len()`` (a
     ``torch.utils.data.DataLoader`` or :func:`snip_lib.data.make_loader`). The learning rate
     is set every iteration from :func:`lr_at`. When the model is masked
-    (:func:`snip_lib.masking.is_masked`), :func:`snip_lib.masking.enforce_masks` re-zeroes the
-    pruned weights after every optimiser step, a safety net against momentum and weight decay.
+    (:func:`snip_lib.masking.is_masked`), its gradient hooks keep the pruned weights exactly zero
+    under fit's fresh SGD or Adam optimizer (momentum and weight decay included); fit checks
+    that before training and after every epoch and raises ``RuntimeError`` naming the parameters
+    if a pruned weight is not zero.
     A non-finite training loss stops training with ``FloatingPointError`` naming the epoch and
     iteration. ``log_every=k`` writes a line every ``k`` iterations and after every epoch.
     The model is trained in place (and moved to ``device``); the return value is the history.
@@ -519,7 +530,9 @@ def fit(
     model.to(dev)
     if use_cl:
         model.to(memory_format=torch.channels_last)
-    enforce = _masking_hooks(model)
+    masked = masking.is_masked(model)
+    if masked:
+        _check_pruning(model, "before training")
     optimizer = make_optimizer(model, config)
     use_scaler = use_amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -556,8 +569,6 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
-            if enforce is not None:
-                enforce(model)
             iteration += 1
             n = y.numel()
             seen += n
@@ -580,6 +591,8 @@ def fit(
                 batch_bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.3g}")
                 tqdm.write(f"epoch {epoch} iteration {iteration}/{total}: train loss {running:.4f}, lr {lr:.4g}")
         batch_bar.close()
+        if masked:
+            _check_pruning(model, f"after epoch {epoch}")
 
         history.train_loss.append(float(loss_sum) / seen)
         history.train_error.append(100.0 * float(wrong) / seen)

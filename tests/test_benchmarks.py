@@ -55,6 +55,7 @@ def test_model_benchmarks_write_valid_results(toy, tmp_path: Path):
     for name in ("ours_hook", "ours_hook_enforce", "torch_prune"):
         assert overhead[f"{name}_over_dense"] > 0
         assert overhead[f"{name}_pruned_nonzero_after"] == 0
+    assert overhead["ours_within_target"] == (overhead["ours_hook_over_dense"] <= 1.05)  # judged on fit's variant
     scoring = results.read_result(tmp_path / "scoring_vs_step.json")["metrics"]["rows"][0]
     assert scoring["scores_over_step"] > 0 and scoring["masks_over_step"] > 0
 

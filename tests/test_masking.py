@@ -623,3 +623,21 @@ def test_hooks_follow_replaced_and_swapped_parameters() -> None:
     g = model.fc1.weight.grad
     assert torch.equal(g[~masks["fc1.weight"]], torch.zeros_like(g[~masks["fc1.weight"]]))
     assert grad_hook_count(model.fc1.weight) == 1
+
+
+def test_pruned_nonzero_counts_only_pruned_entries_that_moved() -> None:
+    model, masks = masked("mlp")
+    assert masking.pruned_nonzero(model) == {}
+    assert masking.pruned_nonzero(make("mlp")) == {}  # unmasked: nothing to count
+    name = next(iter(masks))
+    prefix, _, leaf = name.rpartition(".")
+    weight = getattr(model.get_submodule(prefix), leaf)
+    pruned = (~masks[name]).nonzero()[:3]
+    kept = masks[name].nonzero()[0]
+    with torch.no_grad():
+        for idx in pruned:
+            weight[tuple(idx)] = 0.5
+        weight[tuple(kept)] = 7.0  # a kept weight may take any value
+    assert masking.pruned_nonzero(model) == {name: 3}
+    enforce_masks(model)
+    assert masking.pruned_nonzero(model) == {}

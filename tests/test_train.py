@@ -154,19 +154,45 @@ def test_masked_model_keeps_pruned_weights_exactly_zero():
         assert torch.count_nonzero(w.detach()[mask]) > 0.9 * mask.sum()  # the kept ones did train
 
 
-def test_fit_calls_enforce_masks_after_every_step(monkeypatch):
+def test_fit_keeps_pruned_weights_zero_without_enforce_masks(monkeypatch):
+    """fit relies on the gradient hooks (its optimizers are fresh and element-wise), not on a
+    per-step enforce_masks: pruned weights stay exactly zero with momentum and weight decay."""
     from snip_lib import masking
 
     calls = []
-    real = masking.enforce_masks
-    monkeypatch.setattr(masking, "enforce_masks", lambda m: (calls.append(1), real(m)))
+    monkeypatch.setattr(masking, "enforce_masks", lambda m: calls.append(1))
     train_loader, _, test_loader = _loaders()
-    model = masking.apply_masks(_mlp(), {"0.weight": torch.rand(32, 8) > 0.5})
-    hist = fit(model, train_loader, test_loader, _cfg(epochs=2), progress=False)
-    assert len(calls) == hist.iterations == 2 * len(train_loader)
-    calls.clear()
-    fit(_mlp(), train_loader, test_loader, _cfg(epochs=1), progress=False)  # unmasked: nothing to enforce
+    mask = torch.rand(32, 8, generator=torch.Generator().manual_seed(3)) > 0.5
+    model = masking.apply_masks(_mlp(), {"0.weight": mask})
+    fit(model, train_loader, test_loader, _cfg(epochs=2, weight_decay=5e-4), progress=False)
     assert calls == []
+    assert masking.pruned_nonzero(model) == {}
+    assert torch.all(model[0].weight.detach()[~mask] == 0)
+
+
+def test_fit_refuses_a_masked_model_whose_pruned_weights_are_not_zero():
+    from snip_lib import masking
+
+    train_loader, _, test_loader = _loaders()
+    mask = torch.ones(32, 8, dtype=torch.bool)
+    mask[0, :3] = False
+    model = masking.apply_masks(_mlp(), {"0.weight": mask})
+    with torch.no_grad():
+        model[0].weight[0, :2] = 1.0  # someone wrote into two pruned entries
+    with pytest.raises(RuntimeError, match=r"not zero before training: 0\.weight \(2\)"):
+        fit(model, train_loader, test_loader, _cfg(epochs=1), progress=False)
+
+
+def test_fit_stops_when_pruned_weights_move_during_an_epoch(monkeypatch):
+    from snip_lib import masking
+
+    train_loader, _, test_loader = _loaders()
+    mask = torch.ones(32, 8, dtype=torch.bool)
+    mask[:, 0] = False
+    model = masking.apply_masks(_mlp(), {"0.weight": mask})
+    monkeypatch.setattr(masking._GradMask, "__call__", lambda self, param: None)  # a hook that fails
+    with pytest.raises(RuntimeError, match="not zero after epoch 1: 0.weight"):
+        fit(model, train_loader, test_loader, _cfg(epochs=2, weight_decay=5e-4), progress=False)
 
 
 def test_fit_rejects_bad_arguments():
