@@ -100,8 +100,9 @@ class _GradMask:
     It runs once per backward, after autograd has accumulated the parameter's gradient into
     ``.grad`` (a layer reused across time steps is masked once, not per use). Masking ``.grad`` in
     place allocates nothing; a classic tensor hook (``grad * mask``) allocates a new gradient per
-    parameter per backward, which measured 8-9 % of a LeNet-300-100 training step on CPU against
-    under 1 % for this one (``benchmarks/masked_overhead.py``).
+    parameter per backward. What the pass costs per training step is measured by
+    ``benchmarks/masked_overhead.py`` (about 1 % on the LeNet-5-Caffe and VGG-D steps, 9 % on the
+    very short LeNet-300-100 step).
 
     The mask is read from the module's buffer at call time, so ``.to(device)``, ``.half()`` and
     ``load_state_dict`` (which update the buffer) are always honoured. The module is held weakly
