@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils import prune
 
 from benchmarks.common import Settings, fake_batch, mnist_batch
 from snip_lib import benchmarking, experiments, init, masking, models, snip

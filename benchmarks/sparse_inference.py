@@ -20,7 +20,6 @@ model's on the 256 images.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 

@@ -323,7 +323,7 @@ def test_missing_title_cell_fails(book: Path):
     "import importlib.util\nimportlib.util.spec_from_file_location('x', 'x.py')",
 ], ids=lambda s: s.splitlines()[-1][:40])
 def test_local_path_dependencies_fail(book: Path, source: str):
-    path = add_chapter(book, "04_snip_algorithm.ipynb", [code(source)])
+    add_chapter(book, "04_snip_algorithm.ipynb", [code(source)])
     problems = nbtools.check(book)
     assert problems and all("04_snip_algorithm.ipynb: cell 2:" in p for p in problems), problems
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from snip_lib import cli, experiments
 from snip_lib.results import validate_result
@@ -17,13 +16,7 @@ from snip_lib.results import validate_result
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest and immune to other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest.py
 
 
 def _run_cli(*args: str, cwd: Path, quick: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -16,9 +16,7 @@ import torch
 from snip_lib import data, experiments, masking, models, results, suites_modern
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest.py
 
 
 @pytest.fixture

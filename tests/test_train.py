@@ -13,13 +13,7 @@ from snip_lib import train
 from snip_lib.train import History, TrainConfig, evaluate, fit, lr_at, seed_everything
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest and immune to other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest.py
 
 
 def _blobs(n: int, seed: int) -> TensorDataset:
