@@ -43,7 +43,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.func import functional_call
 
 from snip_lib import snip
 
@@ -127,42 +126,6 @@ def check_identical(tensors: Sequence[torch.Tensor], what: str, *, group: Any = 
 # --------------------------------------------------------------------------------------------
 
 
-def _indicator_gradient(
-    model: nn.Module, inputs: Any, targets: Any, loss_fn: Callable | None, include_bias: bool, bn_mode: str
-) -> tuple[dict[str, torch.Tensor], int]:
-    """Signed ``∂L/∂c`` at ``c = 1`` of the mean loss over this rank's batches, and the example count.
-
-    The same computation as :func:`snip_lib.snip.connection_sensitivity` before it takes the
-    magnitude (batches weighted by their size); model parameters, ``.grad``, buffers and
-    train/eval flags are left unchanged.
-    """
-    params = snip.prunable_parameters(model, include_bias=include_bias)
-    pairs = snip._as_batches(inputs, targets)
-    snip._check_bn_mode(bn_mode)
-    loss_fn = torch.nn.functional.cross_entropy if loss_fn is None else loss_fn
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
-    device = next(iter(params.values())).device
-    weights = {name: p.detach() for name, p in params.items()}
-    total = sum(x.shape[0] for x, _ in pairs)
-    sums = {name: torch.zeros_like(w) for name, w in weights.items()}
-    with snip._ScoringMode(model, bn_mode), torch.enable_grad():
-        for i, (x, y) in enumerate(pairs):
-            c = {name: torch.ones_like(w, requires_grad=True) for name, w in weights.items()}
-            buffers = {name: b.clone() for name, b in model.named_buffers()}
-            masked = {name: weights[name] * c[name] for name in weights}
-            loss = loss_fn(functional_call(model, (masked, buffers), (x.to(device),)), y.to(device))
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError("loss_fn must return a scalar (the mean loss over the batch)")
-            if not torch.isfinite(loss.detach()).item():
-                raise ValueError(f"loss is {loss.item()} on batch {i}; check the inputs/initialisation")
-            grads = torch.autograd.grad(loss.reshape(()), list(c.values()), allow_unused=True)
-            for name, g in zip(c, grads):
-                if g is not None:
-                    sums[name].add_(g, alpha=x.shape[0] / total)
-    return sums, total
-
-
 def distributed_snip_masks(
     model: nn.Module,
     inputs: torch.Tensor | Sequence[torch.Tensor],
@@ -200,7 +163,8 @@ def distributed_snip_masks(
 
     params = snip.prunable_parameters(model, include_bias=include_bias)
     check_identical([p.detach() for p in params.values()], "the model's prunable weights", group=group)
-    grads, count = _indicator_gradient(model, inputs, targets, loss_fn, include_bias, bn_mode)
+    grads = snip.indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
+    count = sum(len(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs]))
 
     # One collective: every rank's gradient times its example count, and the count itself.
     first = next(iter(grads.values()))

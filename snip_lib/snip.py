@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 __all__ = [
-    "BN_MODES", "prunable_parameters", "connection_sensitivity", "masks_from_scores",
+    "BN_MODES", "prunable_parameters", "indicator_gradients", "connection_sensitivity", "masks_from_scores",
     "snip_masks", "layerwise_density", "kept_count",
 ]
 
@@ -159,7 +159,7 @@ class _ScoringMode:
             m.training = flag
 
 
-def connection_sensitivity(
+def indicator_gradients(
     model: nn.Module,
     inputs: Batches,
     targets: Batches,
@@ -167,27 +167,19 @@ def connection_sensitivity(
     *,
     include_bias: bool = False,
     bn_mode: str = "eval",
-    normalize: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """SNIP's connection sensitivity |∂L(c ⊙ w)/∂c| at c = 1, one tensor per prunable parameter.
+    """The signed indicator gradient ∂L(c ⊙ w)/∂c at c = 1, one tensor per prunable parameter.
 
-    ``loss_fn(outputs, targets)`` must return the *mean* loss over the batch as a scalar
-    (default: ``F.cross_entropy``). ``inputs``/``targets`` are one batch each, or equal-length
-    lists/tuples of batches: the indicator gradients are accumulated weighted by batch size
-    before taking the magnitude, which equals one pass on the concatenated batch (exactly so
-    when BatchNorm uses running statistics, ``bn_mode="eval"``). Batches are moved to the
-    parameters' device.
-
-    ``bn_mode`` picks how BatchNorm runs (see :data:`BN_MODES`); every other module runs in
-    eval mode (no dropout). The model's parameters, ``.grad``, buffers and train/eval flags are
-    unchanged afterwards. With ``normalize`` the scores are divided by their global sum, so
-    they add up to 1 across all layers (this does not change the ranking).
+    SNIP's scores are its magnitudes (:func:`connection_sensitivity`). The sign is kept here
+    because sums of gradients, unlike sums of magnitudes, are again gradients: the distributed
+    version (:mod:`snip_lib.distributed`) adds the ranks' gradients before taking ``|.|``.
+    ``L`` is the mean loss over all examples: with several batches, their gradients are
+    weighted by batch size. Arguments as for :func:`connection_sensitivity`; the model's
+    parameters, ``.grad``, buffers and train/eval flags are unchanged afterwards.
     """
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
     _check_bn_mode(bn_mode)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be True or False, got {normalize!r}")
     if loss_fn is None:
         loss_fn = F.cross_entropy
     elif not callable(loss_fn):
@@ -220,8 +212,37 @@ def connection_sensitivity(
             for name, g in zip(c, grads):
                 if g is not None:
                     grad_sums[name].add_(g, alpha=weight)
+    return grad_sums
 
-    scores = {name: g.abs() for name, g in grad_sums.items()}
+
+def connection_sensitivity(
+    model: nn.Module,
+    inputs: Batches,
+    targets: Batches,
+    loss_fn: LossFn | None = None,
+    *,
+    include_bias: bool = False,
+    bn_mode: str = "eval",
+    normalize: bool = True,
+) -> dict[str, torch.Tensor]:
+    """SNIP's connection sensitivity |∂L(c ⊙ w)/∂c| at c = 1, one tensor per prunable parameter.
+
+    ``loss_fn(outputs, targets)`` must return the *mean* loss over the batch as a scalar
+    (default: ``F.cross_entropy``). ``inputs``/``targets`` are one batch each, or equal-length
+    lists/tuples of batches: the indicator gradients are accumulated weighted by batch size
+    before taking the magnitude, which equals one pass on the concatenated batch (exactly so
+    when BatchNorm uses running statistics, ``bn_mode="eval"``). Batches are moved to the
+    parameters' device.
+
+    ``bn_mode`` picks how BatchNorm runs (see :data:`BN_MODES`); every other module runs in
+    eval mode (no dropout). The model's parameters, ``.grad``, buffers and train/eval flags are
+    unchanged afterwards. With ``normalize`` the scores are divided by their global sum, so
+    they add up to 1 across all layers (this does not change the ranking).
+    """
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    grads = indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
+    scores = {name: g.abs() for name, g in grads.items()}
     if not all(torch.isfinite(s).all().item() for s in scores.values()):
         raise ValueError("connection sensitivity is not finite (inf/nan gradients); "
                          "check the inputs/initialisation")

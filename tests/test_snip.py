@@ -151,11 +151,14 @@ def test_indicator_gradient_equals_w_times_weight_gradient(make, shape, classes)
     params = snip.prunable_parameters(model, include_bias=True)
     expected = _w_times_grad(model, x, y, params)
     model.zero_grad(set_to_none=True)
+    signed = snip.indicator_gradients(model, x, y, include_bias=True)
     scores = snip.connection_sensitivity(model, x, y, include_bias=True, normalize=False)
-    assert list(scores) == list(params)
+    assert list(scores) == list(signed) == list(params)
     for name in params:
+        torch.testing.assert_close(signed[name], expected[name], rtol=1e-10, atol=1e-12)  # with its sign
         torch.testing.assert_close(scores[name], expected[name].abs(), rtol=1e-10, atol=1e-12)
         assert scores[name].dtype == torch.float64 and scores[name].shape == params[name].shape
+    assert any((g < 0).any() for g in signed.values()) and any((g > 0).any() for g in signed.values())
 
 
 def test_scores_are_not_the_plain_weight_gradient():
