@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from snip_lib.snip import masks_from_scores, prunable_parameters
+from snip_lib.snip import _check_sparsity, masks_from_scores, prunable_parameters
 
 __all__ = [
     "SCOPES",
@@ -60,15 +60,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- checks
-
-def _check_sparsity(sparsity: float) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise TypeError(f"sparsity must be a number in [0, 1), got {sparsity!r} ({type(sparsity).__name__})")
-    value = float(sparsity)
-    if not (0.0 <= value < 1.0):  # also rejects NaN
-        raise ValueError(f"sparsity must be in [0, 1) (fraction of connections removed), got {sparsity!r}")
-    return value
-
 
 def _check_scope(scope: str) -> str:
     if scope not in SCOPES:
