@@ -102,7 +102,7 @@ _SUITES = (
              "train_options": {"decay_every": LENET5_SHORT_DECAY_EVERY, **_WARMUP}}
             for s in (0.0, 0.98, 0.99)
         ),
-        seeds=(0, 1),
+        seeds=(0, 1, 2),
         folder=RESULTS_SUBDIR,
     ),
 )
