@@ -35,7 +35,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -44,8 +43,10 @@ from snip_lib.snip import (
     Batches,
     _as_batches,
     _check_bn_mode,
+    _check_loss_fn,
     _check_masks,
     _check_sparsity,
+    _scalar_loss,
     _ScoringMode,
     masks_from_scores,
     prunable_parameters,
@@ -114,23 +115,6 @@ def _check_schedule(schedule: Any) -> str:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
     return schedule
-
-
-def _check_loss_fn(loss_fn: Any) -> LossFn:
-    if loss_fn is None:
-        return F.cross_entropy
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
-    return loss_fn
-
-
-def _scalar_loss(loss: Any, batch: int) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(f"loss_fn must return a scalar (the mean loss over the batch), got {shape}")
-    if not torch.isfinite(loss.detach()).item():
-        raise ValueError(f"loss is {loss.item()} on batch {batch}; check the inputs/initialisation")
-    return loss.reshape(())
 
 
 def _check_finite(scores: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ import copy
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +139,23 @@ def _check_sparsity(sparsity: float) -> float:
     return value
 
 
+def _check_loss_fn(loss_fn: Any) -> LossFn:
+    if loss_fn is None:
+        return F.cross_entropy
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
+    return loss_fn
+
+
+def _scalar_loss(loss: Any, batch: int) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar (the mean loss over the batch), got {shape}")
+    if not torch.isfinite(loss.detach()).item():
+        raise ValueError(f"loss is {loss.item()} on batch {batch}; check the inputs/initialisation")
+    return loss.reshape(())
+
+
 # ----------------------------------------------------------------------------- scoring
 
 class _ScoringMode:
@@ -180,10 +198,7 @@ def indicator_gradients(
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
     _check_bn_mode(bn_mode)
-    if loss_fn is None:
-        loss_fn = F.cross_entropy
-    elif not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
+    loss_fn = _check_loss_fn(loss_fn)
 
     device = next(iter(params.values())).device
     weights = {name: p.detach() for name, p in params.items()}
@@ -197,17 +212,8 @@ def indicator_gradients(
             buffers = {name: b.clone() for name, b in model.named_buffers()}
             masked = {name: weights[name] * c[name] for name in weights}
             outputs = functional_call(model, (masked, buffers), (x.to(device),))
-            loss = loss_fn(outputs, y.to(device))
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-                raise ValueError(
-                    f"loss_fn must return a scalar (the mean loss over the batch), got {shape}"
-                )
-            if not torch.isfinite(loss.detach()).item():
-                raise ValueError(
-                    f"loss is {loss.item()} on batch {i}; check the inputs/initialisation"
-                )
-            grads = torch.autograd.grad(loss.reshape(()), list(c.values()), allow_unused=True)
+            loss = _scalar_loss(loss_fn(outputs, y.to(device)), i)
+            grads = torch.autograd.grad(loss, list(c.values()), allow_unused=True)
             weight = x.shape[0] / total_examples
             for name, g in zip(c, grads):
                 if g is not None:
