@@ -326,8 +326,8 @@ def enforce_masks(model: nn.Module) -> None:
     already keep pruned weights at zero, but non-element-wise ones (``torch.optim.Muon``) or
     optimizer state carried over from a dense run can move them. (:func:`snip_lib.train.fit`
     builds a fresh element-wise optimizer and does not need it; it checks with
-    :func:`pruned_nonzero` instead.) Also re-installs gradient hooks lost by copying. One in-place multiply
-    per masked parameter; a no-op for an unmasked model.
+    :func:`pruned_nonzero` instead.) Also re-installs gradient hooks lost by copying. One in-place
+    multiply per masked parameter; a no-op for an unmasked model.
     """
     _check_module(model)
     with torch.no_grad():
