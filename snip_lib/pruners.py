@@ -46,7 +46,7 @@ from snip_lib.snip import (
     _check_loss_fn,
     _check_masks,
     _check_sparsity,
-    _scalar_loss,
+    _functional_loss,
     _ScoringMode,
     masks_from_scores,
     prunable_parameters,
@@ -146,17 +146,6 @@ def sparsity_schedule(sparsity: float, steps: int, schedule: str = "exponential"
 
 
 # ----------------------------------------------------------------------------- GraSP
-
-def _functional_loss(model: nn.Module, weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     loss_fn: LossFn, batch: int, temperature: float = 1.0) -> torch.Tensor:
-    """The batch loss with ``weights`` in place of the model's prunable parameters (nothing mutated)."""
-    # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    outputs = functional_call(model, ({**weights}, buffers), (x,))
-    if temperature != 1.0:
-        outputs = outputs / temperature
-    return _scalar_loss(loss_fn(outputs, y), batch)
-
 
 def grasp_scores(
     model: nn.Module,

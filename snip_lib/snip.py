@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -177,6 +177,17 @@ class _ScoringMode:
             m.training = flag
 
 
+def _functional_loss(model: nn.Module, weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     loss_fn: LossFn, batch: int, temperature: float = 1.0) -> torch.Tensor:
+    """The batch loss with ``weights`` in place of the model's prunable parameters (nothing mutated)."""
+    # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    outputs = functional_call(model, ({**weights}, buffers), (x,))
+    if temperature != 1.0:
+        outputs = outputs / temperature
+    return _scalar_loss(loss_fn(outputs, y), batch)
+
+
 def indicator_gradients(
     model: nn.Module,
     inputs: Batches,
@@ -208,11 +219,8 @@ def indicator_gradients(
     with _ScoringMode(model, bn_mode), torch.enable_grad():
         for i, (x, y) in enumerate(pairs):
             c = {name: torch.ones_like(w, requires_grad=True) for name, w in weights.items()}
-            # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
-            buffers = {name: b.clone() for name, b in model.named_buffers()}
             masked = {name: weights[name] * c[name] for name in weights}
-            outputs = functional_call(model, (masked, buffers), (x.to(device),))
-            loss = _scalar_loss(loss_fn(outputs, y.to(device)), i)
+            loss = _functional_loss(model, masked, x.to(device), y.to(device), loss_fn, i)
             grads = torch.autograd.grad(loss, list(c.values()), allow_unused=True)
             weight = x.shape[0] / total_examples
             for name, g in zip(c, grads):
