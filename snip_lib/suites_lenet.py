@@ -106,6 +106,24 @@ _SUITES = (
         folder=RESULTS_SUBDIR,
     ),
 )
+#: Learning rate of the pruned LeNet-5-Caffe rows of ``table1-lenet5-short-lr0.1``: the paper's 0.1.
+LENET5_PAPER_LR = 0.1
+
+_SUITES += (
+    experiments.Suite(
+        name="table1-lenet5-short-lr0.1",
+        description="Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % at the PAPER'S lr 0.1 (momentum 0.9, "
+                    "the dense net diverges there, the pruned nets do not); SHORTENED BUDGET as "
+                    f"table1-lenet5-short ({LENET5_SHORT_EPOCHS} epochs, x0.1 at iteration "
+                    f"{LENET5_SHORT_DECAY_EVERY}, {WARMUP_ITERATIONS}-iteration lr warm-up)",
+        runs=tuple(
+            {"arch": "lenet5", "sparsity": s, "epochs": LENET5_SHORT_EPOCHS, "lr": LENET5_PAPER_LR,
+             "train_options": {"decay_every": LENET5_SHORT_DECAY_EVERY, **_WARMUP}}
+            for s in (0.98, 0.99)
+        ),
+        seeds=(0, 1, 2),
+    ),
+)
 #: Sparsities of the Figure 1 sweep beyond those of Table 1 (the figure joins both suites).
 FIGURE1_SPARSITIES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
 #: LeNet-5-Caffe sweep points (shortened budget, like table1-lenet5-short).
