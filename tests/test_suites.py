@@ -108,6 +108,7 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     def write(folder, name, err, seed, **cfg):
         config = {"arch": "lenet300", "sparsity": 0.98, "init": "lecun_truncated_normal", "scoring_init": None,
                   "include_bias": False, "train": {"epochs": cfg.pop("epochs", 50)}, **cfg}
+        config["train"].setdefault("momentum", 0.9)
         results.write_result(tmp_path / folder / name, kind="prune_and_train", config=config, seed=seed,
                              metrics={"final_test_error": err, "test_error_at_best_val": err},
                              wall_time=1.0, device="cpu")
@@ -116,7 +117,14 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     write("lenet", "p1.json", 2.0, 1)
     write("table1-lenet300-diagnosis", "g.json", 3.5, 0, init="glorot_uniform")
     write("table1-lenet300-diagnosis", "e.json", 2.5, 0, epochs=100)
+    official = "official code's defaults (plain SGD, constant lr, ~10k iterations)"
+    write("table1-lenet300-diagnosis", "o.json", 4.5, 0, epochs=suites_lenet.OFFICIAL_DEFAULT_EPOCHS)  # momentum 0.9
     table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
+    assert official not in table.index       # a 19-epoch run is not the official variant without its optimiser
+    write("table1-lenet300-diagnosis", "o.json", 4.5, 0, epochs=suites_lenet.OFFICIAL_DEFAULT_EPOCHS,
+          train={"epochs": suites_lenet.OFFICIAL_DEFAULT_EPOCHS, "schedule": "constant", "momentum": 0.0})
+    table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
+    assert table.loc[official, "change"] == pytest.approx(1.5) and table.loc[official, "epochs"] == 19
     assert table.loc["plain (Table 1 recipe)", "final"] == pytest.approx(2.5)   # mean over the two plain seeds
     assert table.loc["Glorot initialisation", "change"] == pytest.approx(0.5)   # against seed 0's plain run
     assert table.loc["100 epochs (two lr decays)", "change"] == pytest.approx(-0.5)
