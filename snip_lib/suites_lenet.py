@@ -60,6 +60,10 @@ __all__ = [
     "results_dir",
     "summarize",
     "sweep_frame",
+    "table1_results",
+    "TABLE1_FOLDERS",
+    "LENET5_PAPER_LR",
+    "OFFICIAL_DEFAULT_EPOCHS",
 ]
 
 #: Linear warm-up of the learning rate (iterations) used by every LeNet run of the book.
@@ -239,6 +243,40 @@ def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
                                  noun="LeNet results")
 
 
+#: Folders (under results/) whose runs make up chapter 5's Table 1: the book's rows (results/lenet) and
+#: the pruned LeNet-5-Caffe rows at the paper's lr 0.1 (shortened and full budget).
+TABLE1_FOLDERS: tuple[str, ...] = (RESULTS_SUBDIR, "table1-lenet5-short-lr0.1", "table1-lenet5-lr0.1")
+
+
+def table1_results(mode: str | None = "full"):
+    """Every recorded Table 1 run (:data:`TABLE1_FOLDERS`), with a ``source`` column naming the folder.
+
+    A DataFrame as :func:`recorded_results`. The folders differ in learning rate and budget, so
+    :func:`summarize` keeps them apart. Folders without runs are left out; ``FileNotFoundError``
+    (saying how to produce them) only when none has a run.
+    """
+    return _joined_folders(TABLE1_FOLDERS, "Table 1 runs", mode, how=(
+        "produce them with `python -m snip_lib reproduce table1-lenet300 --threads 1` (and table1-lenet5-short, "
+        "table1-lenet5-short-lr0.1, table1-lenet5-lr0.1) from the repository root"))
+
+
+def _joined_folders(folders: Sequence[str], label: str, mode: str | None, how: str):
+    import pandas as pd
+
+    from snip_lib import results
+
+    frames = []
+    for folder in folders:
+        try:
+            frame = results.load_recorded(results_dir() / folder, label=label, how="", mode=mode)
+        except FileNotFoundError:
+            continue
+        frames.append(frame.assign(source=folder))
+    if not frames:
+        raise FileNotFoundError(f"no recorded {label} in results/{{{','.join(folders)}}}; {how}")
+    return pd.concat(frames, ignore_index=True)
+
+
 #: Folders (under results/) whose runs make up Figure 1: Table 1's runs and the extra sweep points.
 FIGURE1_FOLDERS: tuple[str, ...] = (RESULTS_SUBDIR, "figure1-lenet300", "figure1-lenet5-short")
 
@@ -249,23 +287,9 @@ def figure1_results(mode: str | None = "full"):
     A DataFrame as :func:`recorded_results`, with a ``source`` column naming the folder. Folders
     that do not exist yet are left out; ``FileNotFoundError`` only when none has a run.
     """
-    import pandas as pd
-
-    from snip_lib import results
-
-    frames = []
-    for folder in FIGURE1_FOLDERS:
-        try:
-            frame = results.load_recorded(results_dir() / folder, label="Figure 1 runs", how="", mode=mode)
-        except FileNotFoundError:
-            continue
-        frames.append(frame.assign(source=folder))
-    if not frames:
-        raise FileNotFoundError(
-            "no recorded Figure 1 runs in results/{" + ",".join(FIGURE1_FOLDERS) + "}; produce them with "
-            "`python -m snip_lib reproduce figure1-lenet300 --out results/figure1-lenet300 --threads 1` (and "
-            "table1-lenet300, table1-lenet5-short, figure1-lenet5-short) from the repository root")
-    return pd.concat(frames, ignore_index=True)
+    return _joined_folders(FIGURE1_FOLDERS, "Figure 1 runs", mode, how=(
+        "produce them with `python -m snip_lib reproduce figure1-lenet300 --out results/figure1-lenet300 --threads 1` "
+        "(and table1-lenet300, table1-lenet5-short, figure1-lenet5-short) from the repository root"))
 
 
 def sweep_frame(frame):
@@ -348,11 +372,12 @@ _PROTOCOLS = {
 
 
 def summarize(frame):
-    """One row per (arch, sparsity) of a results frame: paper error and ours, mean and std over seeds.
+    """One row per (arch, sparsity, lr, epochs) of a results frame: paper error and ours over seeds.
 
-    ``frame`` is a :func:`recorded_results` (or :func:`snip_lib.results.load_results`) frame of
-    ``prune_and_train`` runs. Columns: ``arch``, ``sparsity`` (%), ``paper``, ``n`` (seeds),
-    ``epochs``, ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
+    ``frame`` is a :func:`recorded_results` or :func:`table1_results` (or
+    :func:`snip_lib.results.load_results`) frame of ``prune_and_train`` runs; runs with another
+    learning rate or budget get their own row, never a shared mean. Columns: ``arch``,
+    ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
     ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
     ``wall_time_mean`` (s), ``device`` and ``commit`` (first 8 hex digits; ``+dirty`` when the
     working tree had uncommitted changes). The std is the sample std (NaN for one seed).
@@ -364,11 +389,13 @@ def summarize(frame):
     missing = {"config.arch", "config.sparsity", "config.train", *_PROTOCOLS.values()} - set(frame.columns)
     if missing:
         raise ValueError(f"results frame lacks columns {sorted(missing)}; load prune_and_train results")
+    keyed = frame.assign(_lr=[float(t["lr"]) for t in frame["config.train"]],
+                         _epochs=[int(t["epochs"]) for t in frame["config.train"]])
     rows = []
-    for (arch, sparsity), g in frame.groupby(["config.arch", "config.sparsity"], sort=True):
-        row = {"arch": arch, "sparsity": round(100 * sparsity, 2), "paper": PAPER_TABLE1.get((arch, round(sparsity, 4))),
-               "n": len(g), "epochs": sorted({t["epochs"] for t in g["config.train"]})}
-        row["epochs"] = row["epochs"][0] if len(row["epochs"]) == 1 else row["epochs"]
+    for (arch, sparsity, lr, epochs), g in keyed.groupby(["config.arch", "config.sparsity", "_lr", "_epochs"],
+                                                         sort=True):
+        row = {"arch": arch, "sparsity": round(100 * sparsity, 2), "lr": lr, "epochs": epochs,
+               "paper": PAPER_TABLE1.get((arch, round(sparsity, 4))), "n": len(g)}
         for name, col in _PROTOCOLS.items():
             row[f"{name}_mean"] = float(g[col].mean())
             row[f"{name}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -98,6 +99,34 @@ def test_figure1_helpers(tmp_path, monkeypatch):
     tidy = suites_lenet.sweep_frame(frame).sort_values("sparsity")
     assert tidy["sparsity"].tolist() == [0.0, 50.0] and tidy["final"].tolist() == [1.5, 1.4]
     assert tidy["epochs"].tolist() == [50, 50]
+
+
+def test_table1_results_and_summarize_keep_learning_rates_and_budgets_apart(tmp_path, monkeypatch):
+    monkeypatch.setattr(suites_lenet, "results_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="table1-lenet5-lr0.1"):
+        suites_lenet.table1_results()
+
+    def write(folder, name, sp, lr, epochs, err, seed):
+        cfg = {"arch": "lenet5", "sparsity": sp, "train": {"epochs": epochs, "lr": lr}}
+        results.write_result(tmp_path / folder / name, kind="prune_and_train", config=cfg, seed=seed,
+                             metrics={"final_test_error": err, "test_error_at_best_val": err, "best_test_error": err},
+                             wall_time=60.0, device="cpu")
+
+    write("lenet", "a0.json", 0.98, 0.01, 10, 1.4, 0)
+    write("lenet", "a1.json", 0.98, 0.01, 10, 1.6, 1)
+    write("table1-lenet5-short-lr0.1", "b0.json", 0.98, 0.1, 10, 1.0, 0)
+    write("table1-lenet5-lr0.1", "c0.json", 0.98, 0.1, 50, 0.9, 0)
+    write("table1-lenet5-lr0.1", "c1.json", 0.99, 0.1, 50, 1.2, 0)
+    frame = suites_lenet.table1_results(mode=None)
+    assert sorted(set(frame["source"])) == sorted(suites_lenet.TABLE1_FOLDERS)
+    table = suites_lenet.summarize(frame)
+    assert table[["sparsity", "lr", "epochs", "n"]].values.tolist() == [
+        [98.0, 0.01, 10, 2], [98.0, 0.1, 10, 1], [98.0, 0.1, 50, 1], [99.0, 0.1, 50, 1]]
+    assert table["final_mean"].tolist() == pytest.approx([1.5, 1.0, 0.9, 1.2])
+    assert table["final_std"].iloc[0] == pytest.approx(0.1414, abs=1e-4) and math.isnan(table["final_std"].iloc[1])
+    assert table["paper"].tolist() == [0.8, 0.8, 0.8, 1.1]
+    with pytest.raises(ValueError, match="non-empty"):
+        suites_lenet.summarize(frame.iloc[0:0])
 
 
 def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp_path, monkeypatch):
