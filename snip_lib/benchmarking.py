@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["time_interleaved", "summarize", "machine_load", "benchmarks_dir", "load_benchmark"]
+__all__ = ["time_interleaved", "summarize", "median_ci", "machine_load", "benchmarks_dir", "load_benchmark"]
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -93,8 +93,11 @@ def summarize(timings: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per variant: median seconds (and quartiles), and the ratio to ``baseline``.
 
     ``ratio`` is the median over rounds of the paired ratio (variant / baseline in the same
-    round), ``ratio_p25``/``ratio_p75`` its quartiles; ``ratio_of_medians`` is the plain ratio of
-    the two medians, for comparison. ``ratio < 1`` means faster than the baseline.
+    round), ``ratio_p25``/``ratio_p75`` its quartiles; ``ratio_ci95_low``/``ratio_ci95_high`` a
+    distribution-free 95 % confidence interval of that median (:func:`median_ci`), which is what
+    says whether a target such as "within 5 %" is met or only met on this draw;
+    ``ratio_of_medians`` is the plain ratio of the two medians, for comparison. ``ratio < 1`` means
+    faster than the baseline.
     """
     if not isinstance(timings, pd.DataFrame) or not {"round", "variant", "seconds"} <= set(timings.columns):
         raise TypeError("timings must be the DataFrame returned by time_interleaved")
@@ -103,6 +106,7 @@ def summarize(timings: pd.DataFrame, baseline: str) -> pd.DataFrame:
     wide = timings.pivot(index="round", columns="variant", values="seconds")
     paired = wide.div(wide[baseline], axis=0)
     order = list(dict.fromkeys(timings["variant"]))
+    ci = {name: median_ci(paired[name].to_numpy()) for name in paired.columns}
     out = pd.DataFrame({
         "median_s": wide.median(),
         "p25_s": wide.quantile(0.25),
@@ -110,11 +114,41 @@ def summarize(timings: pd.DataFrame, baseline: str) -> pd.DataFrame:
         "ratio": paired.median(),
         "ratio_p25": paired.quantile(0.25),
         "ratio_p75": paired.quantile(0.75),
+        "ratio_ci95_low": pd.Series({k: v[0] for k, v in ci.items()}),
+        "ratio_ci95_high": pd.Series({k: v[1] for k, v in ci.items()}),
         "ratio_of_medians": wide.median() / wide[baseline].median(),
         "repeats": wide.count(),
     }).reindex(order)
     out.index.name = "variant"
     return out
+
+
+def median_ci(values: Any, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median of ``values`` (NaNs dropped).
+
+    The order-statistic interval: with ``n`` values, the ``j``-th smallest and ``j``-th largest,
+    where ``j`` is the largest rank with ``P(Binomial(n, 1/2) < j) <= (1 - level) / 2``. It assumes
+    only that the rounds are independent draws, which the interleaved, rotating rounds of
+    :func:`time_interleaved` approximate; no normality, no resampling (the same data always give
+    the same interval). ``(nan, nan)`` when ``n`` is too small for ``level`` (fewer than 6 values
+    at 95 %).
+    """
+    import numpy as np
+    from scipy.stats import binom
+
+    if not isinstance(level, float) or not 0.0 < level < 1.0:
+        raise ValueError(f"level must be a float in (0, 1), got {level!r}")
+    x = np.sort(np.asarray(values, dtype=float).ravel())
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return (math.nan, math.nan)
+    j = int(binom.ppf((1.0 - level) / 2.0, n, 0.5))  # smallest k with P(B <= k) >= alpha/2
+    if binom.cdf(j, n, 0.5) > (1.0 - level) / 2.0:
+        j -= 1                                         # now P(B <= j) <= alpha/2: ranks j+1 .. n-j
+    if j < 0:
+        return (math.nan, math.nan)
+    return (float(x[j]), float(x[n - 1 - j]))
 
 
 def machine_load() -> dict[str, Any]:

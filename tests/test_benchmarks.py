@@ -8,10 +8,12 @@ instead of hiding them.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import nbformat
+
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ from benchmarks import masked_overhead, run, scoring_vs_step  # noqa: E402
 @pytest.fixture
 def toy(monkeypatch):
     """One small network per benchmark; the runner's own environment changes are undone afterwards."""
-    tiny = [{"arch": "lenet300", "batch": 8, "sparsity": 0.9, "data": "mnist"}]
+    tiny = [{"arch": "lenet300", "batch": 8, "sparsity": 0.9, "data": "mnist", "repeats": 6}]
     monkeypatch.setattr(scoring_vs_step, "_cases", lambda settings: tiny)
     monkeypatch.setattr(masked_overhead, "_cases", lambda settings: tiny)
     monkeypatch.setenv("SNIP_QUICK", "1")
@@ -56,6 +58,9 @@ def test_model_benchmarks_write_valid_results(toy, tmp_path: Path):
         assert overhead[f"{name}_over_dense"] > 0
         assert overhead[f"{name}_pruned_nonzero_after"] == 0
     assert overhead["ours_within_target"] == (overhead["ours_hook_over_dense"] <= 1.05)  # judged on fit's variant
+    low, high = overhead["ours_hook_over_dense_ci95"]                   # 6 rounds: the min-max interval
+    assert low <= overhead["ours_hook_over_dense"] <= high and overhead["repeats"] == 6
+    assert overhead["ours_within_target_ci95"] == (high <= 1.05)
     scoring = results.read_result(tmp_path / "scoring_vs_step.json")["metrics"]["rows"][0]
     assert scoring["scores_over_step"] > 0 and scoring["masks_over_step"] > 0
 
@@ -108,6 +113,22 @@ def test_variants_are_interleaved_in_rotating_order():
     assert list(frame.columns) == ["round", "variant", "seconds", "calls"] and len(frame) == 8
 
 
+def test_median_ci_is_the_order_statistic_interval():
+    import math
+
+    # n = 100: the textbook 95 % interval of the median is the 40th to 61st smallest value
+    low, high = benchmarking.median_ci(list(range(1, 101)))
+    assert (low, high) == (40.0, 61.0)
+    assert benchmarking.median_ci([3.0, 1.0, 2.0, float("nan"), 5.0, 4.0, 6.0]) == (1.0, 6.0)  # n = 6: min, max
+    assert all(math.isnan(v) for v in benchmarking.median_ci([1.0, 2.0, 3.0, 4.0, 5.0]))   # too few values
+    assert all(math.isnan(v) for v in benchmarking.median_ci([]))
+    # a wider level never gives a narrower interval
+    lo90, hi90 = benchmarking.median_ci(list(range(1, 101)), level=0.90)
+    assert low <= lo90 <= hi90 <= high
+    with pytest.raises(ValueError, match="level must be"):
+        benchmarking.median_ci([1.0], level=95)
+
+
 def test_summary_ratios_are_paired_medians():
     import pandas as pd
 
@@ -118,6 +139,7 @@ def test_summary_ratios_are_paired_medians():
     assert summary.loc["x", "ratio"] == pytest.approx(1.5)           # median of 2, 1.5, 1
     assert summary.loc["x", "ratio_of_medians"] == pytest.approx(1.5)  # 3 / 2
     assert summary.loc["x", "median_s"] == 3.0 and summary.loc["x", "repeats"] == 3
+    assert math.isnan(summary.loc["x", "ratio_ci95_low"])          # three rounds: too few for an interval
     with pytest.raises(ValueError, match="baseline 'nope'"):
         benchmarking.summarize(frame, "nope")
     with pytest.raises(ValueError, match="non-empty"):
