@@ -159,3 +159,18 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     assert table.loc["100 epochs (two lr decays)", "change"] == pytest.approx(-0.5)
     assert table.loc["100 epochs (two lr decays)", "epochs"] == 100
     assert "biases prunable (official code)" not in table.index                 # not recorded: no row
+
+
+def test_make_reproduce_runs_every_cpu_suite():
+    """`make reproduce` is the README's one command for the recorded results: no CPU suite may be left out."""
+    import re
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", makefile, re.M)
+    assert listed, "Makefile has no MNIST_SUITES"
+    names = set(listed.group(1).replace("\\", " ").split())
+    assert names <= set(experiments.SUITES), names - set(experiments.SUITES)
+    not_run = {"table1",          # the paper's whole table, full budget for both nets: see table1-* instead
+               "table2-cifar"}    # needs CIFAR-10 and a GPU
+    assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
