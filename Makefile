@@ -94,7 +94,7 @@ bench: install
 .PHONY: reproduce
 MNIST_SUITES := table1-lenet300 table1-lenet5-short table1-lenet5-short-lr0.1 table1-lenet5-lr0.1 \
                 figure1-lenet300 figure1-lenet5-short \
-                table1-lenet300-diagnosis figure3 table3 table2-rnn table3-rnn beyond-lenet300 beyond-lenet5-short
+                table1-lenet300-diagnosis figure3 table3 table2-rnn table2-rnn-small-50ep table3-rnn beyond-lenet300 beyond-lenet5-short
 
 reproduce: install
 	for suite in $(MNIST_SUITES); do \
