@@ -92,7 +92,7 @@ bench: install
 # skipped, so an interrupted run resumes; REPRODUCE_ARGS="--overwrite" redoes them. One thread per
 # run (two runs side by side on a 2-core machine is fastest). Hours on a CPU: see README.
 .PHONY: reproduce
-MNIST_SUITES := table1-lenet300 table1-lenet5-short table1-lenet5-short-lr0.1 table1-lenet5-lr0.1 \
+MNIST_SUITES := table1-lenet300 table1-lenet5-short table1-lenet5-short-lr0.1 table1-lenet5-lr0.1 table1-lenet5-lr0.1-100ep \
                 figure1-lenet300 figure1-lenet5-short \
                 table1-lenet300-diagnosis figure3 table3 table2-rnn table2-rnn-small-50ep table3-rnn beyond-lenet300 beyond-lenet5-short
 
