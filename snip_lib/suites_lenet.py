@@ -261,8 +261,9 @@ def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
 
 
 #: Folders (under results/) whose runs make up chapter 5's Table 1: the book's rows (results/lenet) and
-#: the pruned LeNet-5-Caffe rows at the paper's lr 0.1 (shortened and full budget).
-TABLE1_FOLDERS: tuple[str, ...] = (RESULTS_SUBDIR, "table1-lenet5-short-lr0.1", "table1-lenet5-lr0.1")
+#: the pruned LeNet-5-Caffe rows at the paper's lr 0.1 (shortened budget, full budget, and 100 epochs).
+TABLE1_FOLDERS: tuple[str, ...] = (RESULTS_SUBDIR, "table1-lenet5-short-lr0.1", "table1-lenet5-lr0.1",
+                                   "table1-lenet5-lr0.1-100ep")
 
 
 def table1_results(mode: str | None = "full"):
@@ -274,7 +275,7 @@ def table1_results(mode: str | None = "full"):
     """
     return _joined_folders(TABLE1_FOLDERS, "Table 1 runs", mode, how=(
         "produce them with `python -m snip_lib reproduce table1-lenet300 --threads 1` (and table1-lenet5-short, "
-        "table1-lenet5-short-lr0.1, table1-lenet5-lr0.1) from the repository root"))
+        "table1-lenet5-short-lr0.1, table1-lenet5-lr0.1, table1-lenet5-lr0.1-100ep) from the repository root"))
 
 
 def _joined_folders(folders: Sequence[str], label: str, mode: str | None, how: str):

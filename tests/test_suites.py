@@ -117,14 +117,15 @@ def test_table1_results_and_summarize_keep_learning_rates_and_budgets_apart(tmp_
     write("table1-lenet5-short-lr0.1", "b0.json", 0.98, 0.1, 10, 1.0, 0)
     write("table1-lenet5-lr0.1", "c0.json", 0.98, 0.1, 50, 0.9, 0)
     write("table1-lenet5-lr0.1", "c1.json", 0.99, 0.1, 50, 1.2, 0)
+    write("table1-lenet5-lr0.1-100ep", "d0.json", 0.99, 0.1, 100, 1.1, 0)
     frame = suites_lenet.table1_results(mode=None)
     assert sorted(set(frame["source"])) == sorted(suites_lenet.TABLE1_FOLDERS)
     table = suites_lenet.summarize(frame)
     assert table[["sparsity", "lr", "epochs", "n"]].values.tolist() == [
-        [98.0, 0.01, 10, 2], [98.0, 0.1, 10, 1], [98.0, 0.1, 50, 1], [99.0, 0.1, 50, 1]]
-    assert table["final_mean"].tolist() == pytest.approx([1.5, 1.0, 0.9, 1.2])
+        [98.0, 0.01, 10, 2], [98.0, 0.1, 10, 1], [98.0, 0.1, 50, 1], [99.0, 0.1, 50, 1], [99.0, 0.1, 100, 1]]
+    assert table["final_mean"].tolist() == pytest.approx([1.5, 1.0, 0.9, 1.2, 1.1])
     assert table["final_std"].iloc[0] == pytest.approx(0.1414, abs=1e-4) and math.isnan(table["final_std"].iloc[1])
-    assert table["paper"].tolist() == [0.8, 0.8, 0.8, 1.1]
+    assert table["paper"].tolist() == [0.8, 0.8, 0.8, 1.1, 1.1]
     with pytest.raises(ValueError, match="non-empty"):
         suites_lenet.summarize(frame.iloc[0:0])
 
