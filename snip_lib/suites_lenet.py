@@ -115,46 +115,43 @@ _SUITES = (
 #: and 29,000 iterations (54 epochs) follow the first decay, against 2,000 in the 50-epoch recipe.
 LENET5_LONG_EPOCHS = 100
 
-#: Learning rate of the pruned LeNet-5-Caffe rows of ``table1-lenet5-short-lr0.1``: the paper's 0.1.
+#: Learning rate of the pruned LeNet-5-Caffe rows of the ``table1-lenet5-*lr0.1*`` suites: the paper's 0.1.
 LENET5_PAPER_LR = 0.1
 
+
+def _pruned_lenet5_at_paper_lr(name: str, description: str, epochs: int | None = None,
+                               train_options: dict[str, Any] | None = None) -> experiments.Suite:
+    """A suite of the pruned LeNet-5-Caffe Table 1 rows (98 and 99 %, seeds 0 and 1) at lr 0.1, one budget."""
+    budget = {} if epochs is None else {"epochs": epochs}
+    return experiments.Suite(
+        name=name,
+        description=description,
+        runs=tuple({"arch": "lenet5", "sparsity": s, **budget, "lr": LENET5_PAPER_LR,
+                    "train_options": {**(train_options or {}), **_WARMUP}}
+                   for s in (0.98, 0.99)),
+        seeds=(0, 1),
+    )
+
+
 _SUITES += (
-    experiments.Suite(
-        name="table1-lenet5-short-lr0.1",
-        description="Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % at the PAPER'S lr 0.1 (momentum 0.9, "
-                    "the dense net diverges there, the pruned nets do not); SHORTENED BUDGET as "
-                    f"table1-lenet5-short ({LENET5_SHORT_EPOCHS} epochs, x0.1 at iteration "
-                    f"{LENET5_SHORT_DECAY_EVERY}, {WARMUP_ITERATIONS}-iteration lr warm-up)",
-        runs=tuple(
-            {"arch": "lenet5", "sparsity": s, "epochs": LENET5_SHORT_EPOCHS, "lr": LENET5_PAPER_LR,
-             "train_options": {"decay_every": LENET5_SHORT_DECAY_EVERY, **_WARMUP}}
-            for s in (0.98, 0.99)
-        ),
-        seeds=(0, 1),
-    ),
-    experiments.Suite(
-        name="table1-lenet5-lr0.1",
-        description="Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % with the FULL book recipe (50 epochs, "
-                    f"x0.1 at 25k iterations, {WARMUP_ITERATIONS}-iteration lr warm-up) at the PAPER'S lr 0.1, "
-                    "momentum 0.9 (the pruned nets train there; the dense reference stays at lr 0.01)",
-        runs=tuple(
-            {"arch": "lenet5", "sparsity": s, "lr": LENET5_PAPER_LR, "train_options": dict(_WARMUP)}
-            for s in (0.98, 0.99)
-        ),
-        seeds=(0, 1),
-    ),
-    experiments.Suite(
-        name="table1-lenet5-lr0.1-100ep",
-        description="Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % at lr 0.1 as table1-lenet5-lr0.1 but "
-                    f"{LENET5_LONG_EPOCHS} epochs, so the paper's 'x0.1 every 25k iterations' decays twice "
-                    "(25k and 50k of 54k iterations) and the pruned nets get a long tail at lr 0.01",
-        runs=tuple(
-            {"arch": "lenet5", "sparsity": s, "lr": LENET5_PAPER_LR, "epochs": LENET5_LONG_EPOCHS,
-             "train_options": dict(_WARMUP)}
-            for s in (0.98, 0.99)
-        ),
-        seeds=(0, 1),
-    ),
+    _pruned_lenet5_at_paper_lr(
+        "table1-lenet5-short-lr0.1",
+        "Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % at the PAPER'S lr 0.1 (momentum 0.9, "
+        "the dense net diverges there, the pruned nets do not); SHORTENED BUDGET as "
+        f"table1-lenet5-short ({LENET5_SHORT_EPOCHS} epochs, x0.1 at iteration "
+        f"{LENET5_SHORT_DECAY_EVERY}, {WARMUP_ITERATIONS}-iteration lr warm-up)",
+        epochs=LENET5_SHORT_EPOCHS, train_options={"decay_every": LENET5_SHORT_DECAY_EVERY}),
+    _pruned_lenet5_at_paper_lr(
+        "table1-lenet5-lr0.1",
+        "Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % with the FULL book recipe (50 epochs, "
+        f"x0.1 at 25k iterations, {WARMUP_ITERATIONS}-iteration lr warm-up) at the PAPER'S lr 0.1, "
+        "momentum 0.9 (the pruned nets train there; the dense reference stays at lr 0.01)"),
+    _pruned_lenet5_at_paper_lr(
+        "table1-lenet5-lr0.1-100ep",
+        "Table 1, LeNet-5-Caffe on MNIST: SNIP 98 % and 99 % at lr 0.1 as table1-lenet5-lr0.1 but "
+        f"{LENET5_LONG_EPOCHS} epochs, so the paper's 'x0.1 every 25k iterations' decays twice "
+        "(25k and 50k of 54k iterations) and the pruned nets get a long tail at lr 0.01",
+        epochs=LENET5_LONG_EPOCHS),
 )
 #: Sparsities of the Figure 1 sweep beyond those of Table 1 (the figure joins both suites).
 FIGURE1_SPARSITIES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
