@@ -7,6 +7,7 @@ The library behind the SNIP book. Submodules, each with one job:
 - ``snip_lib.init``     the initialisation schemes the book compares, ``apply(model, scheme, seed=...)``
 - ``snip_lib.snip``     connection sensitivity and SNIP masks
 - ``snip_lib.masking``  keeping pruned weights at exactly zero, reports, save/load, torch.nn.utils.prune interop
+- ``snip_lib.optim``    ``MaskedSGD``: SGD that applies the masks inside its update (what ``fit`` trains with)
 - ``snip_lib.data``     MNIST (offline fallback), Fashion-MNIST, CIFAR-10, sequential MNIST
 - ``snip_lib.train``    training loop, devices, seeds, the paper's schedules
 - ``snip_lib.results``  result files with provenance
@@ -23,7 +24,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "config", "models", "init", "snip", "masking", "data", "train", "results", "experiments", "baselines",
+    "config", "models", "init", "snip", "masking", "optim", "data", "train", "results", "experiments", "baselines",
     "analysis", "propagation", "viz", "display", "sparse", "distributed", "benchmarking",
 )
 

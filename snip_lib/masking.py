@@ -58,6 +58,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ __all__ = [
     "apply_masks",
     "enforce_masks",
     "get_masks",
+    "gradient_hooks_paused",
     "is_masked",
+    "masked_parameters",
     "pruned_nonzero",
     "remove_masks",
     "sparsity_report",
@@ -144,11 +147,15 @@ class _MaskGuard:
         # reference, not a weakref: torch.utils.swap_tensors (module.to() in swap mode) refuses
         # weakly referenced tensors.
         self._hooked: dict[str, tuple[torch.Tensor, Any, int]] = {}
+        # True while gradient_hooks_paused is active: no hook is installed
+        self.paused = False
 
     def __call__(self, module: nn.Module, args: Any) -> None:
         self.ensure(module)
 
     def ensure(self, module: nn.Module) -> None:
+        if self.paused:
+            return
         for leaf in self.leaves:
             param = module._parameters.get(leaf)
             entry = self._hooked.get(leaf)
@@ -374,6 +381,43 @@ def is_masked(model: nn.Module) -> bool:
     """Whether :func:`apply_masks` has masked at least one parameter of ``model``."""
     _check_module(model)
     return any(True for _ in _masked_modules(model))
+
+
+def masked_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter, nn.Module, str]]:
+    """``(name, parameter, owning module, leaf)`` of every masked parameter; its mask is ``module.<leaf>_mask``.
+
+    For code that applies the masks itself, such as :class:`snip_lib.optim.MaskedSGD`. Empty for
+    an unmasked model.
+    """
+    _check_module(model)
+    return [(_qualify(prefix, leaf), module._parameters[leaf], module, leaf)
+            for prefix, module, guard in _masked_modules(model) for leaf in guard.leaves]
+
+
+@contextmanager
+def gradient_hooks_paused(model: nn.Module) -> Iterator[nn.Module]:
+    """Remove the masks' gradient hooks for the duration of a ``with`` block; re-install them after.
+
+    For a training loop whose optimizer applies the masks in its own update
+    (:class:`snip_lib.optim.MaskedSGD`): the hooks' pass over every masked gradient is then
+    redundant work. Inside the block ``.grad`` of a masked parameter is **not** masked, so nothing
+    in the loop may read it (gradient clipping, a gradient scaler for mixed precision or a second
+    optimizer would see the pruned entries' gradients), and the pruned weights stay zero only
+    because the optimizer keeps them so. The hooks come back when the block ends, also on an
+    exception; copies made inside the block get their hooks at their first forward pass. Nested
+    blocks are allowed. Yields ``model``.
+    """
+    _check_module(model)
+    guards = [(module, guard, guard.paused) for _, module, guard in _masked_modules(model)]
+    for _, guard, _ in guards:
+        guard.paused = True
+        guard.release()
+    try:
+        yield model
+    finally:
+        for module, guard, was_paused in guards:
+            guard.paused = was_paused
+            guard.ensure(module)
 
 
 def remove_masks(model: nn.Module) -> nn.Module:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snip_lib import masking
+from snip_lib.optim import MaskedSGD
 
 __all__ = [
     "OPTIMIZERS",
@@ -298,7 +299,12 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, not Nesterov) or Adam, with weight decay off for normalisation layers."""
+    """SGD (momentum, not Nesterov) or Adam, with weight decay off for normalisation layers.
+
+    SGD on a masked model (:func:`snip_lib.masking.is_masked`) is :class:`snip_lib.optim.MaskedSGD`,
+    which computes what ``torch.optim.SGD`` does on masked gradients (bit for bit on the CPU) and
+    keeps the pruned weights at zero by itself; otherwise ``torch.optim.SGD`` or ``torch.optim.Adam``.
+    """
     norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -309,6 +315,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     if config.optimizer == "sgd":
+        if masking.is_masked(model):
+            return MaskedSGD(groups, model, lr=config.lr, momentum=config.momentum)
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     return torch.optim.Adam(groups, lr=config.lr)
 
@@ -498,16 +506,16 @@ def fit(
     Loaders are iterables of ``(inputs, targets)`` batches with a ``len()`` (a
     ``torch.utils.data.DataLoader`` or :func:`snip_lib.data.make_loader`). The learning rate
     is set every iteration from :func:`lr_at`. When the model is masked
-    (:func:`snip_lib.masking.is_masked`), its gradient hooks keep the pruned weights exactly zero
-    under fit's fresh SGD or Adam optimizer (momentum and weight decay included); fit checks
-    that before training and after every epoch and raises ``RuntimeError`` naming the parameters
-    if a pruned weight is not zero.
+    (:func:`snip_lib.masking.is_masked`), its pruned weights stay exactly zero (momentum and weight
+    decay included): with SGD, :class:`snip_lib.optim.MaskedSGD` applies the masks inside its
+    update and the masks' gradient hooks are paused while fit runs (unless gradients are clipped
+    or scaled for mixed precision, which must see masked gradients); with Adam the hooks mask the
+    gradients. Both give the same weights, bit for bit on the CPU. Fit checks before training and
+    after every epoch and raises ``RuntimeError`` naming the parameters if a pruned weight is not zero.
     A non-finite training loss stops training with ``FloatingPointError`` naming the epoch and
     iteration. ``log_every=k`` writes a line every ``k`` iterations and after every epoch.
     The model is trained in place (and moved to ``device``); the return value is the history.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
@@ -536,6 +544,21 @@ def fit(
     optimizer = make_optimizer(model, config)
     use_scaler = use_amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    # MaskedSGD masks in its update; the hooks' extra pass is then redundant unless something
+    # reads the gradients (clipping, the scaler's unscale) before the step
+    pause = (isinstance(optimizer, MaskedSGD) and config.clip_grad_norm is None and not use_scaler)
+    with masking.gradient_hooks_paused(model) if pause else nullcontext():
+        return _train_epochs(model, optimizer, scaler, train_loader, test_loader, val_loader, config, dev,
+                             use_amp=use_amp, use_cl=use_cl, masked=masked, progress=progress,
+                             log_every=log_every)
+
+
+def _train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  train_loader: Iterable, test_loader: Iterable, val_loader: Iterable | None,
+                  config: TrainConfig, dev: torch.device, *, use_amp: bool, use_cl: bool, masked: bool,
+                  progress: bool, log_every: int | None) -> History:
+    """fit's loop over epochs, once the model, optimizer and scaler are set up."""
+    from tqdm.auto import tqdm
 
     n_batches = len(train_loader)
     total = config.epochs * n_batches

@@ -177,16 +177,21 @@ def test_fit_refuses_a_masked_model_whose_pruned_weights_are_not_zero():
         fit(model, train_loader, test_loader, _cfg(epochs=1), progress=False)
 
 
-def test_fit_stops_when_pruned_weights_move_during_an_epoch(monkeypatch):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_stops_when_pruned_weights_move_during_an_epoch(monkeypatch, optimizer):
     from snip_lib import masking
+    from snip_lib.optim import MaskedSGD
 
     train_loader, _, test_loader = _loaders()
     mask = torch.ones(32, 8, dtype=torch.bool)
     mask[:, 0] = False
     model = masking.apply_masks(_mlp(), {"0.weight": mask})
-    monkeypatch.setattr(masking._GradMask, "__call__", lambda self, param: None)  # a hook that fails
+    # what keeps the zeros fails: MaskedSGD's masks (SGD) or the gradient hooks (Adam)
+    monkeypatch.setattr(MaskedSGD, "_mask", lambda self, param: None)
+    monkeypatch.setattr(masking._GradMask, "__call__", lambda self, param: None)
+    decay = {"weight_decay": 5e-4} if optimizer == "sgd" else {}
     with pytest.raises(RuntimeError, match="not zero after epoch 1: 0.weight"):
-        fit(model, train_loader, test_loader, _cfg(epochs=2, weight_decay=5e-4), progress=False)
+        fit(model, train_loader, test_loader, _cfg(epochs=2, optimizer=optimizer, lr=0.01, **decay), progress=False)
 
 
 def test_fit_rejects_bad_arguments():

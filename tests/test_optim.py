@@ -1,0 +1,304 @@
+"""Tests for snip_lib.optim.MaskedSGD and masking.gradient_hooks_paused: the same weights as
+torch.optim.SGD with the masks' gradient hooks, bit for bit, with the hooks switched off."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from snip_lib import masking, train
+from snip_lib.optim import MaskedSGD
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class SmallCNN(nn.Module):
+    """Convolutions, batch norm (a no-decay group in make_optimizer) and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 4 * 4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.max_pool2d(torch.relu(self.bn(self.conv(x))), 2).flatten(1))
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _make(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    return SmallCNN() if kind == "cnn" else _mlp()
+
+
+def _batch(kind: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((16, 3, 8, 8) if kind == "cnn" else (16, 12), generator=g)
+    return x, torch.randint(0, 4, (16,), generator=g)
+
+
+def _masks(model: nn.Module, density: float = 0.3, with_bias: bool = False) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {n: torch.rand(p.shape, generator=g) < density for n, p in model.named_parameters()
+            if (n.endswith("weight") and p.dim() > 1) or (with_bias and n == "fc.bias")}
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, kind: str, steps: int) -> None:
+    model.train()
+    for step in range(steps):
+        x, y = _batch(kind, 100 + step)
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def _pruned_values(model: nn.Module, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    params = dict(model.named_parameters())
+    return torch.cat([params[n].detach()[~m] for n, m in masks.items()])
+
+
+def _groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """make_optimizer's grouping: no weight decay for batch norm."""
+    cfg = train.TrainConfig(epochs=1, lr=0.05, momentum=0.9, weight_decay=weight_decay)
+    return [{"params": list(g["params"]), "weight_decay": g["weight_decay"]}
+            for g in train.make_optimizer(model, cfg).param_groups]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("momentum, weight_decay", [(0.9, 5e-4), (0.9, 0.0), (0.0, 5e-4), (0.0, 0.0)])
+def test_same_weights_as_torch_sgd_with_the_hooks_bit_for_bit(kind, momentum, weight_decay):
+    base = _make(kind)
+    masks = _masks(base, with_bias=kind == "cnn")  # a masked bias too, on the CNN
+    hooked, folded = copy.deepcopy(base), copy.deepcopy(base)
+    masking.apply_masks(hooked, masks)
+    masking.apply_masks(folded, masks)
+    reference = torch.optim.SGD(_groups(hooked, weight_decay), lr=0.05, momentum=momentum)
+    ours = MaskedSGD(_groups(folded, weight_decay), folded, lr=0.05, momentum=momentum)
+    _train(hooked, reference, kind, 25)
+    with masking.gradient_hooks_paused(folded):
+        _train(folded, ours, kind, 25)
+    for (name, a), b in zip(hooked.named_parameters(), folded.parameters()):
+        assert torch.equal(a, b), name
+    assert torch.equal(_pruned_values(folded, masks), torch.zeros_like(_pruned_values(folded, masks)))
+    if momentum:  # the buffers are torch.optim.SGD's, under its key, and zero where pruned
+        for name, p in folded.named_parameters():
+            assert torch.equal(ours.state[p]["momentum_buffer"], reference.state[dict(hooked.named_parameters())[name]]["momentum_buffer"])
+
+
+def test_it_is_the_optimizer_that_keeps_the_zeros_while_the_hooks_are_paused():
+    model = _make("mlp")
+    masks = _masks(model)
+    masking.apply_masks(model, masks)
+    opt = MaskedSGD(model.parameters(), model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    with masking.gradient_hooks_paused(model):
+        _train(model, opt, "mlp", 5)
+        pruned_grad = model[0].weight.grad[~masks["0.weight"]]
+        assert torch.count_nonzero(pruned_grad) > 0.5 * pruned_grad.numel()  # gradients are not masked ...
+    assert masking.pruned_nonzero(model) == {}                                 # ... yet no pruned weight moved
+    revived = copy.deepcopy(model)
+    with masking.gradient_hooks_paused(revived):                              # plain SGD without hooks revives
+        _train(revived, torch.optim.SGD(revived.parameters(), lr=0.05, momentum=0.9), "mlp", 2)
+    assert masking.pruned_nonzero(revived)
+
+
+def test_an_unmasked_model_gets_plain_sgd():
+    a, b = _make("mlp"), _make("mlp")
+    _train(a, torch.optim.SGD(a.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4), "mlp", 10)
+    _train(b, MaskedSGD(b.parameters(), b, lr=0.05, momentum=0.9, weight_decay=5e-4), "mlp", 10)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_state_dict_continues_in_torch_sgd():
+    base = _make("mlp")
+    masks = _masks(base)
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    for m in (a, b):
+        masking.apply_masks(m, masks)
+    opt_a = MaskedSGD(a.parameters(), a, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    opt_b = MaskedSGD(b.parameters(), b, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    _train(a, opt_a, "mlp", 5)
+    _train(b, opt_b, "mlp", 5)
+    plain = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    plain.load_state_dict(opt_b.state_dict())
+    _train(a, opt_a, "mlp", 5)
+    _train(b, plain, "mlp", 5)  # hooks still on: torch SGD + hooks from the same state
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_masks_are_read_at_every_step():
+    model = _make("mlp")
+    masks = _masks(model)
+    masking.apply_masks(model, masks)
+    opt = MaskedSGD(model.parameters(), model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    model.double()  # new mask buffers (float64); the parameters are the same objects
+    with masking.gradient_hooks_paused(model):
+        for step in range(3):
+            x, y = _batch("mlp", step)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x.double()), y).backward()
+            opt.step()
+    assert masking.pruned_nonzero(model) == {}
+
+
+def test_closure_is_supported():
+    model = _make("mlp")
+    opt = MaskedSGD(model.parameters(), model, lr=0.05)
+    x, y = _batch("mlp", 0)
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    assert torch.is_tensor(opt.step(closure))
+
+
+@pytest.mark.parametrize("kwargs, error, needle", [
+    ({"lr": -0.1}, ValueError, "lr must be a number >= 0, got -0.1"),
+    ({"momentum": 1.0}, ValueError, r"momentum must be in \[0, 1\), got 1.0"),
+    ({"weight_decay": "5e-4"}, ValueError, "weight_decay must be a number >= 0, got '5e-4'"),
+    ({"lr": True}, ValueError, "lr must be a number >= 0, got True"),
+])
+def test_bad_hyperparameters_name_the_value(kwargs, error, needle):
+    model = _make("mlp")
+    with pytest.raises(error, match=needle):
+        MaskedSGD(model.parameters(), model, **kwargs)
+
+
+def test_bad_group_value_and_bad_model_are_refused():
+    model = _make("mlp")
+    with pytest.raises(ValueError, match="momentum must be in"):
+        MaskedSGD([{"params": model.parameters(), "momentum": 2.0}], model, lr=0.1)
+    with pytest.raises(ValueError, match="MaskedSGD supports nesterov=False only, got nesterov=True"):
+        MaskedSGD([{"params": model.parameters(), "nesterov": True}], model, lr=0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="model must be the torch.nn.Module whose masks apply, got list"):
+        MaskedSGD(model.parameters(), [model], lr=0.1)
+
+
+def test_sparse_gradients_are_refused():
+    emb = nn.Embedding(10, 3, sparse=True)
+    opt = MaskedSGD(emb.parameters(), emb, lr=0.1)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+
+
+def test_a_copied_optimizer_refuses_to_step_instead_of_forgetting_the_masks():
+    model = _make("mlp")
+    masking.apply_masks(model, _masks(model))
+    opt = MaskedSGD(model.parameters(), model, lr=0.1, momentum=0.9)
+    clone = copy.deepcopy(opt)  # its parameters are copies too, unknown to any model's masks
+    for p in clone.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="no longer knows its model's masks"):
+        clone.step()
+
+
+# --------------------------------------------------------------------------- pausing the hooks
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(isinstance(h, masking._GradMask) for p in model.parameters()
+               for h in (p._post_accumulate_grad_hooks or {}).values())
+
+
+def test_gradient_hooks_paused_removes_and_restores_the_hooks():
+    model = _make("mlp")
+    masks = _masks(model)
+    masking.apply_masks(model, masks)
+    assert _hook_count(model) == 3
+    with masking.gradient_hooks_paused(model) as same:
+        assert same is model
+        x, y = _batch("mlp", 0)
+        nn.functional.cross_entropy(model(x), y).backward()  # a forward must not re-install them
+        assert _hook_count(model) == 0
+        with masking.gradient_hooks_paused(model):            # nested
+            assert _hook_count(model) == 0
+        assert _hook_count(model) == 0                         # still paused by the outer block
+    assert _hook_count(model) == 3
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert torch.count_nonzero(model[0].weight.grad[~masks["0.weight"]]) == 0
+
+
+def test_gradient_hooks_come_back_after_an_exception():
+    model = _make("mlp")
+    masking.apply_masks(model, _masks(model))
+    with pytest.raises(KeyError):
+        with masking.gradient_hooks_paused(model):
+            raise KeyError("boom")
+    assert _hook_count(model) == 3
+
+
+def test_gradient_hooks_paused_refuses_a_non_module():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got dict"):
+        with masking.gradient_hooks_paused({}):
+            pass
+
+
+def test_masked_parameters_names_the_mask_buffers():
+    model = _make("cnn")
+    masks = _masks(model, with_bias=True)
+    masking.apply_masks(model, masks)
+    found = {name: (param, module, leaf) for name, param, module, leaf in masking.masked_parameters(model)}
+    assert set(found) == set(masks)
+    for name, (param, module, leaf) in found.items():
+        assert param is dict(model.named_parameters())[name]
+        assert torch.equal(getattr(module, f"{leaf}_mask") != 0, masks[name])
+    assert masking.masked_parameters(_make("mlp")) == []
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _loaders():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 12, generator=g), torch.randint(0, 4, (200,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=20), DataLoader(TensorDataset(x[:50], y[:50]), batch_size=50)
+
+
+def test_fit_trains_masked_sgd_without_running_the_hooks(monkeypatch):
+    calls = []
+    original = masking._GradMask.__call__
+
+    def counting(self, param):
+        calls.append(1)
+        original(self, param)
+
+    monkeypatch.setattr(masking._GradMask, "__call__", counting)
+    train_loader, test_loader = _loaders()
+    model = _make("mlp")
+    masking.apply_masks(model, _masks(model))
+    train.fit(model, train_loader, test_loader, train.TrainConfig(epochs=1, lr=0.05), progress=False)
+    assert calls == []                    # MaskedSGD masked the update; the hooks were paused
+    assert _hook_count(model) == 3        # and are back afterwards
+    adam = _make("mlp")
+    masking.apply_masks(adam, _masks(adam))
+    train.fit(adam, train_loader, test_loader, train.TrainConfig(epochs=1, optimizer="adam"), progress=False)
+    assert len(calls) == 3 * len(train_loader)  # Adam: the hooks mask the gradients
+
+
+def test_fit_gives_the_same_weights_with_and_without_the_hooks():
+    """Clipping keeps the hooks on (it must see masked gradients); a clip that never bites
+    leaves the gradients unchanged, so both paths must give the same weights bit for bit."""
+    train_loader, test_loader = _loaders()
+    base = _make("mlp")
+    masks = _masks(base)
+    runs = {}
+    for name, clip in (("folded", None), ("hooked", 1e9)):
+        model = copy.deepcopy(base)
+        masking.apply_masks(model, masks)
+        torch.manual_seed(5)
+        train.fit(model, train_loader, test_loader,
+                  train.TrainConfig(epochs=2, lr=0.05, clip_grad_norm=clip), progress=False)
+        runs[name] = model
+    for (name, a), b in zip(runs["folded"].named_parameters(), runs["hooked"].parameters()):
+        assert torch.equal(a, b), name
