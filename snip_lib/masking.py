@@ -30,6 +30,12 @@ The alternatives cost more or break:
 Gradients taken with ``torch.autograd.grad`` never reach ``.grad`` and so are not masked: the hook
 guards training (``backward`` + optimizer), which is where revival happens.
 
+The hook's pass over every masked gradient is the whole cost of masking (a few percent of a
+training step where the step is dominated by its weights, as in LeNet-300-100). An optimizer can
+fold the mask into a pass it makes anyway: :class:`snip_lib.optim.MaskedSGD` adds
+``gradient * mask`` to its momentum buffer, and :func:`gradient_hooks_paused` removes the then
+redundant hooks for the duration of a training loop. :func:`snip_lib.train.fit` does that for SGD.
+
 The mask buffer holds 0./1. in the parameter's dtype (like ``torch.nn.utils.prune``), not bool:
 on CPU, ``float * bool`` takes a slow type-promotion path (measured 25-80x slower than
 ``float * float`` with torch 2.14), and this multiply sits on the hot path of every backward.
@@ -104,8 +110,8 @@ class _GradMask:
     ``.grad`` (a layer reused across time steps is masked once, not per use). Masking ``.grad`` in
     place allocates nothing; a classic tensor hook (``grad * mask``) allocates a new gradient per
     parameter per backward. What the pass costs per training step is measured by
-    ``benchmarks/masked_overhead.py`` (about 1 % on the LeNet-5-Caffe and VGG-D steps, 9 % on the
-    very short LeNet-300-100 step).
+    ``benchmarks/masked_overhead.py`` (about 1 % on the LeNet-5-Caffe and VGG-D steps, 5 to 7 % on
+    the short LeNet-300-100 step); :class:`snip_lib.optim.MaskedSGD` avoids it.
 
     The mask is read from the module's buffer at call time, so ``.to(device)``, ``.half()`` and
     ``load_state_dict`` (which update the buffer) are always honoured. The module is held weakly
