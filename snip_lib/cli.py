@@ -7,6 +7,7 @@ Examples::
     python -m snip_lib run --arch lenet300 --sparsity 0.98 --seeds 0 1 2 --out results/lenet300
     SNIP_QUICK=1 python -m snip_lib run --arch lenet5 --sparsity 0.99 --seeds 0 --epochs 1
     python -m snip_lib reproduce --list
+    python -m snip_lib reproduce table1 --threads 1    # chapter 5's whole Table 1, then prints it
 
 ``run`` writes one JSON result file (with provenance, see :mod:`snip_lib.results`) per
 (sparsity, seed). Bad input exits with status 2 and a message naming the bad value; a
@@ -187,11 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--include-bias", action="store_true", help="count biases as prunable (official code)")
 
     rep = sub.add_parser("reproduce", help="run a named suite of experiments (a table of the paper)",
-                         description="Run every run of a named suite for each seed, writing one result file each.")
-    rep.add_argument("suite", nargs="?", help="suite name (see --list)")
+                         description="Run every run of a named suite for each seed, writing one result file each. "
+                                     "A group (table1) runs several suites and then prints the table they make.")
+    rep.add_argument("suite", nargs="?", help="suite or group name (see --list)")
     rep.add_argument("--list", action="store_true", help="list the suites and exit")
     rep.add_argument("--seeds", type=_seed, nargs="+", help="override the suite's seeds")
-    rep.add_argument("--out", help="output folder (default: the suite's folder under results/, see --list)")
+    rep.add_argument("--out", help="output folder (default: the suite's folder under results/, see --list); "
+                                   "for a group, the folder that holds its suites' folders (default: results)")
     rep.add_argument("--epochs", type=_positive_int, help="override the epochs of every run")
     rep.add_argument("--limit-train", type=_positive_int, metavar="N", help="train on N examples")
     rep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -296,18 +299,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from snip_lib import experiments
+    from snip_lib import config, experiments
 
     if args.list or args.suite is None:
         for suite in experiments.SUITES.values():
             print(f"{suite.name}: {suite.description} ({len(suite.runs)} runs x seeds {list(suite.seeds)})")
+        for group in experiments.GROUPS.values():
+            print(f"{group.name}: {group.description} (group of {len(group.members)} suites)")
+        return 0
+    options = dict(seeds=args.seeds, archs=args.arch, epochs=args.epochs, limit_train=args.limit_train,
+                   device=args.device, progress=not args.no_progress, smoke_ok=args.smoke_ok,
+                   overwrite=args.overwrite, log=lambda line: print(line, flush=True))
+    if args.suite in experiments.GROUPS:
+        group = experiments.GROUPS[args.suite]
+        root = args.out or "results"
+        experiments.run_group(group.name, root, **options)
+        if group.report is not None:
+            print(group.report(Path(root), config.mode_name()), flush=True)
         return 0
     if args.suite not in experiments.SUITES:
-        parser.error(f"unknown suite {args.suite!r}; available: {', '.join(experiments.SUITES)}")
-    experiments.run_suite(args.suite, args.out or f"results/{experiments.SUITES[args.suite].results_folder}", seeds=args.seeds, archs=args.arch,
-                          epochs=args.epochs, limit_train=args.limit_train, device=args.device,
-                          progress=not args.no_progress, smoke_ok=args.smoke_ok, overwrite=args.overwrite,
-                          log=lambda line: print(line, flush=True))
+        parser.error(f"unknown suite {args.suite!r}; available: {', '.join([*experiments.SUITES, *experiments.GROUPS])}")
+    experiments.run_suite(args.suite, args.out or f"results/{experiments.SUITES[args.suite].results_folder}",
+                          **options)
     return 0
 
 

@@ -1,10 +1,17 @@
 """The long runs of chapter 5 ("LeNet results on MNIST"): the paper's Table 1 rows for SNIP.
 
-Importing this module registers two suites in :data:`snip_lib.experiments.SUITES`, so the
-ordinary command line runs them::
+Importing this module registers the Table 1 suites in :data:`snip_lib.experiments.SUITES` and
+the group ``table1`` that runs all of them, so one command redoes the chapter's whole table
+(skipping the runs whose files exist) and prints it next to the paper's numbers::
 
-    python -m snip_lib reproduce table1-lenet300 --out results/lenet --threads 1
-    python -m snip_lib reproduce table1-lenet5-short --out results/lenet --threads 1
+    python -m snip_lib reproduce table1 --threads 1
+
+Its members write where the chapter reads (:data:`TABLE1_FOLDERS` under ``results/``):
+
+- ``table1-lenet300`` and ``table1-lenet5-short`` -> ``results/lenet``: the dense references and
+  SNIP rows, same recipe for dense and pruned;
+- ``table1-lenet5-short-lr0.1``, ``table1-lenet5-lr0.1``, ``table1-lenet5-lr0.1-100ep``: the pruned
+  LeNet-5-Caffe rows at the paper's lr 0.1, with 10, 50 and 100 epochs.
 
 ``python -m snip_lib.suites_lenet SUITE [--sparsity S ...]`` runs a subset of a suite (one
 LeNet-5 configuration per process, say), writing the same files; existing files are skipped
@@ -19,14 +26,15 @@ at lr 0.1, with or without momentum, with the official ``vs`` initialisation and
 The warm-up alone only postpones the divergence to the end of the warm-up (lr ~0.085), and
 warm-up plus gradient-norm clipping at 5 let the dense network train for one epoch and then
 collapse to chance level (all ReLUs dead) in the second epoch at lr 0.1 (the recorded attempt is
-``results/lenet_attempts/``). The LeNet-5-Caffe runs, dense and pruned alike, therefore use
-lr :data:`LENET5_LR` (Caffe's own LeNet example solver starts at 0.01), with the warm-up;
-everything else is the paper's recipe. LeNet-300-100 keeps lr 0.1.
+``results/lenet_attempts/``). The LeNet-5-Caffe runs compared with that dense reference, dense
+and pruned alike, therefore use lr :data:`LENET5_LR` (Caffe's own LeNet example solver starts at
+0.01), with the warm-up; the pruned nets also train at the paper's lr 0.1 (the ``*lr0.1*``
+suites). LeNet-300-100 keeps lr 0.1.
 
 ``table1-lenet5-short`` is a **shortened budget**: one full LeNet-5-Caffe epoch costs about a
 minute on a 2-core CPU, so it trains :data:`LENET5_SHORT_EPOCHS` epochs (5,400 iterations) with
 the x0.1 decay moved to the same fraction of the run as 25k of the 27k iterations of the full
-recipe (:data:`LENET5_SHORT_DECAY_EVERY`), seeds 0 and 1 (seed 1 only where time allowed).
+recipe (:data:`LENET5_SHORT_DECAY_EVERY`).
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ from typing import Any, Sequence
 from snip_lib import experiments
 
 __all__ = [
+    "ARCH_LABELS",
+    "format_mean_std",
+    "table1_frame",
     "LENET5_LONG_EPOCHS",
     "LENET5_LR",
     "LENET5_SHORT_DECAY_EVERY",
@@ -61,8 +72,10 @@ __all__ = [
     "results_dir",
     "summarize",
     "sweep_frame",
+    "table1_report",
     "table1_results",
     "TABLE1_FOLDERS",
+    "TABLE1_SUITES",
     "LENET5_PAPER_LR",
     "OFFICIAL_DEFAULT_EPOCHS",
 ]
@@ -251,8 +264,7 @@ def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
     if subdir not in (RESULTS_SUBDIR, ATTEMPTS_SUBDIR):
         raise ValueError(f"subdir must be {RESULTS_SUBDIR!r} or {ATTEMPTS_SUBDIR!r}, got {subdir!r}")
     how = ("clone the book's repository (the files are in results/lenet/) and run the notebook there, or produce "
-           "them with `python -m snip_lib reproduce table1-lenet300 --out results/lenet --threads 1` (and "
-           "`table1-lenet5-short`) from the repository root")
+           "them with `python -m snip_lib reproduce table1 --threads 1` from the repository root")
     return results.load_recorded(results_dir() / subdir, label="LeNet results", how=how, mode=mode,
                                  noun="LeNet results")
 
@@ -261,34 +273,40 @@ def recorded_results(mode: str | None = "full", subdir: str = RESULTS_SUBDIR):
 #: the pruned LeNet-5-Caffe rows at the paper's lr 0.1 (shortened budget, full budget, and 100 epochs).
 TABLE1_FOLDERS: tuple[str, ...] = (RESULTS_SUBDIR, "table1-lenet5-short-lr0.1", "table1-lenet5-lr0.1",
                                    "table1-lenet5-lr0.1-100ep")
+#: The suites that write those folders: the members of the group ``table1`` (one command for the table).
+TABLE1_SUITES: tuple[str, ...] = ("table1-lenet300", "table1-lenet5-short", "table1-lenet5-short-lr0.1",
+                                  "table1-lenet5-lr0.1", "table1-lenet5-lr0.1-100ep")
 
 
-def table1_results(mode: str | None = "full"):
+def table1_results(mode: str | None = "full", root: str | Path | None = None):
     """Every recorded Table 1 run (:data:`TABLE1_FOLDERS`), with a ``source`` column naming the folder.
 
-    A DataFrame as :func:`recorded_results`. The folders differ in learning rate and budget, so
-    :func:`summarize` keeps them apart. Folders without runs are left out; ``FileNotFoundError``
-    (saying how to produce them) only when none has a run.
+    A DataFrame as :func:`recorded_results`, read from ``root`` (default: the repository's
+    ``results/``). The folders differ in learning rate and budget, so :func:`summarize` keeps
+    them apart. Folders without runs are left out; ``FileNotFoundError`` (saying how to produce
+    them) only when none has a run.
     """
-    return _joined_folders(TABLE1_FOLDERS, "Table 1 runs", mode, how=(
-        "produce them with `python -m snip_lib reproduce table1-lenet300 --threads 1` (and table1-lenet5-short, "
-        "table1-lenet5-short-lr0.1, table1-lenet5-lr0.1, table1-lenet5-lr0.1-100ep) from the repository root"))
+    return _joined_folders(TABLE1_FOLDERS, "Table 1 runs", mode, root=root, how=(
+        "produce them with `python -m snip_lib reproduce table1 --threads 1` from the repository root"))
 
 
-def _joined_folders(folders: Sequence[str], label: str, mode: str | None, how: str):
+def _joined_folders(folders: Sequence[str], label: str, mode: str | None, how: str,
+                    root: str | Path | None = None):
     import pandas as pd
 
     from snip_lib import results
 
+    base = results_dir() if root is None else Path(root)
     frames = []
     for folder in folders:
         try:
-            frame = results.load_recorded(results_dir() / folder, label=label, how="", mode=mode)
+            frame = results.load_recorded(base / folder, label=label, how="", mode=mode)
         except FileNotFoundError:
             continue
         frames.append(frame.assign(source=folder))
     if not frames:
-        raise FileNotFoundError(f"no recorded {label} in results/{{{','.join(folders)}}}; {how}")
+        raise FileNotFoundError(f"no recorded {mode + ' ' if mode else ''}{label} in "
+                                f"{base}/{{{','.join(folders)}}}; {how}")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -422,6 +440,83 @@ def summarize(frame):
         row["commit"] = ", ".join(sorted(commits))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Display names of the LeNets, as the paper writes them.
+ARCH_LABELS: dict[str, str] = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """``"1.99 ± 0.11"``; just the mean when the std is NaN (a single seed)."""
+    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def table1_frame(table, provenance: bool = True):
+    """:func:`summarize`'s rows as the book shows them: ours next to the paper, one row per recipe.
+
+    Columns: network, sparsity %, lr, epochs, seeds, paper, ours for the three protocols
+    (mean ± std), final mean minus paper, minutes per run and, with ``provenance``, device and
+    commit. The paper's number is ``"-"`` where Table 1 has none.
+    """
+    import pandas as pd
+
+    def paper(value):
+        return "-" if value is None or value != value else f"{value:.1f}"
+
+    frame = pd.DataFrame({
+        "network": table["arch"].map(lambda a: ARCH_LABELS.get(a, a)),
+        "sparsity %": table["sparsity"].map(lambda v: f"{v:g}" if v else "0 (dense)"),
+        "lr": table["lr"].map(lambda v: f"{v:g}"),
+        "epochs": table["epochs"],
+        "seeds": table["n"],
+        "paper": table["paper"].map(paper),
+        "ours, final": [format_mean_std(m, s) for m, s in zip(table["final_mean"], table["final_std"])],
+        "at best val": [format_mean_std(m, s) for m, s in zip(table["at_best_val_mean"], table["at_best_val_std"])],
+        "best test (test.py, optimistic)": [format_mean_std(m, s) for m, s in
+                                            zip(table["best_test_mean"], table["best_test_std"])],
+        "final - paper": [paper(None) if p is None or p != p else f"{m - p:+.2f}"
+                          for m, p in zip(table["final_mean"], table["paper"])],
+        "minutes per run": table["wall_time_mean"].map(lambda t: f"{t / 60:.0f}"),
+    })
+    if provenance:
+        frame["device"] = table["device"].to_numpy()
+        frame["commit"] = table["commit"].to_numpy()
+    return frame
+
+
+def table1_report(root: str | Path | None = None, mode: str = "full") -> str:
+    """Chapter 5's Table 1 as text: every recorded row under ``root`` next to the paper's number.
+
+    The rows of :func:`table1_frame` without provenance columns, and a footer with the number of
+    runs, their total wall time, the devices and the commits. ``root`` defaults to the
+    repository's ``results/``; ``mode="quick"`` shows quick runs, labelled as not results.
+    Raises ``FileNotFoundError`` when there is no run at all.
+    """
+    if mode not in ("full", "quick"):
+        raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
+    frame = table1_results(mode, root=root)
+    table = summarize(frame)
+    hours = float(frame["wall_time"].sum()) / 3600
+    commits = sorted({c for cs in table["commit"] for c in cs.split(", ")})
+    head = "Table 1 (MNIST), test error in %: the paper (20 runs a row) and ours, mean ± std over the seeds"
+    if mode == "quick":
+        head = "QUICK-MODE runs (shortened, NOT results): " + head
+    return "\n".join([
+        head,
+        table1_frame(table, provenance=False).to_string(index=False),
+        f"{len(frame)} runs; their wall times add up to {hours:.1f} h; "
+        f"device {', '.join(sorted(set(table['device'])))}; commits {', '.join(commits)}",
+    ])
+
+
+if "table1" not in experiments.GROUPS:  # importing twice (reload) must not fail
+    experiments.register_group(experiments.SuiteGroup(
+        name="table1",
+        description="Table 1 of chapter 5, every row: runs the suites "
+                    + ", ".join(TABLE1_SUITES) + " (each into its own results/ folder), then prints the table",
+        members=TABLE1_SUITES,
+        report=lambda root, mode: table1_report(root, mode),
+    ))
 
 
 def history_frame(frame, extra: dict[str, Any] | None = None):

@@ -123,8 +123,10 @@ def test_reproduce_lists_suites(capsys):
 
 
 def test_suite_registry_rejects_bad_suites():
-    with pytest.raises(ValueError, match="table1"):
-        experiments.register_suite(experiments.SUITES["table1"])
+    with pytest.raises(ValueError, match="table1-lenet300"):
+        experiments.register_suite(experiments.SUITES["table1-lenet300"])
+    with pytest.raises(ValueError, match="'table1' is already registered"):  # a group's name is taken too
+        experiments.register_suite(experiments.Suite("table1", "clash", runs=({"arch": "lenet300", "sparsity": 0.5},)))
     with pytest.raises(ValueError, match="sparsity"):
         experiments.register_suite(experiments.Suite("x", "bad", runs=({"arch": "lenet300"},)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -172,6 +173,94 @@ def test_make_reproduce_runs_every_cpu_suite():
     assert listed, "Makefile has no MNIST_SUITES"
     names = set(listed.group(1).replace("\\", " ").split())
     assert names <= set(experiments.SUITES), names - set(experiments.SUITES)
-    not_run = {"table1",          # the paper's whole table, full budget for both nets: see table1-* instead
-               "table2-cifar"}    # needs CIFAR-10 and a GPU
+    not_run = {"table2-cifar"}    # needs CIFAR-10 and a GPU
     assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
+
+
+def _fake_prune_and_train(calls):
+    """A stand-in for prune_and_train that records its call and returns a plausible Table 1 result."""
+    def fake(**kwargs):
+        calls.append((kwargs["arch"], kwargs["sparsity"], kwargs["seed"]))
+        train = {"epochs": kwargs.get("epochs", 50), "lr": kwargs.get("lr", 0.1)}
+        cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu", "train": train}
+        err = 1.0 + kwargs["sparsity"] + 0.1 * kwargs["seed"]
+        return {"kind": "prune_and_train", "seed": kwargs["seed"], "config": cfg, "wall_time": 60.0,
+                "metrics": {"final_test_error": err, "test_error_at_best_val": err, "best_test_error": err - 0.05,
+                            "kept_parameters": 1, "prunable_parameters": 2, "smoke": False}}
+    return fake
+
+
+def test_run_group_runs_each_member_into_its_own_folder(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "prune_and_train", _fake_prune_and_train(calls))
+    a = experiments.Suite("fake-a", "", runs=({"arch": "lenet300", "sparsity": 0.5},), seeds=(0, 1), folder="shared")
+    b = experiments.Suite("fake-b", "", runs=({"arch": "lenet5", "sparsity": 0.9},), seeds=(0,))
+    for suite in (a, b):
+        monkeypatch.setitem(experiments.SUITES, suite.name, suite)
+    group = experiments.SuiteGroup("fake-group", "", members=("fake-a", "fake-b"))
+    monkeypatch.setitem(experiments.GROUPS, group.name, group)
+    lines = []
+    paths = experiments.run_group("fake-group", tmp_path, log=lines.append)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == [
+        "fake-b/lenet5-sp0.9-seed0.json", "shared/lenet300-sp0.5-seed0.json", "shared/lenet300-sp0.5-seed1.json"]
+    assert all(p.exists() for p in paths) and len(calls) == 3
+    assert results.read_result(paths[-1])["extra"] == {"suite": "fake-b"}   # each file names its own suite
+    experiments.run_group("fake-group", tmp_path, log=lines.append)        # all exist: resumes, runs nothing
+    assert len(calls) == 3
+    experiments.run_group("fake-group", tmp_path, seeds=[5], archs=["lenet5"], log=lines.append)
+    assert calls[-1] == ("lenet5", 0.9, 5) and len(calls) == 4              # only the lenet5 member, seed 5
+    with pytest.raises(ValueError, match="no run for architectures"):
+        experiments.run_group("fake-group", tmp_path, archs=["vgg-d"])
+    with pytest.raises(ValueError, match="unknown group 'nope'"):
+        experiments.run_group("nope", tmp_path)
+
+
+def test_register_group_checks_name_and_members(monkeypatch):
+    monkeypatch.setattr(experiments, "GROUPS", dict(experiments.GROUPS))
+    with pytest.raises(ValueError, match="'table1-lenet300' is already registered"):
+        experiments.register_group(experiments.SuiteGroup("table1-lenet300", "", members=("table1-lenet300",)))
+    with pytest.raises(ValueError, match="no member suites"):
+        experiments.register_group(experiments.SuiteGroup("empty", "", members=()))
+    with pytest.raises(ValueError, match=r"unknown member suites \['nope'\]"):
+        experiments.register_group(experiments.SuiteGroup("g", "", members=("table1-lenet300", "nope")))
+    assert "g" not in experiments.GROUPS
+
+
+def test_table1_group_covers_exactly_the_folders_the_chapter_reads():
+    group = experiments.GROUPS["table1"]
+    assert group.members == suites_lenet.TABLE1_SUITES
+    assert {experiments.SUITES[m].results_folder for m in group.members} == set(suites_lenet.TABLE1_FOLDERS)
+    rows = {(r["arch"], r["sparsity"]) for m in group.members for r in experiments.SUITES[m].runs}
+    assert rows == set(suites_lenet.PAPER_TABLE1)   # every row of the paper's Table 1, nothing else
+
+
+def test_reproduce_table1_runs_the_missing_runs_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    from snip_lib import cli
+
+    calls = []
+    monkeypatch.setattr(experiments, "prune_and_train", _fake_prune_and_train(calls))
+    one = {m: dataclasses.replace(experiments.SUITES[m], seeds=(0,)) for m in suites_lenet.TABLE1_SUITES}
+    for name, suite in one.items():
+        monkeypatch.setitem(experiments.SUITES, name, suite)
+    # a run recorded before: skipped, and its number is in the table
+    done = tmp_path / "lenet" / "lenet300-sp0.95-seed0.json"
+    results.write_result(done, kind="prune_and_train", seed=0, wall_time=60.0, device="cpu",
+                         config={"arch": "lenet300", "sparsity": 0.95, "train": {"epochs": 50, "lr": 0.1}},
+                         metrics={"final_test_error": 1.7, "test_error_at_best_val": 1.7, "best_test_error": 1.65})
+    assert cli.main(["reproduce", "table1", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    expected_runs = sum(len(s.runs) for s in one.values())
+    assert len(calls) == expected_runs - 1 and ("lenet300", 0.95, 0) not in calls
+    assert len(list(tmp_path.rglob("*.json"))) == expected_runs
+    table = out[out.index("Table 1 (MNIST)"):]
+    line_95 = next(line for line in table.splitlines() if "LeNet-300-100" in line and " 95 " in line)
+    assert "1.6" in line_95 and "1.70" in line_95 and "+0.10" in line_95   # paper, ours, ours - paper
+    assert f"{expected_runs} runs" in table
+    assert ("QUICK-MODE" in table) == (experiments._config.mode_name() == "quick")
+
+
+def test_table1_report_rejects_a_bad_mode_and_says_how_to_get_runs(tmp_path):
+    with pytest.raises(ValueError, match="'fast'"):
+        suites_lenet.table1_report(tmp_path, mode="fast")
+    with pytest.raises(FileNotFoundError, match="reproduce table1"):
+        suites_lenet.table1_report(tmp_path)

@@ -68,12 +68,15 @@ def test_prune_and_train_accepts_the_guards():
     assert "table1-lenet300" in experiments.SUITES and "table1-lenet5-short" in experiments.SUITES
 
 
-def test_full_table1_suite_uses_the_same_recipe_as_the_recorded_suites():
+def test_every_table1_suite_uses_the_book_recipe_and_its_stated_learning_rate():
     from snip_lib import suites_lenet
 
-    for run in experiments.SUITES["table1"].runs:
-        assert run["train_options"] == {"warmup_iterations": suites_lenet.WARMUP_ITERATIONS}
-        assert run.get("lr") == (suites_lenet.LENET5_LR if run["arch"] == "lenet5" else None)
+    for name in experiments.GROUPS["table1"].members:
+        for run in experiments.SUITES[name].runs:
+            assert run["train_options"]["warmup_iterations"] == suites_lenet.WARMUP_ITERATIONS, (name, run)
+            expected_lr = (None if run["arch"] == "lenet300" else
+                           suites_lenet.LENET5_PAPER_LR if "lr0.1" in name else suites_lenet.LENET5_LR)
+            assert run.get("lr") == expected_lr, (name, run)
     for run in experiments.SUITES["table1-lenet5-short"].runs:
         assert run["lr"] == suites_lenet.LENET5_LR
         assert run["train_options"]["warmup_iterations"] == suites_lenet.WARMUP_ITERATIONS
