@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.add_argument("--smoke-ok", action="store_true", help="allow FakeData smoke runs where CIFAR-10 is missing")
     rep.add_argument("--arch", type=_arch, nargs="+", help="only the runs of these architectures")
+    rep.add_argument("--sparsity", type=_sparsity, nargs="+", metavar="S",
+                     help="only the runs at these sparsities (e.g. one per process, to use several cores)")
     rep.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists (default: skip)")
     return parser
 
@@ -307,7 +309,7 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         for group in experiments.GROUPS.values():
             print(f"{group.name}: {group.description} (group of {len(group.members)} suites)")
         return 0
-    options = dict(seeds=args.seeds, archs=args.arch, epochs=args.epochs, limit_train=args.limit_train,
+    options = dict(seeds=args.seeds, archs=args.arch, sparsities=args.sparsity, epochs=args.epochs, limit_train=args.limit_train,
                    device=args.device, progress=not args.no_progress, smoke_ok=args.smoke_ok,
                    overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     if args.suite in experiments.GROUPS:

@@ -434,12 +434,17 @@ def result_name(suite: Suite, run: dict[str, Any], seed: int) -> str:
     return "-".join(parts) + ".json"
 
 
+def _has_sparsity(run: dict[str, Any], sparsities: Sequence[float]) -> bool:
+    return any(abs(run["sparsity"] - s) < 1e-9 for s in sparsities)
+
+
 def run_suite(
     name: str,
     out: str | Path,
     *,
     seeds: Sequence[int] | None = None,
     archs: Sequence[str] | None = None,
+    sparsities: Sequence[float] | None = None,
     epochs: int | None = None,
     limit_train: int | None = None,
     device: str = "auto",
@@ -448,7 +453,7 @@ def run_suite(
     overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Run every run of suite ``name`` (only ``archs`` if given) for each seed; one result file each.
+    """Run every run of suite ``name`` (only ``archs``/``sparsities`` if given) for each seed; one file each.
 
     Seeds are the outer loop, so a stopped suite has whole seeds done. Files that exist are
     skipped unless ``overwrite``: an interrupted suite resumes by running the same command.
@@ -463,6 +468,11 @@ def run_suite(
     if not runs:
         raise ValueError(f"suite {name!r} has no run for architectures {list(archs or [])}; "
                          f"it has {sorted({r['arch'] for r in suite.runs})}")
+    runs = [r for r in runs if sparsities is None or _has_sparsity(r, sparsities)]
+    if not runs:
+        raise ValueError(f"suite {name!r} has no run at sparsities {list(sparsities or [])}"
+                         f"{' for ' + str(list(archs)) if archs else ''}; it has "
+                         f"{sorted({r['sparsity'] for r in suite.runs})}")
     paths = []
     for seed in (seeds if seeds is not None else suite.seeds):
         for run in runs:
@@ -537,27 +547,31 @@ def run_group(
     *,
     seeds: Sequence[int] | None = None,
     archs: Sequence[str] | None = None,
+    sparsities: Sequence[float] | None = None,
     log: Callable[[str], None] = print,
     **options: Any,
 ) -> list[Path]:
     """Run every member suite of group ``name`` into ``root/<its folder>``, as :func:`run_suite` would.
 
-    ``seeds`` overrides every member's seeds; ``archs`` keeps only the members (and runs) of
-    those architectures. The other keyword arguments go to :func:`run_suite`. Returns the paths
-    of all the members' files (written or found).
+    ``seeds`` overrides every member's seeds; ``archs`` and ``sparsities`` keep only the members
+    (and runs) of those architectures and sparsities. The other keyword arguments go to
+    :func:`run_suite`. Returns the paths of all the members' files (written or found).
     """
     if name not in GROUPS:
         raise ValueError(f"unknown group {name!r}; available: {', '.join(GROUPS) or 'none'}")
-    members = [SUITES[m] for m in GROUPS[name].members]
-    if archs is not None:
-        members = [s for s in members if any(r["arch"] in archs for r in s.runs)]
-        if not members:
-            raise ValueError(f"group {name!r} has no run for architectures {list(archs)}")
+
+    def wanted(run: dict[str, Any]) -> bool:
+        return (archs is None or run["arch"] in archs) and (sparsities is None or _has_sparsity(run, sparsities))
+
+    members = [SUITES[m] for m in GROUPS[name].members if any(wanted(r) for r in SUITES[m].runs)]
+    if not members:
+        raise ValueError(f"group {name!r} has no run for architectures {list(archs or []) or 'any'} at "
+                         f"sparsities {list(sparsities or []) or 'any'}")
     paths: list[Path] = []
     for suite in members:
         log(f"[{name}] suite {suite.name} -> {Path(root) / suite.results_folder}")
-        paths += run_suite(suite.name, Path(root) / suite.results_folder, seeds=seeds, archs=archs, log=log,
-                           **options)
+        paths += run_suite(suite.name, Path(root) / suite.results_folder, seeds=seeds, archs=archs,
+                           sparsities=sparsities, log=log, **options)
     return paths
 
 

@@ -13,9 +13,9 @@ Its members write where the chapter reads (:data:`TABLE1_FOLDERS` under ``result
 - ``table1-lenet5-short-lr0.1``, ``table1-lenet5-lr0.1``, ``table1-lenet5-lr0.1-100ep``: the pruned
   LeNet-5-Caffe rows at the paper's lr 0.1, with 10, 50 and 100 epochs.
 
-``python -m snip_lib.suites_lenet SUITE [--sparsity S ...]`` runs a subset of a suite (one
-LeNet-5 configuration per process, say), writing the same files; existing files are skipped
-unless ``--overwrite``.
+``python -m snip_lib reproduce SUITE --sparsity S --seeds N`` runs part of a suite or of the group
+(one LeNet-5-Caffe run per process, say, to use two cores), writing the same files; existing
+files are skipped unless ``--overwrite``.
 
 The recipe is the book's LeNet recipe (:data:`snip_lib.experiments.FAMILY_DEFAULTS`: SGD,
 lr 0.1, momentum 0.9, weight decay 5e-4, batch 100, x0.1 after 25k iterations, 50 epochs) plus
@@ -39,8 +39,6 @@ recipe (:data:`LENET5_SHORT_DECAY_EVERY`).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,7 +63,6 @@ __all__ = [
     "expected_run",
     "figure1_results",
     "history_frame",
-    "main",
     "probe_stability",
     "recorded_results",
     "result_name",
@@ -605,48 +602,3 @@ def probe_stability(
         if enforce is not None:
             enforce(model)
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run (a subset of) a suite: ``python -m snip_lib.suites_lenet SUITE [--sparsity S ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m snip_lib.suites_lenet", description=main.__doc__)
-    parser.add_argument("suite", choices=SUITE_NAMES)
-    parser.add_argument("--sparsity", type=float, nargs="+", help="only these sparsities of the suite")
-    parser.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
-    parser.add_argument("--out", default=f"results/{RESULTS_SUBDIR}", help="output folder (default results/lenet)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--overwrite", action="store_true", help="rerun runs whose file exists")
-    args = parser.parse_args(argv)
-
-    import torch
-
-    from snip_lib import results
-
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    suite = experiments.SUITES[args.suite]
-    runs = [r for r in suite.runs
-            if args.sparsity is None or any(abs(r["sparsity"] - s) < 1e-12 for s in args.sparsity)]
-    if not runs:
-        parser.error(f"suite {args.suite!r} has no run at sparsity {args.sparsity}")
-    for run in runs:
-        for seed in args.seeds or suite.seeds:
-            path = Path(args.out) / result_name(run["arch"], run["sparsity"], seed)
-            if path.exists() and not args.overwrite:
-                print(f"skip {path} (exists)", flush=True)
-                continue
-            res = experiments.prune_and_train(**run, seed=seed, progress=False)
-            results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
-                                 seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"])
-            m = res["metrics"]
-            print(f"{run['arch']} sparsity {run['sparsity']:g} seed {seed}: final {m['final_test_error']:.2f}%, "
-                  f"best {m['best_test_error']:.2f}%, at best val {m['test_error_at_best_val']:.2f}%; "
-                  f"{res['wall_time']:.0f} s -> {path}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -116,7 +116,8 @@ def test_output_names():
 
 def test_reproduce_lists_suites(capsys):
     assert cli.main(["reproduce", "--list"]) == 0
-    assert "table1" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "table1-lenet300:" in listed and "table1: " in listed and "(group of 5 suites)" in listed
     with pytest.raises(SystemExit) as info:
         cli.main(["reproduce", "no-such-suite"])
     assert info.value.code == 2
@@ -217,3 +218,15 @@ def test_train_options_are_checked():
         experiments.prune_and_train("lenet300", 0.5, train_options={"warmup": 3})
     with pytest.raises(ValueError, match="lr"):
         experiments.prune_and_train("lenet300", 0.5, train_options={"lr": 3})
+
+
+def test_reproduce_passes_its_filters_to_the_suite_and_checks_the_sparsity(monkeypatch, tmp_path, capsys):
+    seen = {}
+    monkeypatch.setattr(experiments, "run_suite", lambda name, out, **kw: seen.update(name=name, out=out, **kw))
+    assert cli.main(["reproduce", "table1-lenet5-lr0.1-100ep", "--sparsity", "0.99", "--seeds", "2",
+                     "--out", str(tmp_path)]) == 0
+    assert (seen["name"], seen["out"], seen["sparsities"], seen["seeds"]) == (
+        "table1-lenet5-lr0.1-100ep", str(tmp_path), [0.99], [2])
+    with pytest.raises(SystemExit) as info:
+        cli.main(["reproduce", "table1-lenet300", "--sparsity", "1.5"])
+    assert info.value.code == 2 and "sparsity must be in [0, 1)" in capsys.readouterr().err

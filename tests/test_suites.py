@@ -57,6 +57,10 @@ def test_run_suite_runs_seeds_outermost_skips_existing_and_filters(tmp_path, mon
     assert calls[-1] == ("lenet5", 1) and len(calls) == 5
     with pytest.raises(ValueError, match="no run for architectures"):
         experiments.run_suite("fake-suite", tmp_path, archs=["vgg-d"])
+    experiments.run_suite("fake-suite", tmp_path, sparsities=[0.5], archs=["lenet300"], seeds=[7], log=lines.append)
+    assert calls[-1] == ("lenet300", 7) and len(calls) == 6
+    with pytest.raises(ValueError, match=r"no run at sparsities \[0.9\].*it has \[0.5\]"):
+        experiments.run_suite("fake-suite", tmp_path, sparsities=[0.9])
     with pytest.raises(ValueError, match="unknown suite 'nope'"):
         experiments.run_suite("nope", tmp_path)
 
@@ -209,8 +213,12 @@ def test_run_group_runs_each_member_into_its_own_folder(tmp_path, monkeypatch):
     assert len(calls) == 3
     experiments.run_group("fake-group", tmp_path, seeds=[5], archs=["lenet5"], log=lines.append)
     assert calls[-1] == ("lenet5", 0.9, 5) and len(calls) == 4              # only the lenet5 member, seed 5
+    experiments.run_group("fake-group", tmp_path, seeds=[6], sparsities=[0.5], log=lines.append)
+    assert calls[-1] == ("lenet300", 0.5, 6) and len(calls) == 5               # only the member with 50 %
     with pytest.raises(ValueError, match="no run for architectures"):
         experiments.run_group("fake-group", tmp_path, archs=["vgg-d"])
+    with pytest.raises(ValueError, match=r"at sparsities \[0.7\]"):
+        experiments.run_group("fake-group", tmp_path, sparsities=[0.7])
     with pytest.raises(ValueError, match="unknown group 'nope'"):
         experiments.run_group("nope", tmp_path)
 
