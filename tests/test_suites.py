@@ -260,7 +260,7 @@ def test_reproduce_table1_runs_the_missing_runs_and_prints_the_table(tmp_path, m
     expected_runs = sum(len(s.runs) for s in one.values())
     assert len(calls) == expected_runs - 1 and ("lenet300", 0.95, 0) not in calls
     assert len(list(tmp_path.rglob("*.json"))) == expected_runs
-    table = out[out.index("Table 1 (MNIST)"):]
+    table = out[out.rindex("\n", 0, out.index("Table 1 (MNIST)")) + 1:]   # from the start of its heading line
     line_95 = next(line for line in table.splitlines() if "LeNet-300-100" in line and " 95 " in line)
     assert "1.6" in line_95 and "1.70" in line_95 and "+0.10" in line_95   # paper, ours, ours - paper
     assert f"{expected_runs} runs" in table
