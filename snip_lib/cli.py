@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run every run of a named suite for each seed, writing one result file each. "
                                      "A group (table1) runs several suites and then prints the table they make.")
     rep.add_argument("suite", nargs="?", help="suite or group name (see --list)")
-    rep.add_argument("--list", action="store_true", help="list the suites and exit")
+    rep.add_argument("--list", action="store_true", help="list the suites and groups and exit")
     rep.add_argument("--seeds", type=_seed, nargs="+", help="override the suite's seeds")
     rep.add_argument("--out", help="output folder (default: the suite's folder under results/, see --list); "
                                    "for a group, the folder that holds its suites' folders (default: results)")
@@ -309,9 +309,9 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         for group in experiments.GROUPS.values():
             print(f"{group.name}: {group.description} (group of {len(group.members)} suites)")
         return 0
-    options = dict(seeds=args.seeds, archs=args.arch, sparsities=args.sparsity, epochs=args.epochs, limit_train=args.limit_train,
-                   device=args.device, progress=not args.no_progress, smoke_ok=args.smoke_ok,
-                   overwrite=args.overwrite, log=lambda line: print(line, flush=True))
+    options = dict(seeds=args.seeds, archs=args.arch, sparsities=args.sparsity, epochs=args.epochs,
+                   limit_train=args.limit_train, device=args.device, progress=not args.no_progress,
+                   smoke_ok=args.smoke_ok, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     if args.suite in experiments.GROUPS:
         group = experiments.GROUPS[args.suite]
         root = args.out or "results"

@@ -404,6 +404,8 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {}
+#: Named groups of suites (:class:`SuiteGroup`); a name is either a suite or a group, never both.
+GROUPS: dict[str, SuiteGroup] = {}
 
 # Short tags of run keys that can tell two runs of one (arch, sparsity) apart, in file-name order.
 _NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "init": "init", "labels": "lab", "optimizer": "opt",
@@ -524,8 +526,6 @@ class SuiteGroup:
     members: tuple[str, ...]
     report: Callable[[Path, str], str] | None = None
 
-
-GROUPS: dict[str, SuiteGroup] = {}
 
 
 def register_group(group: SuiteGroup) -> SuiteGroup:
