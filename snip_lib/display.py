@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+#: What a table shows where there is no number.
+MISSING = "–"
+
+
+def mean_std(mean: float | None, std: float | None, digits: int = 2) -> str:
+    """``"1.99 ± 0.11"`` for a table cell: the mean alone when the std is missing or NaN (one seed),
+    :data:`MISSING` when the mean is."""
+    if mean is None or math.isnan(mean):
+        return MISSING
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def glue(name: str, value: Any, display: bool = True) -> None:

@@ -46,7 +46,6 @@ from snip_lib import experiments
 
 __all__ = [
     "ARCH_LABELS",
-    "format_mean_std",
     "table1_frame",
     "LENET5_LONG_EPOCHS",
     "LENET5_LR",
@@ -444,22 +443,19 @@ def summarize(frame):
 ARCH_LABELS: dict[str, str] = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 
 
-def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
-    """``"1.99 ± 0.11"``; just the mean when the std is NaN (a single seed)."""
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def table1_frame(table, provenance: bool = True):
     """:func:`summarize`'s rows as the book shows them: ours next to the paper, one row per recipe.
 
     Columns: network, sparsity %, lr, epochs, seeds, paper, ours for the three protocols
     (mean ± std), final mean minus paper, minutes per run and, with ``provenance``, device and
-    commit. The paper's number is ``"-"`` where Table 1 has none.
+    commit. The paper's number is :data:`snip_lib.display.MISSING` where Table 1 has none.
     """
     import pandas as pd
 
-    def paper(value):
-        return "-" if value is None or value != value else f"{value:.1f}"
+    from snip_lib.display import MISSING, mean_std
+
+    def missing(value) -> bool:
+        return value is None or value != value
 
     frame = pd.DataFrame({
         "network": table["arch"].map(lambda a: ARCH_LABELS.get(a, a)),
@@ -467,12 +463,12 @@ def table1_frame(table, provenance: bool = True):
         "lr": table["lr"].map(lambda v: f"{v:g}"),
         "epochs": table["epochs"],
         "seeds": table["n"],
-        "paper": table["paper"].map(paper),
-        "ours, final": [format_mean_std(m, s) for m, s in zip(table["final_mean"], table["final_std"])],
-        "at best val": [format_mean_std(m, s) for m, s in zip(table["at_best_val_mean"], table["at_best_val_std"])],
-        "best test (test.py, optimistic)": [format_mean_std(m, s) for m, s in
+        "paper": table["paper"].map(lambda p: MISSING if missing(p) else f"{p:.1f}"),
+        "ours, final": [mean_std(m, s) for m, s in zip(table["final_mean"], table["final_std"])],
+        "at best val": [mean_std(m, s) for m, s in zip(table["at_best_val_mean"], table["at_best_val_std"])],
+        "best test (test.py, optimistic)": [mean_std(m, s) for m, s in
                                             zip(table["best_test_mean"], table["best_test_std"])],
-        "final - paper": [paper(None) if p is None or p != p else f"{m - p:+.2f}"
+        "final - paper": [MISSING if missing(p) else f"{m - p:+.2f}"
                           for m, p in zip(table["final_mean"], table["paper"])],
         "minutes per run": table["wall_time_mean"].map(lambda t: f"{t / 60:.0f}"),
     })

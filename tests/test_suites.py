@@ -272,3 +272,12 @@ def test_table1_report_rejects_a_bad_mode_and_says_how_to_get_runs(tmp_path):
         suites_lenet.table1_report(tmp_path, mode="fast")
     with pytest.raises(FileNotFoundError, match="reproduce table1"):
         suites_lenet.table1_report(tmp_path)
+
+
+def test_mean_std_cells_show_the_mean_alone_for_one_seed_and_a_dash_for_no_number():
+    from snip_lib.display import MISSING, mean_std
+
+    assert mean_std(1.987, 0.114) == "1.99 ± 0.11"
+    assert mean_std(1.987, float("nan")) == mean_std(1.987, None) == "1.99"
+    assert mean_std(float("nan"), 0.1) == mean_std(None, None) == MISSING
+    assert mean_std(0.8, 0.05, digits=1) == "0.8 ± 0.1"
