@@ -415,13 +415,19 @@ def test_config_without_raise_on_error_fails(book: Path):
     assert any("raise_on_error is not true" in p for p in nbtools.check(book))
 
 
-@pytest.mark.parametrize("line", ["jupyter-book", "jupyter-book>=1.0", "jupyter-book>=2"])
-def test_unpinned_jupyter_book_fails(book: Path, line: str):
+@pytest.mark.parametrize("name, line", [
+    ("jupyter-book", "jupyter-book"), ("jupyter-book", "jupyter-book>=1.0"), ("jupyter-book", "jupyter-book>=2"),
+    ("ipykernel", "ipykernel>=6"), ("ipykernel", "ipykernel>=7"), ("ipykernel", None),
+])
+def test_requirement_ranges_are_checked(book: Path, name: str, line: str | None):
+    """An open range (or a missing line) for jupyter-book or ipykernel is reported by name."""
     text = (book / "requirements.txt").read_text()
-    lines = [line if x.strip() and not x.startswith("#") and nbtools._requirement_name(x) == "jupyter-book" else x
+    assert nbtools.check_requirements(book) == []
+    lines = [line if x.strip() and not x.startswith("#") and nbtools._requirement_name(x) == name else x
              for x in text.splitlines()]
-    (book / "requirements.txt").write_text("\n".join(lines) + "\n")
-    assert any("jupyter-book" in p for p in nbtools.check_requirements(book))
+    (book / "requirements.txt").write_text("\n".join(x for x in lines if x is not None) + "\n")
+    problems = nbtools.check_requirements(book)
+    assert len(problems) == 1 and name in problems[0], problems
 
 
 def test_command_line_new_toc_and_check(book: Path):

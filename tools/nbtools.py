@@ -29,7 +29,8 @@ Rules checked by ``check``:
 * notebooks are committed without outputs, with ``execution_count`` null, without saved
   widget state, and with the ``python3`` kernelspec;
 * every ``{cite}`` key used in the book exists in ``book/references.bib``;
-* ``_config.yml`` makes a failing notebook fail the build, and ``jupyter-book`` is pinned below 2.
+* ``_config.yml`` makes a failing notebook fail the build, ``jupyter-book`` is pinned below 2 and
+  ``ipykernel`` below 7 (:data:`REQUIRED_RANGES`).
 """
 
 from __future__ import annotations
@@ -500,22 +501,34 @@ def check_config(root: Path | str | None = None) -> list[str]:
     return problems
 
 
+#: requirements.txt must allow the first version of each package and exclude the second:
+#: Jupyter Book 2 ignores ``_config.yml``/``_toc.yml``; ipykernel 7.4.0 left a notebook run here
+#: waiting on an idle kernel (a dropped execute request, ipython/ipykernel#1554).
+REQUIRED_RANGES: dict[str, tuple[str, str]] = {
+    "jupyter-book": ("1.0.4.post1", "2.0.0"),
+    "ipykernel": ("6.29.0", "7.4.0"),
+}
+
+
 def check_requirements(root: Path | str | None = None) -> list[str]:
-    """``jupyter-book`` must be pinned to 1.x: version 2 ignores ``_config.yml``/``_toc.yml``."""
+    """requirements.txt lists each package of :data:`REQUIRED_RANGES` with a range that allows
+    its first version and excludes its second."""
     from packaging.requirements import Requirement
 
     root = _root(root)
     path = root / "requirements.txt"
     if not path.exists():
         return ["requirements.txt is missing"]
-    specs = [Requirement(line.split("#")[0].strip()) for line in path.read_text(encoding="utf-8").splitlines()
-             if line.split("#")[0].strip() and _requirement_name(line) == "jupyter-book"]
-    if not specs:
-        return ["requirements.txt does not list jupyter-book"]
+    lines = [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
     problems = []
-    for req in specs:
-        if req.specifier.contains("2.0.0", prereleases=True) or not req.specifier.contains("1.0.4.post1"):
-            problems.append(f"requirements.txt: '{req}' must allow 1.0.4.post1 and exclude 2.x (e.g. >=1.0.4.post1,<2)")
+    for name, (allowed, excluded) in REQUIRED_RANGES.items():
+        specs = [Requirement(line) for line in lines if line and _requirement_name(line) == name]
+        if not specs:
+            problems.append(f"requirements.txt does not list {name}")
+        for req in specs:
+            if req.specifier.contains(excluded, prereleases=True) or not req.specifier.contains(allowed):
+                problems.append(f"requirements.txt: '{req}' must allow {allowed} and exclude {excluded} "
+                                f"(e.g. >={allowed},<{excluded.split('.')[0]})")
     return problems
 
 
