@@ -106,6 +106,7 @@ def _boundary(value: str) -> int | float:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     from snip_lib.experiments import BN_MODES, DEFAULT_INIT
+    from snip_lib.init import BIAS_OPTIONS
     from snip_lib.pruners import METHODS
     from snip_lib.train import OPTIMIZERS, SCHEDULES
 
@@ -123,6 +124,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scoring-init", type=_scheme, default=None,
                    help="score an independently initialised copy with this scheme (the official code's "
                         "two-initialisation variant); default: score the trained network's own weights")
+    g.add_argument("--scoring-bias", choices=BIAS_OPTIONS, default="zeros",
+                   help="biases of that copy (needs --scoring-init): zeros (default); scheme: drawn from the "
+                        "scheme, as the official code's scoring network; default: PyTorch's rule")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="sgd: momentum 0.9, lr 0.1, wd 5e-4 (paper); adam: lr 1e-3, no wd (Table 3)")
     g.add_argument("--lr", type=_lr, help="initial learning rate (default: 0.1 sgd, 1e-3 adam)")
@@ -256,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             kwargs = dict(
                 arch=args.arch, sparsity=sparsity, seed=seed, epochs=args.epochs,
                 saliency_batch=args.saliency_batch, init=args.init, scoring_init=args.scoring_init,
-                include_bias=args.include_bias, bn_mode=args.bn_mode, method=args.method,
+                scoring_bias=args.scoring_bias, include_bias=args.include_bias, bn_mode=args.bn_mode, method=args.method,
                 limit_train=args.limit_train,
                 optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
                 amp=args.amp, channels_last=args.channels_last, device=args.device,

@@ -37,7 +37,7 @@ Initialisation. The default ``init="lecun_truncated_normal"`` is the official co
 (``"vs-x"``) and Table 3 trains with VS-X. ``scoring_init=None`` scores the weights that are
 then trained (what most PyTorch ports do); ``scoring_init="<scheme>"`` is the official code's
 two-initialisation variant (an independent copy, seeded with ``seed + SCORING_SEED_OFFSET``,
-is scored).
+is scored), and ``scoring_bias="scheme"`` gives that copy the official code's ``vs`` biases.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ def prune_and_train(
     saliency_batch: int | None = None,
     init: str = DEFAULT_INIT,
     scoring_init: str | None = None,
+    scoring_bias: str = "zeros",
     include_bias: bool = False,
     bn_mode: str = "eval",
     method: str = "snip",
@@ -219,7 +220,8 @@ def prune_and_train(
 
     ``method`` picks the pruning-at-initialisation method of :func:`snip_lib.pruners.prune_masks`
     (default ``"snip"``; also random, magnitude, GraSP, SynFlow, iterative SNIP, FORCE) and
-    ``method_options`` its options; ``scoring_init`` applies to SNIP only. ``shuffle`` permutes the
+    ``method_options`` its options; ``scoring_init`` and ``scoring_bias`` (the biases of the
+    re-initialised scored copy, see :func:`snip_lib.snip.snip_masks`) apply to SNIP only. ``shuffle`` permutes the
     mask within each layer after pruning (seeded with ``seed``; Frankle et al.'s sanity check).
 
     Returns ``{"kind", "seed", "config", "metrics", "wall_time"}`` (JSON-ready; plus
@@ -245,14 +247,19 @@ def prune_and_train(
     init_mod.canonical_scheme(init)  # reject a bad scheme before any work
     if scoring_init is not None:
         init_mod.canonical_scheme(scoring_init)
+    if scoring_bias not in init_mod.BIAS_OPTIONS:
+        raise ValueError(f"scoring_bias={scoring_bias!r} is not supported; allowed: {', '.join(init_mod.BIAS_OPTIONS)}")
+    if scoring_bias != "zeros" and scoring_init is None:
+        raise ValueError(f"scoring_bias={scoring_bias!r} sets the biases of the scored copy, so it needs scoring_init")
     from snip_lib import pruners
 
     if method_options is not None and not isinstance(method_options, dict):
         raise TypeError(f"method_options must be a dict or None, got {type(method_options).__name__}")
     method_options = dict(method_options or {})
     method = pruners.check_method(method, method_options)  # reject a bad method/option before any work
-    if "scoring_init" in method_options:
-        raise ValueError("pass scoring_init as the argument of prune_and_train, not in method_options")
+    for key in ("scoring_init", "scoring_bias"):
+        if key in method_options:
+            raise ValueError(f"pass {key} as the argument of prune_and_train, not in method_options")
     if scoring_init is not None and method != "snip":
         raise ValueError(f"scoring_init applies to method='snip' only, got method={method!r}")
     if not isinstance(shuffle, bool):
@@ -294,7 +301,8 @@ def prune_and_train(
     t_prune = time.perf_counter()
     if sparsity > 0:
         x, y = _saliency_batch(dataset_name, saliency_n, seed, family, smoke, train_ds)
-        options = dict(method_options, **({"scoring_init": scoring_init} if scoring_init is not None else {}))
+        options = dict(method_options, **({"scoring_init": scoring_init, "scoring_bias": scoring_bias}
+                                          if scoring_init is not None else {}))
         masks = pruners.prune_masks(
             method, model, x.to(dev), y.to(dev), sparsity, include_bias=include_bias, bn_mode=bn_mode,
             seed=seed + SCORING_SEED_OFFSET if scoring_init is not None else seed, **options,
@@ -357,6 +365,7 @@ def prune_and_train(
         "seed": seed,
         "init": init,
         "scoring_init": scoring_init,
+        "scoring_bias": scoring_bias,
         "include_bias": include_bias,
         "bn_mode": bn_mode,
         "method": method,
@@ -408,7 +417,7 @@ SUITES: dict[str, Suite] = {}
 GROUPS: dict[str, SuiteGroup] = {}
 
 # Short tags of run keys that can tell two runs of one (arch, sparsity) apart, in file-name order.
-_NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "init": "init", "labels": "lab", "optimizer": "opt",
+_NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "scoring_bias": "sbias", "init": "init", "labels": "lab", "optimizer": "opt",
               "method": "m", "shuffle": "shuf", "include_bias": "bias", "bn_mode": "bn", "epochs": "ep", "lr": "lr"}
 
 

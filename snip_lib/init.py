@@ -67,7 +67,10 @@ ALIASES: dict[str, str] = {
     "kaiming_uniform": "he_uniform",
 }
 
-BIAS_OPTIONS: tuple[str, ...] = ("zeros", "default")
+#: How :func:`apply` sets biases: zeros (the official code's trained network), PyTorch's default
+#: rule, or drawn from the weight scheme as TensorFlow draws a 1-D variable (the official code's
+#: scoring network, ``initializer_b_bp='vs'``).
+BIAS_OPTIONS: tuple[str, ...] = ("zeros", "default", "scheme")
 
 #: Std of a standard normal truncated to [-2, 2]; TF divides by it so the result has std 1.
 TRUNCATED_NORMAL_STD_FACTOR = 0.87962566103423978
@@ -178,8 +181,11 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     """Initialise ``model`` in place with ``scheme`` and return it.
 
     - Weights of ``nn.Linear`` and ``nn.Conv1d/2d/3d`` are drawn from ``scheme``.
-    - Their biases are set to zero (``bias="zeros"``, the official code's default) or drawn
-      from PyTorch's default rule U(-1/√fan_in, 1/√fan_in) (``bias="default"``).
+    - Their biases are set to zero (``bias="zeros"``, the official code's default for the
+      trained network), drawn from PyTorch's default rule U(-1/√fan_in, 1/√fan_in)
+      (``bias="default"``), or drawn from ``scheme`` itself with TensorFlow's fans of a 1-D
+      variable, fan_in = fan_out = its length (``bias="scheme"``: the official code initialises
+      the biases of the network it *scores* with ``vs`` too, e.g. std 1/√300 for a 300-unit layer).
     - BatchNorm/InstanceNorm/LayerNorm/GroupNorm get weight 1 and bias 0, and BatchNorm
       running statistics are reset: a freshly initialised network has fresh statistics.
     - Other modules (embeddings, ``nn.LSTM``, ...) are left as they are.
@@ -218,6 +224,9 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
             if module.bias is not None:
                 if bias == "zeros":
                     _fill(module.bias, torch.zeros(module.bias.shape))
+                elif bias == "scheme":
+                    n = module.bias.numel()
+                    _fill(module.bias, _draw(module.bias.shape, dtype, name, _sampling_scale(name, n, n, std), generator))
                 else:
                     bound = 1.0 / math.sqrt(fan_in)
                     _fill(module.bias, _draw(module.bias.shape, dtype, "standard", bound, generator))

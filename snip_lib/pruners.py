@@ -73,7 +73,7 @@ METHODS: tuple[str, ...] = ("snip", "random", "magnitude", "grasp", "synflow", "
 SCHEDULES: tuple[str, ...] = ("exponential", "linear")
 #: Options each method accepts through ``prune_masks(..., **options)``.
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "snip": ("loss_fn", "scoring_init"),
+    "snip": ("loss_fn", "scoring_init", "scoring_bias"),
     "random": (),
     "magnitude": ("scope",),
     "grasp": ("loss_fn", "temperature"),
@@ -384,7 +384,7 @@ def prune_masks(
     (``random``; ``snip`` with ``scoring_init``); the others are deterministic and ignore it.
     Options (:data:`METHOD_OPTIONS`):
 
-    - ``snip``: ``loss_fn``, ``scoring_init`` (see :func:`~snip_lib.snip.snip_masks`);
+    - ``snip``: ``loss_fn``, ``scoring_init``, ``scoring_bias`` (see :func:`~snip_lib.snip.snip_masks`);
     - ``magnitude``: ``scope`` ("global" or "layer", see :func:`~snip_lib.baselines.magnitude_masks`);
     - ``grasp``: ``loss_fn``, ``temperature`` (default 200, see :func:`grasp_scores`);
     - ``synflow``: ``iterations`` (default 100), ``schedule`` (default "exponential");
@@ -404,6 +404,7 @@ def prune_masks(
         scoring_init = opts.get("scoring_init")
         return snip_masks(model, inputs, targets, sparsity, loss_fn=opts.get("loss_fn"),
                           include_bias=include_bias, bn_mode=bn_mode, scoring_init=scoring_init,
+                          scoring_bias=opts.get("scoring_bias", "zeros"),
                           seed=seed if scoring_init is not None else None)
     if method == "random":
         return baselines.random_masks(model, sparsity, seed=seed, include_bias=include_bias)

@@ -334,15 +334,19 @@ def snip_masks(
     include_bias: bool = False,
     bn_mode: str = "eval",
     scoring_init: str | None = None,
+    scoring_bias: str = "zeros",
     seed: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """SNIP in one call: score the connections on a batch and keep the top (1 − sparsity).
 
     ``scoring_init=None`` scores ``model``'s own weights (what most PyTorch ports do).
     ``scoring_init="<scheme>"`` is the official code's two-initialisation variant: a deep copy of
-    ``model`` is re-initialised with ``snip_lib.init.apply(copy, scoring_init, seed=seed)`` and
-    scored, while ``model`` itself, the network to train, is left untouched. The masks' keys are
-    the names of ``prunable_parameters(model, include_bias=include_bias)``.
+    ``model`` is re-initialised with ``snip_lib.init.apply(copy, scoring_init, seed=seed,
+    bias=scoring_bias)`` and scored, while ``model`` itself, the network to train, is left
+    untouched. ``scoring_bias="scheme"`` draws the copy's biases from the scheme as the official
+    code does (they then compete for the kept budget with ``include_bias``); it needs
+    ``scoring_init``. The masks' keys are the names of
+    ``prunable_parameters(model, include_bias=include_bias)``.
     """
     sparsity = _check_sparsity(sparsity)
     scored = model
@@ -350,9 +354,16 @@ def snip_masks(
         from snip_lib import init  # local import: only this variant needs it
 
         init.canonical_scheme(scoring_init)  # reject a bad name before copying anything
+        if scoring_bias not in init.BIAS_OPTIONS:
+            raise ValueError(f"unknown scoring_bias {scoring_bias!r}; allowed: {', '.join(init.BIAS_OPTIONS)}")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        scored = init.apply(copy.deepcopy(model), scoring_init, seed=seed)
+        scored = init.apply(copy.deepcopy(model), scoring_init, seed=seed, bias=scoring_bias)
+    elif scoring_bias != "zeros":
+        raise ValueError(
+            f"scoring_bias={scoring_bias!r} sets the biases of the re-initialised scored copy, so it needs "
+            "scoring_init; with scoring_init=None the model's own biases are scored"
+        )
     elif seed is not None:
         raise ValueError(
             f"seed={seed!r} is only used with scoring_init (to re-initialise the scored copy); "

@@ -191,12 +191,17 @@ _SUITES += (
 OFFICIAL_DEFAULT_EPOCHS = 19
 
 #: One change at a time to the 98 % LeNet-300-100 run, to see which of the paper's unstated choices
-#: moves our SNIP rows towards the paper's (chapter 5). Seed 0's plain run is in results/lenet.
+#: moves our SNIP rows towards the paper's (chapter 5); the last but one makes the official code's
+#: three scoring choices together. The plain runs of the same seeds are in results/lenet.
 DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "Glorot initialisation": {"init": "glorot_uniform"},
     "two initialisations (official code)": {"scoring_init": "lecun_truncated_normal"},
     "biases prunable (official code)": {"include_bias": True},
     "100 epochs (two lr decays)": {"epochs": 100},
+    # snip/model.py + network.py: the scored copy is a second 'vs' initialisation, its biases 'vs' too,
+    # and the biases are ranked with the weights (a pruned bias stays zero; the trained biases start at 0).
+    "the official code's scoring (two initialisations, 'vs' biases, biases prunable)": {
+        "scoring_init": "lecun_truncated_normal", "scoring_bias": "scheme", "include_bias": True},
     # main.py's MNIST defaults: --optimizer sgd (no momentum), --lr_decay_type constant, 10k iterations;
     # 19 epochs of 540 iterations = 10,260. No warm-up (the code has none).
     "official code's defaults (plain SGD, constant lr, ~10k iterations)": {
@@ -208,7 +213,7 @@ _SUITES += (
         name="table1-lenet300-diagnosis",
         description="Why our LeNet-300-100 SNIP rows trail the paper: the 98 % run with one change at a time "
                     "(Glorot init, two initialisations, prunable biases, 100 epochs, the official code's "
-                    "default optimiser and length)",
+                    "scoring, the official code's default optimiser and length)",
         runs=tuple({"arch": "lenet300", "sparsity": 0.98, "train_options": dict(_WARMUP), **change}
                    for change in DIAGNOSIS_VARIANTS.values()),
         seeds=(0, 1, 2),  # three: one seed cannot tell a change of 0.1 points from seed noise
@@ -336,26 +341,17 @@ def sweep_frame(frame):
     })
 
 
-# Keys of a run dict (or of its train_options) that the result file stores under config.train.
-_TRAIN_KEYS = frozenset({"epochs", "lr", "schedule", "optimizer", "batch_size", "momentum", "weight_decay",
-                         "decay_every", "warmup_iterations", "clip_grad_norm"})
-
-
-def _flat_change(change: dict[str, Any]) -> dict[str, Any]:
-    """A diagnosis change with its ``train_options`` spread out, as the result file records them."""
-    flat = {k: v for k, v in change.items() if k != "train_options"}
-    flat.update(change.get("train_options", {}))
-    return flat
-
-
 def diagnosis_table(mode: str | None = "full"):
     """The ``table1-lenet300-diagnosis`` runs next to the plain 98 % LeNet-300-100 runs of Table 1.
 
-    One row per variant (``"plain (Table 1 recipe)"`` first, from ``results/lenet``) with the
-    final and at-best-val test error (%), the seeds, the epochs and the change from the plain
-    run of the same seed. ``FileNotFoundError`` (saying how to produce them) when the diagnosis
-    runs are not recorded.
+    One row per recorded variant (``"plain (Table 1 recipe)"`` first, from ``results/lenet``) with
+    the mean final and at-best-val test error (%), the seeds, the epochs, and ``change``, the mean
+    over seeds of (variant − plain run of the same seed), with ``change_sd``, the sample standard
+    deviation of those differences (NaN for one seed). A file is a variant's by its name
+    (:func:`snip_lib.experiments.result_name`). ``FileNotFoundError`` (saying how to produce them)
+    when the diagnosis runs are not recorded.
     """
+    import numpy as np
     import pandas as pd
 
     from snip_lib import results
@@ -369,18 +365,13 @@ def diagnosis_table(mode: str | None = "full"):
     plain_by_seed = dict(zip(plain["seed"], plain["metrics.final_test_error"]))
     rows = [{"variant": "plain (Table 1 recipe)", "final": float(plain["metrics.final_test_error"].mean()),
              "at_best_val": float(plain["metrics.test_error_at_best_val"].mean()), "seeds": len(plain),
-             "epochs": int(plain["config.train"].iloc[0]["epochs"]) if len(plain) else None, "change": 0.0}]
-    for label, change in DIAGNOSIS_VARIANTS.items():
-        match = runs
-        for key, value in _flat_change(change).items():
-            if key in _TRAIN_KEYS:
-                col = match["config.train"].map(lambda t, k=key: t.get(k))
-            elif f"config.{key}" in match:
-                col = match[f"config.{key}"]
-            else:
-                match = match.iloc[0:0]
-                break
-            match = match[col == value]
+             "epochs": int(plain["config.train"].iloc[0]["epochs"]) if len(plain) else None, "change": 0.0,
+             "change_sd": 0.0}]
+    suite = experiments.SUITES["table1-lenet300-diagnosis"]
+    file_names = runs["path"].map(lambda p: Path(p).name)
+    for label, run in zip(DIAGNOSIS_VARIANTS, suite.runs):  # the suite's runs are the variants, in order
+        # A run is a variant by its file name (several variants share a key, e.g. scoring_init).
+        match = runs[file_names.isin({experiments.result_name(suite, run, s) for s in suite.seeds})]
         if match.empty:
             continue
         deltas = [e - plain_by_seed[s] for s, e in zip(match["seed"], match["metrics.final_test_error"])
@@ -388,7 +379,8 @@ def diagnosis_table(mode: str | None = "full"):
         rows.append({"variant": label, "final": float(match["metrics.final_test_error"].mean()),
                      "at_best_val": float(match["metrics.test_error_at_best_val"].mean()), "seeds": len(match),
                      "epochs": int(match["config.train"].iloc[0]["epochs"]),
-                     "change": float(sum(deltas) / len(deltas)) if deltas else float("nan")})
+                     "change": float(np.mean(deltas)) if deltas else float("nan"),
+                     "change_sd": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan")})
     return pd.DataFrame(rows)
 
 

@@ -72,6 +72,7 @@ def test_unknown_arch_exits_2_naming_it(tmp_path, capsys, monkeypatch):
         (["run", "--arch", "lenet300", "--sparsity", "0.9", "--epochs", "0"], "'0'"),
         (["run", "--arch", "lenet300", "--sparsity", "0.9", "--optimizer", "rmsprop"], "rmsprop"),
         (["run", "--arch", "lenet300", "--sparsity", "0.9", "--seeds", "-3"], "-3"),
+        (["run", "--arch", "lenet300", "--sparsity", "0.9", "--scoring-init", "vs", "--scoring-bias", "ones"], "ones"),
         (["info", "--arch", "nope"], "nope"),
         (["frobnicate"], "frobnicate"),
     ],
@@ -204,6 +205,15 @@ def test_schedule_options_reach_the_train_config():
     assert cli._train_options(args) == {"boundaries": (30000, 60000), "weight_decay": 0.0}
     args = cli.build_parser().parse_args(["run", "--arch", "lenet5", "--sparsity", "0.9", "--decay-every", "100"])
     assert cli._train_options(args) == {"decay_every": 100}
+
+
+def test_scoring_bias_without_scoring_init_exits_2_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--scoring-bias", "scheme", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "scoring_bias='scheme'" in err and "needs scoring_init" in err
+    assert not list(tmp_path.rglob("*.json"))
 
 
 def test_inconsistent_schedule_exits_2_before_any_work(capsys):

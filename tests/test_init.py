@@ -146,6 +146,20 @@ def test_default_bias_is_pytorch_rule():
     assert layer.bias.abs().max().item() > 0.9 * bound
 
 
+def test_scheme_bias_is_drawn_like_a_tensorflow_vector():
+    """bias="scheme": TF's fans of a 1-D variable are its length, so 'vs' gives std 1/sqrt(300) for 300 units."""
+    layer = init.apply(nn.Linear(4000, 3000), "lecun_truncated_normal", seed=0, bias="scheme")
+    std = 1 / math.sqrt(3000)
+    assert torch.count_nonzero(layer.bias) == 3000
+    assert abs(layer.bias.std().item() - std) < 0.05 * std                # not the weights' 1/sqrt(4000)
+    assert layer.bias.abs().max().item() <= 2 * std / init.TRUNCATED_NORMAL_STD_FACTOR + 1e-6  # truncated
+    assert abs(layer.weight.std().item() - 1 / math.sqrt(4000)) < 0.01 / math.sqrt(4000)
+    again = init.apply(nn.Linear(4000, 3000), "lecun_truncated_normal", seed=0, bias="scheme")
+    assert torch.equal(layer.bias, again.bias)                             # seeded
+    with pytest.raises(ValueError, match="'vs'.*zeros, default, scheme"):
+        init.apply(nn.Linear(3, 2), "he_normal", bias="vs")
+
+
 def test_apply_keeps_dtype_and_returns_model():
     net = _Net().double()
     assert init.apply(net, "he_uniform", seed=0) is net

@@ -295,6 +295,22 @@ def test_prune_and_train_records_method_and_shuffle():
         experiments.prune_and_train("lenet300", 0.9, method="snap", progress=False)
     with pytest.raises(ValueError, match="scoring_init"):
         experiments.prune_and_train("lenet300", 0.9, method="grasp", scoring_init="vs-x", progress=False)
+    with pytest.raises(ValueError, match="scoring_bias='scheme'.*needs scoring_init"):
+        experiments.prune_and_train("lenet300", 0.9, scoring_bias="scheme", progress=False)
+    with pytest.raises(ValueError, match="'ones'.*zeros, default, scheme"):
+        experiments.prune_and_train("lenet300", 0.9, scoring_init="vs", scoring_bias="ones", progress=False)
+    with pytest.raises(ValueError, match="pass scoring_bias as the argument"):
+        experiments.prune_and_train("lenet300", 0.9, method_options={"scoring_bias": "scheme"}, progress=False)
+
+
+def test_prune_and_train_official_scoring_keeps_some_biases_and_records_it():
+    """The official code's scoring: a 'vs' copy with 'vs' biases, biases ranked with the weights."""
+    res = experiments.prune_and_train("lenet300", 0.98, scoring_init="vs", scoring_bias="scheme", include_bias=True,
+                                      limit_train=200, epochs=1, progress=False, device="cpu")
+    cfg, density = res["config"], res["metrics"]["per_layer_density"]
+    assert (cfg["scoring_init"], cfg["scoring_bias"], cfg["include_bias"]) == ("vs", "scheme", True)
+    assert max(density[f"fc{i}.bias"] for i in (1, 2, 3)) > 0   # zero biases would all be pruned
+    assert res["metrics"]["kept_parameters"] == round(0.02 * res["metrics"]["prunable_parameters"])
 
 
 @pytest.mark.parametrize("suite", suites_beyond.SUITE_NAMES)

@@ -25,7 +25,8 @@ LENET_FILES = [p for p in FILES if p.parent.name == suites_lenet.RESULTS_SUBDIR]
 
 # run-dict key of a suite -> where prune_and_train records it in the result's config
 _TRAIN_KEYS = {"epochs", "optimizer", "lr", "schedule", "batch_size"}
-_CONFIG_KEYS = {"arch", "sparsity", "saliency_batch", "init", "scoring_init", "include_bias", "bn_mode", "limit_train"}
+_CONFIG_KEYS = {"arch", "sparsity", "saliency_batch", "init", "scoring_init", "scoring_bias", "include_bias", "bn_mode",
+                "limit_train"}
 
 
 def _suite_of(path: Path, cfg: dict[str, Any]) -> str | None:

@@ -391,6 +391,25 @@ def test_two_initialisation_variant_scores_a_reinitialised_copy():
     assert not all(torch.equal(masks[k], other_seed[k]) for k in masks)
 
 
+def test_official_scoring_biases_compete_for_the_kept_budget():
+    """scoring_bias="scheme": the copy's biases are not zero, so they score and some are kept (official code)."""
+    model = _mlp(15)
+    init.apply(model, "lecun_truncated_normal", seed=15)  # the trained network: zero biases
+    x, y = _batch(10, (5,), 3)
+    plain = snip.snip_masks(model, x, y, 0.5, include_bias=True, scoring_init="vs", seed=2)
+    assert not plain["fc1.bias"].any()                    # zero biases score zero
+    masks = snip.snip_masks(model, x, y, 0.5, include_bias=True, scoring_init="vs", scoring_bias="scheme", seed=2)
+    assert masks["fc1.bias"].any() or masks["fc2.bias"].any()
+    twin = init.apply(copy.deepcopy(model), "vs", seed=2, bias="scheme")
+    expected = snip.snip_masks(twin, x, y, 0.5, include_bias=True)
+    assert all(torch.equal(masks[k], expected[k]) for k in masks)
+    assert torch.count_nonzero(model.fc1.bias) == 0       # the model itself is untouched
+    with pytest.raises(ValueError, match="scoring_bias='scheme'.*needs scoring_init"):
+        snip.snip_masks(model, x, y, 0.5, scoring_bias="scheme")
+    with pytest.raises(ValueError, match="'ones'.*zeros, default, scheme"):
+        snip.snip_masks(model, x, y, 0.5, scoring_init="vs", scoring_bias="ones", seed=2)
+
+
 def test_layerwise_density_and_kept_count():
     masks = {"a": torch.tensor([True, False, False, True]), "b": torch.zeros(2, 3, dtype=torch.bool)}
     assert snip.layerwise_density(masks) == {"a": 0.5, "b": 0.0}

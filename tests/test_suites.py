@@ -139,32 +139,40 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     monkeypatch.setattr(suites_lenet, "results_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="table1-lenet300-diagnosis"):
         suites_lenet.diagnosis_table(mode=None)
+    suite = experiments.SUITES["table1-lenet300-diagnosis"]
+    variant_run = dict(zip(suites_lenet.DIAGNOSIS_VARIANTS, suite.runs))
 
-    def write(folder, name, err, seed, **cfg):
-        config = {"arch": "lenet300", "sparsity": 0.98, "init": "lecun_truncated_normal", "scoring_init": None,
-                  "include_bias": False, "train": {"epochs": cfg.pop("epochs", 50)}, **cfg}
-        config["train"].setdefault("momentum", 0.9)
+    def write(folder, name, err, seed, epochs=50):
+        config = {"arch": "lenet300", "sparsity": 0.98, "train": {"epochs": epochs}}
         results.write_result(tmp_path / folder / name, kind="prune_and_train", config=config, seed=seed,
                              metrics={"final_test_error": err, "test_error_at_best_val": err},
                              wall_time=1.0, device="cpu")
 
+    def write_variant(label, err, seed, epochs=50):
+        write("table1-lenet300-diagnosis", experiments.result_name(suite, variant_run[label], seed), err, seed, epochs)
+
     write("lenet", "p0.json", 3.0, 0)
     write("lenet", "p1.json", 2.0, 1)
-    write("table1-lenet300-diagnosis", "g.json", 3.5, 0, init="glorot_uniform")
-    write("table1-lenet300-diagnosis", "e.json", 2.5, 0, epochs=100)
-    official = "official code's defaults (plain SGD, constant lr, ~10k iterations)"
-    write("table1-lenet300-diagnosis", "o.json", 4.5, 0, epochs=suites_lenet.OFFICIAL_DEFAULT_EPOCHS)  # momentum 0.9
+    write_variant("Glorot initialisation", 3.5, 0)
+    write_variant("100 epochs (two lr decays)", 2.5, 0, epochs=100)
+    scoring = "the official code's scoring (two initialisations, 'vs' biases, biases prunable)"
+    write_variant(scoring, 2.8, 0)
+    write_variant(scoring, 1.6, 1)
+    write("table1-lenet300-diagnosis", "lenet300-sp0.98-seed0.json", 9.9, 0)  # no variant's name: ignored
     table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
-    assert official not in table.index       # a 19-epoch run is not the official variant without its optimiser
-    write("table1-lenet300-diagnosis", "o.json", 4.5, 0, epochs=suites_lenet.OFFICIAL_DEFAULT_EPOCHS,
-          train={"epochs": suites_lenet.OFFICIAL_DEFAULT_EPOCHS, "schedule": "constant", "momentum": 0.0})
-    table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
-    assert table.loc[official, "change"] == pytest.approx(1.5) and table.loc[official, "epochs"] == 19
     assert table.loc["plain (Table 1 recipe)", "final"] == pytest.approx(2.5)   # mean over the two plain seeds
     assert table.loc["Glorot initialisation", "change"] == pytest.approx(0.5)   # against seed 0's plain run
+    assert math.isnan(table.loc["Glorot initialisation", "change_sd"])          # one seed: no spread
     assert table.loc["100 epochs (two lr decays)", "change"] == pytest.approx(-0.5)
     assert table.loc["100 epochs (two lr decays)", "epochs"] == 100
+    # Paired by seed: -0.2 and -0.4, so the change is -0.3 with sd 0.141 (the means alone differ by 0.3 too).
+    assert table.loc[scoring, "change"] == pytest.approx(-0.3)
+    assert table.loc[scoring, "change_sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert table.loc[scoring, "seeds"] == 2
+    # The scoring variant also sets scoring_init, but its files are not two-initialisation runs.
+    assert "two initialisations (official code)" not in table.index
     assert "biases prunable (official code)" not in table.index                 # not recorded: no row
+    assert list(table.index[:2]) == ["plain (Table 1 recipe)", "Glorot initialisation"]  # the suite's order
 
 
 def test_make_reproduce_runs_every_cpu_suite():
