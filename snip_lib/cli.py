@@ -126,7 +126,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         "two-initialisation variant); default: score the trained network's own weights")
     g.add_argument("--scoring-bias", choices=BIAS_OPTIONS, default="zeros",
                    help="biases of that copy (needs --scoring-init): zeros (default); scheme: drawn from the "
-                        "scheme, as the official code's scoring network; default: PyTorch's rule")
+                        "scheme, as the first official code's scored network; default: PyTorch's rule")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="sgd: momentum 0.9, lr 0.1, wd 5e-4 (paper); adam: lr 1e-3, no wd (Table 3)")
     g.add_argument("--lr", type=_lr, help="initial learning rate (default: 0.1 sgd, 1e-3 adam)")

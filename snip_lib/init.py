@@ -68,8 +68,8 @@ ALIASES: dict[str, str] = {
 }
 
 #: How :func:`apply` sets biases: zeros (the official code's trained network), PyTorch's default
-#: rule, or drawn from the weight scheme as TensorFlow draws a 1-D variable (the official code's
-#: scoring network, ``initializer_b_bp='vs'``).
+#: rule, or drawn from the weight scheme as TensorFlow draws a 1-D variable (the scored network of
+#: the official code as first published, ``initializer_b_bp='vs'``; zeros since June 2019).
 BIAS_OPTIONS: tuple[str, ...] = ("zeros", "default", "scheme")
 
 #: Std of a standard normal truncated to [-2, 2]; TF divides by it so the result has std 1.
@@ -184,8 +184,9 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     - Their biases are set to zero (``bias="zeros"``, the official code's default for the
       trained network), drawn from PyTorch's default rule U(-1/√fan_in, 1/√fan_in)
       (``bias="default"``), or drawn from ``scheme`` itself with TensorFlow's fans of a 1-D
-      variable, fan_in = fan_out = its length (``bias="scheme"``: the official code initialises
-      the biases of the network it *scores* with ``vs`` too, e.g. std 1/√300 for a 300-unit layer).
+      variable, fan_in = fan_out = its length (``bias="scheme"``: the official code as first
+      published initialised the biases of the network it *scores* with ``vs`` too, e.g. std
+      1/√300 for a 300-unit layer; zeros since June 2019).
     - BatchNorm/InstanceNorm/LayerNorm/GroupNorm get weight 1 and bias 0, and BatchNorm
       running statistics are reset: a freshly initialised network has fresh statistics.
     - Other modules (embeddings, ``nn.LSTM``, ...) are left as they are.

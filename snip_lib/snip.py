@@ -344,7 +344,7 @@ def snip_masks(
     ``model`` is re-initialised with ``snip_lib.init.apply(copy, scoring_init, seed=seed,
     bias=scoring_bias)`` and scored, while ``model`` itself, the network to train, is left
     untouched. ``scoring_bias="scheme"`` draws the copy's biases from the scheme as the official
-    code does (they then compete for the kept budget with ``include_bias``); it needs
+    code did until June 2019 (they then compete for the kept budget with ``include_bias``); it needs
     ``scoring_init``. The masks' keys are the names of
     ``prunable_parameters(model, include_bias=include_bias)``.
     """

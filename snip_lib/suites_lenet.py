@@ -198,9 +198,10 @@ DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "two initialisations (official code)": {"scoring_init": "lecun_truncated_normal"},
     "biases prunable (official code)": {"include_bias": True},
     "100 epochs (two lr decays)": {"epochs": 100},
-    # snip/model.py + network.py: the scored copy is a second 'vs' initialisation, its biases 'vs' too,
-    # and the biases are ranked with the weights (a pruned bias stays zero; the trained biases start at 0).
-    "the official code's scoring (two initialisations, 'vs' biases, biases prunable)": {
+    # snip/model.py + network.py as first published (before commit f028496, June 2019, so probably what
+    # produced Table 1): the scored copy is a second 'vs' initialisation, its biases 'vs' too, and the
+    # biases are ranked with the weights (a pruned bias stays zero; the trained biases start at 0).
+    "the first official code's scoring (two initialisations, 'vs' biases, biases prunable)": {
         "scoring_init": "lecun_truncated_normal", "scoring_bias": "scheme", "include_bias": True},
     # main.py's MNIST defaults: --optimizer sgd (no momentum), --lr_decay_type constant, 10k iterations;
     # 19 epochs of 540 iterations = 10,260. No warm-up (the code has none).

@@ -304,7 +304,7 @@ def test_prune_and_train_records_method_and_shuffle():
 
 
 def test_prune_and_train_official_scoring_keeps_some_biases_and_records_it():
-    """The official code's scoring: a 'vs' copy with 'vs' biases, biases ranked with the weights."""
+    """The first official code's scoring: a 'vs' copy with 'vs' biases, biases ranked with the weights."""
     res = experiments.prune_and_train("lenet300", 0.98, scoring_init="vs", scoring_bias="scheme", include_bias=True,
                                       limit_train=200, epochs=1, progress=False, device="cpu")
     cfg, density = res["config"], res["metrics"]["per_layer_density"]

@@ -155,7 +155,7 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     write("lenet", "p1.json", 2.0, 1)
     write_variant("Glorot initialisation", 3.5, 0)
     write_variant("100 epochs (two lr decays)", 2.5, 0, epochs=100)
-    scoring = "the official code's scoring (two initialisations, 'vs' biases, biases prunable)"
+    scoring = "the first official code's scoring (two initialisations, 'vs' biases, biases prunable)"
     write_variant(scoring, 2.8, 0)
     write_variant(scoring, 1.6, 1)
     write("table1-lenet300-diagnosis", "lenet300-sp0.98-seed0.json", 9.9, 0)  # no variant's name: ignored
