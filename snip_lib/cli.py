@@ -140,6 +140,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         "the default) or all iteration counts (30000 60000 90000 120000)")
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 5e-4 sgd, 0 adam)")
+    g.add_argument("--warmup-iterations", type=int, metavar="N",
+                   help="linear learning-rate warm-up over the first N iterations (default 0, as in the paper; "
+                        "the book's LeNet suites use 500)")
     g.add_argument("--include-bias", action="store_true",
                    help="biases are prunable too (the official code); default: weights only")
     g.add_argument("--method", choices=METHODS, default="snip",
@@ -246,7 +249,7 @@ def _run_one(kwargs: dict[str, Any], path: Path) -> None:
 
 def _train_options(args: argparse.Namespace) -> dict[str, Any]:
     names = {"decay_every": args.decay_every, "boundaries": args.boundaries, "momentum": args.momentum,
-             "weight_decay": args.weight_decay}
+             "weight_decay": args.weight_decay, "warmup_iterations": args.warmup_iterations}
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in names.items() if v is not None}
 
 
@@ -260,8 +263,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             kwargs = dict(
                 arch=args.arch, sparsity=sparsity, seed=seed, epochs=args.epochs,
                 saliency_batch=args.saliency_batch, init=args.init, scoring_init=args.scoring_init,
-                scoring_bias=args.scoring_bias, include_bias=args.include_bias, bn_mode=args.bn_mode, method=args.method,
-                limit_train=args.limit_train,
+                scoring_bias=args.scoring_bias, include_bias=args.include_bias, bn_mode=args.bn_mode,
+                method=args.method, limit_train=args.limit_train,
                 optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
                 amp=args.amp, channels_last=args.channels_last, device=args.device,
                 progress=not args.no_progress, log_every=args.log_every, smoke_ok=args.smoke_ok,

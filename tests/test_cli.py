@@ -205,6 +205,10 @@ def test_schedule_options_reach_the_train_config():
     assert cli._train_options(args) == {"boundaries": (30000, 60000), "weight_decay": 0.0}
     args = cli.build_parser().parse_args(["run", "--arch", "lenet5", "--sparsity", "0.9", "--decay-every", "100"])
     assert cli._train_options(args) == {"decay_every": 100}
+    args = cli.build_parser().parse_args(["run", "--arch", "lenet300", "--sparsity", "0.98",
+                                          "--warmup-iterations", str(experiments.LENET_WARMUP_ITERATIONS)])
+    suite_run = experiments.SUITES["table1-lenet300"].runs[2]   # the run command can give a suite's recipe
+    assert cli._train_options(args) == suite_run["train_options"]
 
 
 def test_scoring_bias_without_scoring_init_exits_2_before_any_work(capsys, tmp_path, monkeypatch):
@@ -214,6 +218,13 @@ def test_scoring_bias_without_scoring_init_exits_2_before_any_work(capsys, tmp_p
     err = capsys.readouterr().err
     assert "scoring_bias='scheme'" in err and "needs scoring_init" in err
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_negative_warmup_exits_2_naming_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--warmup-iterations", "-5", "--device", "cpu"])
+    assert code == 2
+    assert "warmup_iterations" in capsys.readouterr().err and not list(tmp_path.rglob("*.json"))
 
 
 def test_inconsistent_schedule_exits_2_before_any_work(capsys):
