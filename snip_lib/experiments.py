@@ -221,8 +221,9 @@ def prune_and_train(
     ``method`` picks the pruning-at-initialisation method of :func:`snip_lib.pruners.prune_masks`
     (default ``"snip"``; also random, magnitude, GraSP, SynFlow, iterative SNIP, FORCE) and
     ``method_options`` its options; ``scoring_init`` and ``scoring_bias`` (the biases of the
-    re-initialised scored copy, see :func:`snip_lib.snip.snip_masks`) apply to SNIP only. ``shuffle`` permutes the
-    mask within each layer after pruning (seeded with ``seed``; Frankle et al.'s sanity check).
+    re-initialised scored copy, see :func:`snip_lib.snip.snip_masks`) apply to SNIP only.
+    ``shuffle`` permutes the mask within each layer after pruning (seeded with ``seed``; Frankle et
+    al.'s sanity check).
 
     Returns ``{"kind", "seed", "config", "metrics", "wall_time"}`` (JSON-ready; plus
     ``"model"``, the trained network, with ``return_model=True``). ``metrics`` holds the final,
@@ -245,12 +246,7 @@ def prune_and_train(
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode={bn_mode!r} is not supported; allowed: {', '.join(BN_MODES)}")
     init_mod.canonical_scheme(init)  # reject a bad scheme before any work
-    if scoring_init is not None:
-        init_mod.canonical_scheme(scoring_init)
-    if scoring_bias not in init_mod.BIAS_OPTIONS:
-        raise ValueError(f"scoring_bias={scoring_bias!r} is not supported; allowed: {', '.join(init_mod.BIAS_OPTIONS)}")
-    if scoring_bias != "zeros" and scoring_init is None:
-        raise ValueError(f"scoring_bias={scoring_bias!r} sets the biases of the scored copy, so it needs scoring_init")
+    snip.check_scoring(scoring_init, scoring_bias)
     from snip_lib import pruners
 
     if method_options is not None and not isinstance(method_options, dict):
@@ -417,8 +413,9 @@ SUITES: dict[str, Suite] = {}
 GROUPS: dict[str, SuiteGroup] = {}
 
 # Short tags of run keys that can tell two runs of one (arch, sparsity) apart, in file-name order.
-_NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "scoring_bias": "sbias", "init": "init", "labels": "lab", "optimizer": "opt",
-              "method": "m", "shuffle": "shuf", "include_bias": "bias", "bn_mode": "bn", "epochs": "ep", "lr": "lr"}
+_NAME_TAGS = {"saliency_batch": "sb", "scoring_init": "si", "scoring_bias": "sbias", "init": "init", "labels": "lab",
+              "optimizer": "opt", "method": "m", "shuffle": "shuf", "include_bias": "bias", "bn_mode": "bn",
+              "epochs": "ep", "lr": "lr"}
 
 
 def _tag_value(value: Any) -> str:

@@ -227,7 +227,8 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
                     _fill(module.bias, torch.zeros(module.bias.shape))
                 elif bias == "scheme":
                     n = module.bias.numel()
-                    _fill(module.bias, _draw(module.bias.shape, dtype, name, _sampling_scale(name, n, n, std), generator))
+                    scale = _sampling_scale(name, n, n, std)
+                    _fill(module.bias, _draw(module.bias.shape, dtype, name, scale, generator))
                 else:
                     bound = 1.0 / math.sqrt(fan_in)
                     _fill(module.bias, _draw(module.bias.shape, dtype, "standard", bound, generator))

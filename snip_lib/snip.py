@@ -324,6 +324,25 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[
     return masks
 
 
+def check_scoring(scoring_init: str | None, scoring_bias: str = "zeros") -> None:
+    """Reject a bad ``scoring_init``/``scoring_bias`` pair of :func:`snip_masks` before any work.
+
+    ``scoring_init`` must be a scheme of :mod:`snip_lib.init` (or ``None``), ``scoring_bias`` one of
+    ``init.BIAS_OPTIONS``, and a ``scoring_bias`` other than ``"zeros"`` needs ``scoring_init``.
+    """
+    from snip_lib import init  # local import: only the two-initialisation variant needs it
+
+    if scoring_init is not None:
+        init.canonical_scheme(scoring_init)
+    if scoring_bias not in init.BIAS_OPTIONS:
+        raise ValueError(f"unknown scoring_bias {scoring_bias!r}; allowed: {', '.join(init.BIAS_OPTIONS)}")
+    if scoring_bias != "zeros" and scoring_init is None:
+        raise ValueError(
+            f"scoring_bias={scoring_bias!r} sets the biases of the re-initialised scored copy, so it needs "
+            "scoring_init; with scoring_init=None the model's own biases are scored"
+        )
+
+
 def snip_masks(
     model: nn.Module,
     inputs: Batches,
@@ -349,21 +368,14 @@ def snip_masks(
     ``prunable_parameters(model, include_bias=include_bias)``.
     """
     sparsity = _check_sparsity(sparsity)
+    check_scoring(scoring_init, scoring_bias)  # reject a bad name before copying anything
     scored = model
     if scoring_init is not None:
-        from snip_lib import init  # local import: only this variant needs it
+        from snip_lib import init
 
-        init.canonical_scheme(scoring_init)  # reject a bad name before copying anything
-        if scoring_bias not in init.BIAS_OPTIONS:
-            raise ValueError(f"unknown scoring_bias {scoring_bias!r}; allowed: {', '.join(init.BIAS_OPTIONS)}")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         scored = init.apply(copy.deepcopy(model), scoring_init, seed=seed, bias=scoring_bias)
-    elif scoring_bias != "zeros":
-        raise ValueError(
-            f"scoring_bias={scoring_bias!r} sets the biases of the re-initialised scored copy, so it needs "
-            "scoring_init; with scoring_init=None the model's own biases are scored"
-        )
     elif seed is not None:
         raise ValueError(
             f"seed={seed!r} is only used with scoring_init (to re-initialise the scored copy); "
