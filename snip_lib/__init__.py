@@ -11,6 +11,7 @@ The library behind the SNIP book. Submodules, each with one job:
 - ``snip_lib.data``     MNIST (offline fallback), Fashion-MNIST, CIFAR-10, sequential MNIST
 - ``snip_lib.train``    training loop, devices, seeds, the paper's schedules
 - ``snip_lib.results``  result files with provenance
+- ``snip_lib.replay``   rerun a recorded result from its own config and compare it, epoch by epoch
 - ``snip_lib.sparse``   export a pruned model to torch.sparse for inference; storage in bytes
 - ``snip_lib.distributed``  SNIP under torch.distributed (one mask for all ranks); ``snip_lib.ddp_train``
 - ``snip_lib.benchmarking``  interleaved timing and the recorded benchmarks (``benchmarks/``)
@@ -24,7 +25,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "config", "models", "init", "snip", "masking", "optim", "data", "train", "results", "experiments", "baselines",
+    "config", "models", "init", "snip", "masking", "optim", "data", "train", "results", "replay", "experiments", "baselines",
     "analysis", "propagation", "viz", "display", "sparse", "distributed", "benchmarking",
 )
 

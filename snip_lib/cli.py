@@ -1,4 +1,4 @@
-"""Command line: ``python -m snip_lib {run,list,info,reproduce}`` (also installed as ``snip``).
+"""Command line: ``python -m snip_lib {run,list,info,reproduce,verify}`` (also installed as ``snip``).
 
 Examples::
 
@@ -8,10 +8,12 @@ Examples::
     SNIP_QUICK=1 python -m snip_lib run --arch lenet5 --sparsity 0.99 --seeds 0 --epochs 1
     python -m snip_lib reproduce --list
     python -m snip_lib reproduce table1 --threads 1    # chapter 5's whole Table 1, then prints it
+    python -m snip_lib verify results/lenet --epochs 1  # replay recorded runs and compare them
 
 ``run`` writes one JSON result file (with provenance, see :mod:`snip_lib.results`) per
-(sparsity, seed). Bad input exits with status 2 and a message naming the bad value; a
-missing dataset or a diverged run exits with status 1.
+(sparsity, seed); ``verify`` replays recorded result files (:mod:`snip_lib.replay`) and exits
+with status 1 if one of them differs. Bad input exits with status 2 and a message naming the bad
+value; a missing dataset or a diverged run exits with status 1.
 """
 
 from __future__ import annotations
@@ -88,6 +90,16 @@ def _lr(value: str) -> float:
     if not x > 0 or x == float("inf"):
         raise argparse.ArgumentTypeError(f"learning rate must be a positive number, got {value!r}")
     return x
+
+
+def _tolerance(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        t = float("nan")
+    if not (t >= 0 and t != float("inf")):
+        raise argparse.ArgumentTypeError(f"tolerance must be a finite number >= 0 (percentage points), got {value!r}")
+    return t
 
 
 def _boundary(value: str) -> int | float:
@@ -212,6 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sparsity", type=_sparsity, nargs="+", metavar="S",
                      help="only the runs at these sparsities (e.g. one per process, to use several cores)")
     rep.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists (default: skip)")
+
+    from snip_lib.replay import DEFAULT_TOLERANCE
+
+    ver = sub.add_parser("verify", help="replay recorded results and compare them with the recording, epoch by epoch",
+                         description="Rerun each recorded result from its own configuration (its first --epochs "
+                                     "epochs) and compare the per-epoch errors, learning rates and mask with the "
+                                     "recorded ones. Exit status 1 if one differs by more than --tolerance.")
+    ver.add_argument("results", nargs="+", metavar="RESULT", help="result files, or folders (every .json inside)")
+    ver.add_argument("--epochs", type=_positive_int, help="replay only the first N epochs (default: all)")
+    ver.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
+                     help=f"allowed error difference in percentage points (default {DEFAULT_TOLERANCE:g})")
+    ver.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the recorded device if present, else cpu)")
+    ver.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="torch CPU threads (default: the recorded count, needed for a bit-for-bit replay)")
+    ver.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
 
 
@@ -333,6 +360,39 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 0
 
 
+def _result_files(targets: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for target in targets:
+        path = Path(target)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.json") if p.is_file())
+            if not found:
+                raise ValueError(f"no result files (*.json) in the folder {target!r}")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"no result file or folder {target!r}")
+    return files
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from snip_lib import replay
+
+    files = _result_files(args.results)
+    verdicts = []
+    for path in files:
+        v = replay.verify(path, epochs=args.epochs, tolerance=args.tolerance, device=args.device,
+                          threads=args.threads, progress=args.progress)
+        v.label = str(path)
+        print(v.summary(), flush=True)
+        verdicts.append(v.verdict)
+    counts = {name: verdicts.count(name) for name in ("exact", "within tolerance", "DIFFERS")}
+    print(f"{len(files)} result(s): {counts['exact']} exact, {counts['within tolerance']} within tolerance, "
+          f"{counts['DIFFERS']} differ", flush=True)
+    return 1 if counts["DIFFERS"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 run failed, 2 bad input)."""
     parser = build_parser()
@@ -350,7 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
         return _cmd_reproduce(args, parser)
+    except FileNotFoundError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except DatasetUnavailableError as exc:
         print(f"{PROG}: dataset unavailable: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,328 @@
+"""Rerun a recorded result from its own configuration and compare the two, epoch by epoch.
+
+Why: every "ours" number of the book is a JSON file in ``results/``. A file is a claim; replaying
+it is the check. A result stores everything its run needs (architecture, sparsity, seed,
+initialisation, scoring options, training sizes and the whole :class:`~snip_lib.train.TrainConfig`),
+so :func:`verify` rebuilds the call, trains the first ``epochs`` epochs again (all of them by
+default) and compares the per-epoch training loss, training / validation / test error and
+learning rate, and the mask (kept count and per-layer density), with the recorded ones.
+
+The schedules of the MNIST runs depend on the iteration only, so the first epochs of a replay
+follow the recorded run exactly: ``epochs=1`` checks a 50-epoch result in seconds. (A cosine
+schedule depends on the length of the run, so it can only be replayed whole.)
+
+On the machine, torch version and thread count of the recording, a replay on the CPU gives the
+same error counts, bit for bit. Elsewhere, floating-point sums in another order make the runs
+drift apart slowly; :attr:`Verification.agrees` then allows ``tolerance`` percentage points on
+every error. Only the sizes the result records are used, so quick mode (``SNIP_QUICK``) does not
+change a replay.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DENSITY_TOLERANCE",
+    "REPLAYABLE_KINDS",
+    "Verification",
+    "replay",
+    "replay_arguments",
+    "verify",
+]
+
+#: Allowed difference, in percentage points, of any training / validation / test error.
+DEFAULT_TOLERANCE = 0.5
+#: Allowed difference of a layer's kept fraction (a few weights may change layers on other hardware).
+DENSITY_TOLERANCE = 1e-3
+#: The result kinds a replay can rebuild: :func:`snip_lib.experiments.prune_and_train` and
+#: :func:`snip_lib.keeps.label_fitting_run` (Fig. 4).
+REPLAYABLE_KINDS = ("prune_and_train", "label_fitting")
+_ERRORS = ("train_error", "val_error", "test_error")
+_CURVES = ("train_loss", *_ERRORS, "lr")
+_TRAIN_OPTIONS = ("decay_every", "boundaries", "decay_factor", "momentum", "weight_decay", "warmup_iterations",
+                  "clip_grad_norm")
+
+
+def _load(result: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    from snip_lib import results
+
+    if isinstance(result, Mapping):
+        obj = dict(result)
+        results.validate_result(obj)
+        return obj, "<result>"
+    if isinstance(result, (str, os.PathLike)):
+        path = Path(result)
+        if not path.is_file():
+            raise FileNotFoundError(f"no result file {os.fspath(result)!r}")
+        return results.read_result(path), os.fspath(path)
+    raise TypeError(f"result must be a path to a result file or a result dict, got {type(result).__name__}")
+
+
+def _recorded_epochs(obj: Mapping[str, Any]) -> int:
+    return int(obj["config"]["train"]["epochs"])
+
+
+def _check_replayable(obj: Mapping[str, Any], epochs: Any) -> int:
+    """The number of epochs to replay; raises on a result or an ``epochs`` that cannot be replayed."""
+    kind = obj["kind"]
+    if kind not in REPLAYABLE_KINDS:
+        raise ValueError(f"results of kind {kind!r} cannot be replayed; replayable kinds: {', '.join(REPLAYABLE_KINDS)}")
+    if obj["metrics"].get("smoke") or str(obj["config"].get("dataset", "")).endswith("-fake"):
+        raise ValueError("this result is a SMOKE run on FakeData, not a result: there is nothing to verify")
+    total = _recorded_epochs(obj)
+    if epochs is None:
+        return total
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= total:
+        raise ValueError(f"epochs must be an int from 1 to the {total} recorded epochs, got {epochs!r}")
+    schedule = obj["config"]["train"].get("schedule")
+    if epochs < total and schedule == "cosine":
+        raise ValueError(
+            f"a cosine schedule depends on the length of the run, so its first {epochs} of {total} epochs "
+            "cannot be replayed alone; omit epochs to replay the whole run"
+        )
+    return epochs
+
+
+def _train_options(train: Mapping[str, Any], total_iterations: int, truncated: bool) -> dict[str, Any]:
+    options = {k: train[k] for k in _TRAIN_OPTIONS if train.get(k) is not None}
+    bounds = options.get("boundaries")
+    if bounds is not None:
+        options["boundaries"] = tuple(bounds)
+        if truncated and isinstance(bounds[0], float):
+            # fractions of the recorded run, as iteration counts, so a shorter replay decays at the same steps
+            options["boundaries"] = tuple(round(b * total_iterations) for b in bounds)
+    return options
+
+
+def replay_arguments(result: str | os.PathLike | Mapping[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """The keyword arguments that rerun ``result`` (its first ``epochs`` epochs; default all).
+
+    For a ``prune_and_train`` result they are those of :func:`snip_lib.experiments.prune_and_train`,
+    for a ``label_fitting`` result those of :func:`snip_lib.keeps.label_fitting_run`. Every size
+    is explicit (``limit_train`` is the recorded number of training examples), so the current
+    quick/full mode does not change them. ``device`` and ``progress`` are left to the caller.
+    """
+    obj, _ = _load(result)
+    n = _check_replayable(obj, epochs)
+    cfg, train = obj["config"], obj["config"]["train"]
+    if obj["kind"] == "label_fitting":
+        return dict(arch=cfg["arch"], sparsity=cfg["sparsity"], labels=cfg["labels"], n_train=cfg["n_train"],
+                    epochs=n, seed=cfg["seed"], init=cfg["init"], optimizer=train["optimizer"], lr=train["lr"],
+                    weight_decay=train["weight_decay"], batch_size=train["batch_size"],
+                    saliency_batch=cfg["saliency_batch"], n_test=cfg["n_test"])
+    options = _train_options(train, int(obj["metrics"]["iterations"]), truncated=n < _recorded_epochs(obj))
+    return dict(
+        arch=cfg["arch"], sparsity=cfg["sparsity"], seed=cfg["seed"], dataset=cfg["dataset"], epochs=n,
+        saliency_batch=cfg["saliency_batch"], init=cfg["init"], scoring_init=cfg.get("scoring_init"),
+        scoring_bias=cfg.get("scoring_bias", "zeros"), include_bias=cfg["include_bias"], bn_mode=cfg["bn_mode"],
+        method=cfg.get("method", "snip"), method_options=dict(cfg.get("method_options") or {}),
+        shuffle=cfg.get("shuffle", False), limit_train=cfg["limit_train"] or cfg["train_examples"],
+        optimizer=train["optimizer"], lr=train["lr"], schedule=train["schedule"], batch_size=train["batch_size"],
+        amp=train.get("amp", False), channels_last=train.get("channels_last", False),
+        model_options=dict(cfg.get("model_options") or {}), train_options=options,
+    )
+
+
+def _runner(kind: str) -> Callable[..., dict[str, Any]]:
+    if kind == "label_fitting":
+        from snip_lib.keeps import label_fitting_run
+
+        return label_fitting_run
+    from snip_lib.experiments import prune_and_train
+
+    return prune_and_train
+
+
+def replay(
+    result: str | os.PathLike | Mapping[str, Any],
+    *,
+    epochs: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Rerun ``result`` (its first ``epochs`` epochs) on ``device`` and return the new result dict.
+
+    ``device=None`` uses the recorded device when it is available here, else the CPU.
+    """
+    obj, _ = _load(result)
+    kwargs = replay_arguments(obj, epochs)
+    kwargs["device"] = _device_for(obj, device)
+    kwargs["progress"] = progress
+    return _runner(obj["kind"])(**kwargs)
+
+
+def _device_for(obj: Mapping[str, Any], device: str | torch.device | None) -> torch.device:
+    from snip_lib.train import resolve_device
+
+    if device is not None:
+        return resolve_device(device)
+    try:
+        return resolve_device(obj["config"].get("device") or "cpu")
+    except ValueError:  # recorded on a GPU that is not here
+        return torch.device("cpu")
+
+
+def _curves(obj: Mapping[str, Any], n: int) -> dict[str, list[float]]:
+    """The first ``n`` per-epoch values of each curve a result kind records."""
+    m = obj["metrics"]
+    source = m["history"] if obj["kind"] == "prune_and_train" else m
+    return {k: [float(v) for v in source[k][:n]] for k in _CURVES if source.get(k)}
+
+
+def _platform(torch_version: str | None, device_name: str | None, threads: Any) -> str:
+    return f"torch {torch_version or '?'} on {device_name or '?'}, {threads if threads is not None else '?'} thread(s)"
+
+
+@dataclass
+class Verification:
+    """Recorded and replayed curves of one result, and the verdict.
+
+    ``recorded`` and ``rerun`` map each curve (``train_loss``, ``train_error``, ``val_error``,
+    ``test_error``, ``lr``; those the kind records) to its first ``epochs`` per-epoch values.
+    """
+
+    source: str
+    kind: str
+    epochs: int
+    recorded_epochs: int
+    recorded: dict[str, list[float]]
+    rerun: dict[str, list[float]]
+    kept: tuple[int, int]
+    density_difference: float
+    tolerance: float
+    recorded_platform: str
+    platform: str
+    wall_time: float
+    label: str = ""
+
+    @property
+    def differences(self) -> dict[str, float]:
+        """The largest absolute difference of each curve (errors in percentage points)."""
+        return {k: max((abs(a - b) for a, b in zip(self.recorded[k], self.rerun[k])), default=0.0)
+                for k in self.recorded}
+
+    @property
+    def loss_relative_difference(self) -> float:
+        """The largest relative difference of the training loss."""
+        pairs = zip(self.recorded.get("train_loss", []), self.rerun.get("train_loss", []))
+        return max((abs(a - b) / max(abs(a), 1e-12) for a, b in pairs), default=0.0)
+
+    @property
+    def exact(self) -> bool:
+        """Same mask, same learning rates and the same error counts in every compared epoch."""
+        d = self.differences
+        return (self.kept[0] == self.kept[1] and self.density_difference == 0.0
+                and all(d[k] == 0.0 for k in d if k != "train_loss"))
+
+    @property
+    def agrees(self) -> bool:
+        """Same kept count and learning rates; each layer's density and each error within tolerance."""
+        d = self.differences
+        lr_ok = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+                    for a, b in zip(self.recorded.get("lr", []), self.rerun.get("lr", [])))
+        return (self.kept[0] == self.kept[1] and lr_ok and self.density_difference <= DENSITY_TOLERANCE
+                and all(d[k] <= self.tolerance for k in _ERRORS if k in d))
+
+    @property
+    def verdict(self) -> str:
+        """``"exact"``, ``"within tolerance"`` or ``"DIFFERS"``."""
+        return "exact" if self.exact else "within tolerance" if self.agrees else "DIFFERS"
+
+    def frame(self):
+        """One row per compared epoch: recorded and replayed value of each curve."""
+        import pandas as pd
+
+        data: dict[str, Any] = {"epoch": list(range(1, self.epochs + 1))}
+        for k in self.recorded:
+            data[f"{k} recorded"] = self.recorded[k]
+            data[f"{k} replayed"] = self.rerun[k]
+        return pd.DataFrame(data)
+
+    def summary(self) -> str:
+        """A few lines: what was replayed, where, and how it compares."""
+        d = self.differences
+        errors = ", ".join(f"{k.replace('_', ' ')} {d[k]:.2g}" for k in _ERRORS if k in d)
+        lines = [
+            f"{self.label or self.source}: replayed {self.epochs} of {self.recorded_epochs} epoch(s) "
+            f"in {self.wall_time:.1f} s -> {self.verdict}",
+            f"  recorded with {self.recorded_platform}; replayed with {self.platform}",
+            f"  kept {self.kept[0]:,} recorded, {self.kept[1]:,} replayed; largest per-layer density difference "
+            f"{self.density_difference:.2g}",
+            f"  largest error differences (percentage points, tolerance {self.tolerance:g}): {errors}",
+        ]
+        if "train_loss" in self.recorded:
+            lines.append(f"  largest relative training-loss difference: {self.loss_relative_difference:.2g}")
+        last = self.epochs - 1
+        if "test_error" in self.recorded:
+            lines.append(f"  test error after epoch {self.epochs}: recorded {self.recorded['test_error'][last]:.2f} %, "
+                         f"replayed {self.rerun['test_error'][last]:.2f} %")
+        return "\n".join(lines)
+
+
+def _check_tolerance(tolerance: Any) -> float:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
+            or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0 (percentage points), got {tolerance!r}")
+    return float(tolerance)
+
+
+def verify(
+    result: str | os.PathLike | Mapping[str, Any],
+    *,
+    epochs: int | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> Verification:
+    """Replay ``result`` (a result file or dict) for its first ``epochs`` epochs and compare.
+
+    ``threads`` sets torch's CPU threads for the replay (default: the recorded count, which a
+    bit-for-bit replay needs) and restores them afterwards. Raises ``ValueError`` for a result
+    that cannot be replayed (another kind, a smoke run) or a bad ``epochs``/``tolerance``/``threads``.
+    """
+    from snip_lib import results
+
+    obj, source = _load(result)
+    tolerance = _check_tolerance(tolerance)
+    n = _check_replayable(obj, epochs)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None (the recorded count), got {threads!r}")
+    prov = obj.get("provenance") or {}
+    dev = _device_for(obj, device)
+    use_threads = threads if threads is not None else prov.get("num_threads")
+    before = torch.get_num_threads()
+    start = time.perf_counter()
+    try:
+        if dev.type == "cpu" and isinstance(use_threads, int) and use_threads >= 1:
+            torch.set_num_threads(use_threads)
+        threads_used = torch.get_num_threads()
+        new = replay(obj, epochs=n, device=dev, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+    wall = time.perf_counter() - start
+    now = results.provenance(dev)
+    m_old, m_new = obj["metrics"], new["metrics"]
+    dens_old = m_old.get("per_layer_density") or {}
+    dens_new = m_new.get("per_layer_density") or {}
+    names = set(dens_old) | set(dens_new)
+    density_diff = max((abs(dens_old.get(k, 0.0) - dens_new.get(k, 0.0)) for k in names), default=0.0)
+    return Verification(
+        source=source, kind=obj["kind"], epochs=n, recorded_epochs=_recorded_epochs(obj),
+        recorded=_curves(obj, n), rerun=_curves(new, n),
+        kept=(int(m_old["kept_parameters"]), int(m_new["kept_parameters"])), density_difference=density_diff,
+        tolerance=tolerance,
+        recorded_platform=_platform(prov.get("torch"), prov.get("device_name"), prov.get("num_threads")),
+        platform=_platform(now["torch"], now["device_name"], threads_used),
+        wall_time=wall, label=Path(source).name if source != "<result>" else source,
+    )
