@@ -493,8 +493,14 @@ def global_sparsity(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> f
 
 
 def layer_collapse(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of masked parameters with no kept entry: a layer that disconnects the network."""
-    return [name for name, mask in _masks_of(model_or_masks).items() if not bool(mask.any())]
+    """Names of masked weights with no kept entry: a layer that disconnects the network.
+
+    Biases (a last name component starting with ``bias``, e.g. ``fc1.bias``, ``bias_ih_l0``) are
+    not counted: with every bias pruned, as the official code's scoring often does, the layer's
+    weights still carry the signal.
+    """
+    return [name for name, mask in _masks_of(model_or_masks).items()
+            if not name.rsplit(".", 1)[-1].startswith("bias") and not bool(mask.any())]
 
 
 # --------------------------------------------------------------------------------------------

@@ -444,6 +444,9 @@ def test_sparsity_report_hand_computed() -> None:
     assert report["sparsity"].tolist() == pytest.approx([2 / 6, 1.0, 0.6])
     assert global_sparsity(masks) == pytest.approx(0.6)
     assert layer_collapse(masks) == ["b.weight"]
+    # a bias with nothing kept leaves its layer connected: not a collapse
+    assert layer_collapse({**masks, "a.bias": torch.zeros(2, dtype=torch.bool),
+                           "rnn.bias_ih_l0": torch.zeros(8, dtype=torch.bool)}) == ["b.weight"]
 
 
 def test_report_from_model_matches_report_from_masks() -> None:
