@@ -179,8 +179,10 @@ def _curves(obj: Mapping[str, Any], n: int) -> dict[str, list[float]]:
     return {k: [float(v) for v in source[k][:n]] for k in _CURVES if source.get(k)}
 
 
-def _platform(torch_version: str | None, device_name: str | None, threads: Any) -> str:
-    return f"torch {torch_version or '?'} on {device_name or '?'}, {threads if threads is not None else '?'} thread(s)"
+def _platform(prov: Mapping[str, Any], threads: Any) -> str:
+    capability = f" ({prov['cpu_capability']})" if prov.get("cpu_capability") and prov.get("device") == "cpu" else ""
+    return (f"torch {prov.get('torch') or '?'} on {prov.get('device_name') or '?'}{capability}, "
+            f"{threads if threads is not None else '?'} thread(s)")
 
 
 @dataclass
@@ -322,7 +324,7 @@ def verify(
         recorded=_curves(obj, n), rerun=_curves(new, n),
         kept=(int(m_old["kept_parameters"]), int(m_new["kept_parameters"])), density_difference=density_diff,
         tolerance=tolerance,
-        recorded_platform=_platform(prov.get("torch"), prov.get("device_name"), prov.get("num_threads")),
-        platform=_platform(now["torch"], now["device_name"], threads_used),
+        recorded_platform=_platform(prov, prov.get("num_threads")),
+        platform=_platform(now, threads_used),
         wall_time=wall, label=Path(source).name if source != "<result>" else source,
     )

@@ -34,7 +34,8 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "load_results", "provenance", "read_resul
 SCHEMA_VERSION = 1
 
 # A plain description of a result file: field -> {"type": allowed JSON types, "doc": meaning,
-# optional "fields": nested description, optional "values": allowed values}.
+# optional "fields": nested description, optional "values": allowed values, "optional": True for a
+# field that files written before it existed may lack}.
 # Types: "str", "int", "number" (int or float), "bool", "dict", "list", "null".
 SCHEMA: dict[str, dict[str, Any]] = {
     "schema_version": {"type": ["int"], "values": [SCHEMA_VERSION], "doc": "version of this layout"},
@@ -59,6 +60,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "device_name": {"type": ["str"], "doc": "CPU model or CUDA device name"},
             "cpu": {"type": ["str"], "doc": "CPU model"},
             "cpu_count": {"type": ["int", "null"], "doc": "logical CPUs of the machine"},
+            "cpu_capability": {"type": ["str", "null"], "optional": True,
+                               "doc": "vector instructions of torch's CPU kernels (torch.backends.cpu."
+                                      "get_cpu_capability(), e.g. 'AVX2'); it decides the order of floating-point "
+                                      "sums, so a bit-for-bit replay needs the same; absent in files written "
+                                      "before 2026-12-06"},
             "num_threads": {"type": ["int"], "doc": "torch intra-op threads"},
             "cuda": {"type": ["str", "null"], "doc": "CUDA version torch was built with"},
             "timestamp_utc": {"type": ["str"], "doc": "ISO 8601 time the file was written (UTC)"},
@@ -125,6 +131,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _cpu_capability() -> str | None:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # torch < 2.1
+        return None
+
+
 def provenance(device: Any = None) -> dict[str, Any]:
     """Where a result comes from: code version, library versions, hardware, mode, time.
 
@@ -164,6 +179,7 @@ def provenance(device: Any = None) -> dict[str, Any]:
         "device_name": device_name,
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "cpu_capability": _cpu_capability(),
         "num_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -182,7 +198,8 @@ def _check(obj: Mapping[str, Any], schema: Mapping[str, dict[str, Any]], prefix:
     for name, spec in schema.items():
         where = f"{prefix}{name}"
         if name not in obj:
-            problems.append(f"missing field {where!r}")
+            if not spec.get("optional"):
+                problems.append(f"missing field {where!r}")
             continue
         value = obj[name]
         allowed = spec["type"]

@@ -36,6 +36,19 @@ def test_provenance_fields():
     assert p["mode"] in ("quick", "full")
     assert p["timestamp_utc"].endswith("+00:00")
     assert p["device"] == "cpu" and p["device_name"]
+    assert p["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_an_optional_provenance_field_may_be_missing_but_not_wrong(tmp_path):
+    obj = _write(tmp_path / "r.json")
+    del obj["provenance"]["cpu_capability"]  # files written before the field existed
+    validate_result(obj)
+    obj["provenance"]["cpu_capability"] = 2
+    with pytest.raises(ValueError, match="field 'provenance.cpu_capability' must be str or null, got int"):
+        validate_result(obj)
+    del obj["provenance"]["cpu_capability"], obj["provenance"]["num_threads"]
+    with pytest.raises(ValueError, match="missing field 'provenance.num_threads'"):
+        validate_result(obj)
 
 
 def test_provenance_has_no_host_name():
