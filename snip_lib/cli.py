@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--threads", type=_positive_int, metavar="N",
                      help="torch CPU threads (default: the recorded count, needed for a bit-for-bit replay)")
     ver.add_argument("--progress", action="store_true", help="show progress bars")
+    ver.add_argument("--report", metavar="FILE.json",
+                     help="also write every verdict to one result file (kind 'replay_audit', with provenance)")
     return parser
 
 
@@ -361,14 +363,22 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def _result_files(targets: Sequence[str]) -> list[Path]:
+    """The files to replay: each file named, and the replayable results inside each folder."""
+    from snip_lib import replay
+
     files: list[Path] = []
     for target in targets:
         path = Path(target)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*.json") if p.is_file())
-            if not found:
-                raise ValueError(f"no result files (*.json) in the folder {target!r}")
-            files.extend(found)
+            runs = [p for p in found if replay.is_replayable(p)]
+            if not runs:
+                raise ValueError(f"no replayable result files (*.json of kind "
+                                 f"{' or '.join(replay.REPLAYABLE_KINDS)}) in the folder {target!r}")
+            if len(runs) < len(found):
+                print(f"{target}: skipping {len(found) - len(runs)} file(s) of other kinds (e.g. replay reports)",
+                      flush=True)
+            files.extend(runs)
         elif path.is_file():
             files.append(path)
         else:
@@ -379,14 +389,20 @@ def _result_files(targets: Sequence[str]) -> list[Path]:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from snip_lib import replay
 
+    if args.report is not None and Path(args.report).suffix.lower() != ".json":
+        raise ValueError(f"--report must name a .json file, got {args.report!r}")
     files = _result_files(args.results)
-    verdicts = []
+    checks = []
     for path in files:
         v = replay.verify(path, epochs=args.epochs, tolerance=args.tolerance, device=args.device,
                           threads=args.threads, progress=args.progress)
         v.label = str(path)
         print(v.summary(), flush=True)
-        verdicts.append(v.verdict)
+        checks.append(v)
+    if args.report is not None:
+        replay.write_report(checks, args.report, targets=args.results, epochs=args.epochs, tolerance=args.tolerance)
+        print(f"report -> {args.report}", flush=True)
+    verdicts = [v.verdict for v in checks]
     counts = {name: verdicts.count(name) for name in ("exact", "within tolerance", "DIFFERS")}
     print(f"{len(files)} result(s): {counts['exact']} exact, {counts['within tolerance']} within tolerance, "
           f"{counts['DIFFERS']} differ", flush=True)

@@ -34,10 +34,14 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "DENSITY_TOLERANCE",
     "REPLAYABLE_KINDS",
+    "REPORT_KIND",
     "Verification",
+    "is_replayable",
+    "load_reports",
     "replay",
     "replay_arguments",
     "verify",
+    "write_report",
 ]
 
 #: Allowed difference, in percentage points, of any training / validation / test error.
@@ -47,6 +51,8 @@ DENSITY_TOLERANCE = 1e-3
 #: The result kinds a replay can rebuild: :func:`snip_lib.experiments.prune_and_train` and
 #: :func:`snip_lib.keeps.label_fitting_run` (Fig. 4).
 REPLAYABLE_KINDS = ("prune_and_train", "label_fitting")
+#: Kind of the result file :func:`write_report` writes (one row per replayed result).
+REPORT_KIND = "replay_audit"
 _ERRORS = ("train_error", "val_error", "test_error")
 _CURVES = ("train_loss", *_ERRORS, "lr")
 _TRAIN_OPTIONS = ("decay_every", "boundaries", "decay_factor", "momentum", "weight_decay", "warmup_iterations",
@@ -206,6 +212,10 @@ class Verification:
     platform: str
     wall_time: float
     label: str = ""
+    run: dict[str, Any] | None = None
+    recorded_commit: str | None = None
+    recorded_time: str | None = None
+    device: str = "cpu"
 
     @property
     def differences(self) -> dict[str, float]:
@@ -249,6 +259,21 @@ class Verification:
             data[f"{k} recorded"] = self.recorded[k]
             data[f"{k} replayed"] = self.rerun[k]
         return pd.DataFrame(data)
+
+    def row(self) -> dict[str, Any]:
+        """One flat, JSON-ready row: which run, the verdict and the largest differences."""
+        d = self.differences
+        return {
+            "file": self.label or self.source, "kind": self.kind, **(self.run or {}),
+            "epochs": self.epochs, "recorded_epochs": self.recorded_epochs, "verdict": self.verdict,
+            **{f"{k}_difference": d.get(k) for k in _ERRORS},
+            "loss_relative_difference": self.loss_relative_difference if "train_loss" in self.recorded else None,
+            "kept_recorded": self.kept[0], "kept_replayed": self.kept[1],
+            "density_difference": self.density_difference,
+            "recorded_commit": self.recorded_commit, "recorded_time": self.recorded_time,
+            "recorded_platform": self.recorded_platform, "replay_platform": self.platform,
+            "replay_seconds": self.wall_time,
+        }
 
     def summary(self) -> str:
         """A few lines: what was replayed, where, and how it compares."""
@@ -327,4 +352,56 @@ def verify(
         recorded_platform=_platform(prov, prov.get("num_threads")),
         platform=_platform(now, threads_used),
         wall_time=wall, label=Path(source).name if source != "<result>" else source,
+        run={k: obj["config"].get(k) for k in ("arch", "sparsity", "seed", "method", "labels") if k in obj["config"]},
+        recorded_commit=prov.get("git_commit"), recorded_time=prov.get("timestamp_utc"), device=str(dev),
     )
+
+
+def is_replayable(result: str | os.PathLike | Mapping[str, Any]) -> bool:
+    """Whether ``result`` is of a kind :func:`verify` can replay (smoke runs and bad epochs aside)."""
+    obj, _ = _load(result)
+    return obj["kind"] in REPLAYABLE_KINDS
+
+
+def write_report(verifications: list[Verification], path: str | os.PathLike, *, targets: list[str],
+                 epochs: int | None, tolerance: float) -> dict[str, Any]:
+    """Write the verdicts of a batch of replays as one result file of kind :data:`REPORT_KIND`.
+
+    Its provenance (commit, torch, CPU and its capability, time) is that of the replays; each row
+    (:meth:`Verification.row`) carries the recording's commit, time and platform. Returns the object.
+    """
+    from snip_lib import results
+
+    if not verifications:
+        raise ValueError("no verifications to report")
+    verdicts = [v.verdict for v in verifications]
+    counts = {name: verdicts.count(name) for name in ("exact", "within tolerance", "DIFFERS")}
+    return results.write_result(
+        path, kind=REPORT_KIND, seed=None, wall_time=sum(v.wall_time for v in verifications),
+        device=verifications[0].device,
+        config={"targets": [str(t) for t in targets], "epochs": epochs, "tolerance": tolerance},
+        metrics={"counts": counts, "runs": [v.row() for v in verifications]},
+    )
+
+
+def load_reports(folder: str | os.PathLike):
+    """The rows of every replay report under ``folder`` (a DataFrame), each tagged with its report.
+
+    Columns: those of :meth:`Verification.row`, plus ``report`` (file name), ``replay_commit`` and
+    ``replay_time`` (from the report's provenance). Raises
+    ``FileNotFoundError`` when there is no report.
+    """
+    import pandas as pd
+
+    from snip_lib import results
+
+    frame = results.load_results(folder, kind=REPORT_KIND)
+    if frame.empty:
+        raise FileNotFoundError(f"no replay reports (kind {REPORT_KIND!r}) under {os.fspath(folder)!r}")
+    rows = []
+    for _, report in frame.iterrows():
+        prov = {k.removeprefix("provenance."): report[k] for k in frame.columns if k.startswith("provenance.")}
+        for run in report["metrics.runs"]:
+            rows.append({**run, "report": Path(report["path"]).name, "replay_commit": prov.get("git_commit"),
+                         "replay_time": prov.get("timestamp_utc")})
+    return pd.DataFrame(rows)

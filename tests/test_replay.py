@@ -181,7 +181,7 @@ def test_cli_verify_exits_0_when_results_agree_and_1_when_one_differs(tiny_resul
 
 @pytest.mark.parametrize("argv, needle", [
     (["verify", "no/such.json"], "no result file or folder 'no/such.json'"),
-    (["verify", "EMPTY"], "no result files (*.json) in the folder"),
+    (["verify", "EMPTY"], "no replayable result files (*.json of kind prune_and_train or label_fitting) in the folder"),
     (["verify", "TINY", "--epochs", "5"], "epochs must be an int from 1 to the 2 recorded epochs, got 5"),
     (["verify", "TINY", "--device", "abacus"], "unknown device 'abacus'"),
 ])
@@ -197,3 +197,41 @@ def test_cli_verify_rejects_a_bad_tolerance(tiny_result, capsys):
         cli.main(["verify", str(tiny_result), "--tolerance", "-1"])
     assert exit_info.value.code == 2
     assert "tolerance must be a finite number >= 0 (percentage points), got '-1'" in capsys.readouterr().err
+
+
+def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays(tiny_result, tmp_path, capsys):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "a.json").write_text(tiny_result.read_text())
+    report = folder / "audit" / "replay.json"
+    assert cli.main(["verify", str(folder), "--epochs", "1", "--report", str(report)]) == 0
+    obj = results.read_result(report)
+    assert obj["kind"] == replay.REPORT_KIND and obj["config"] == {"targets": [str(folder)], "epochs": 1,
+                                                                   "tolerance": replay.DEFAULT_TOLERANCE}
+    assert obj["metrics"]["counts"] == {"exact": 1, "within tolerance": 0, "DIFFERS": 0}
+    assert obj["provenance"]["git_commit"] is None or len(obj["provenance"]["git_commit"]) == 40
+    rows = replay.load_reports(folder / "audit")
+    assert len(rows) == 1 and rows.loc[0, "verdict"] == "exact" and rows.loc[0, "arch"] == "lenet300"
+    assert rows.loc[0, "test_error_difference"] == 0.0 and rows.loc[0, "seed"] == 3
+    assert rows.loc[0, "recorded_commit"] == results.read_result(tiny_result)["provenance"]["git_commit"]
+    assert rows.loc[0, "report"] == "replay.json" and rows.loc[0, "replay_platform"].startswith("torch ")
+    capsys.readouterr()
+    # a second pass over the folder replays the run and skips the report
+    assert cli.main(["verify", str(folder), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "skipping 1 file(s) of other kinds" in out and "1 result(s): 1 exact" in out
+    assert not replay.is_replayable(report) and replay.is_replayable(tiny_result)
+    # a report named on its own is refused, naming its kind
+    assert cli.main(["verify", str(report)]) == 2
+    assert "kind 'replay_audit' cannot be replayed" in capsys.readouterr().err
+
+
+def test_reports_are_checked(tiny_result, tmp_path, capsys):
+    assert cli.main(["verify", str(tiny_result), "--report", str(tmp_path / "report.txt")]) == 2
+    assert "--report must name a .json file, got" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no verifications to report"):
+        replay.write_report([], tmp_path / "r.json", targets=[], epochs=None, tolerance=0.5)
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "run.json").write_text(tiny_result.read_text())
+    with pytest.raises(FileNotFoundError, match="no replay reports"):
+        replay.load_reports(tmp_path / "only")
