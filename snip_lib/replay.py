@@ -11,11 +11,12 @@ The schedules of the MNIST runs depend on the iteration only, so the first epoch
 follow the recorded run exactly: ``epochs=1`` checks a 50-epoch result in seconds. (A cosine
 schedule depends on the length of the run, so it can only be replayed whole.)
 
-On the machine, torch version and thread count of the recording, a replay on the CPU gives the
-same error counts, bit for bit. Elsewhere, floating-point sums in another order make the runs
-drift apart slowly; :attr:`Verification.agrees` then allows ``tolerance`` percentage points on
-every error. Only the sizes the result records are used, so quick mode (``SNIP_QUICK``) does not
-change a replay.
+Training is deterministic on one machine: the same code, torch version, CPU and thread count give
+the same numbers, bit for bit (:attr:`Verification.exact`). Where the floating-point sums run in
+another order (another CPU, another thread count), two runs drift apart slowly, and
+:attr:`Verification.agrees` allows ``tolerance`` percentage points on every error. An unstable
+run, one close to diverging, can amplify the smallest such difference beyond any tolerance. Only
+the sizes recorded in the file are used, so quick mode (``SNIP_QUICK``) does not change a replay.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "REPLAYABLE_KINDS",
     "REPORT_KIND",
     "Verification",
+    "audit_summary",
     "is_replayable",
     "load_reports",
     "replay",
@@ -261,12 +263,14 @@ class Verification:
         return pd.DataFrame(data)
 
     def row(self) -> dict[str, Any]:
-        """One flat, JSON-ready row: which run, the verdict and the largest differences."""
+        """One flat, JSON-ready row: which run, the verdict, the largest differences, the last test errors."""
         d = self.differences
         return {
             "file": self.label or self.source, "kind": self.kind, **(self.run or {}),
             "epochs": self.epochs, "recorded_epochs": self.recorded_epochs, "verdict": self.verdict,
             **{f"{k}_difference": d.get(k) for k in _ERRORS},
+            "test_error_recorded": self.recorded["test_error"][-1] if "test_error" in self.recorded else None,
+            "test_error_replayed": self.rerun["test_error"][-1] if "test_error" in self.rerun else None,
             "loss_relative_difference": self.loss_relative_difference if "train_loss" in self.recorded else None,
             "kept_recorded": self.kept[0], "kept_replayed": self.kept[1],
             "density_difference": self.density_difference,
@@ -405,3 +409,28 @@ def load_reports(folder: str | os.PathLike):
             rows.append({**run, "report": Path(report["path"]).name, "replay_commit": prov.get("git_commit"),
                          "replay_time": prov.get("timestamp_utc")})
     return pd.DataFrame(rows)
+
+
+def audit_summary(rows):
+    """Per results folder: how many replayed runs were exact, within tolerance or differ.
+
+    ``rows`` is :func:`load_reports`'s frame. Columns: ``folder`` (the folder holding the file),
+    ``runs``, ``exact``, ``within tolerance``, ``differ``, ``largest test-error difference``
+    (percentage points) and ``recorded`` (first and last day the folder's runs were recorded).
+    """
+    import pandas as pd
+
+    frame = rows.assign(folder=[Path(f).parent.name for f in rows["file"]],
+                        day=[str(t)[:10] for t in rows["recorded_time"]])
+    out = []
+    for folder, g in frame.groupby("folder", sort=True):
+        verdicts = g["verdict"]
+        days = sorted(g["day"])
+        out.append({
+            "folder": folder, "runs": len(g), "exact": int((verdicts == "exact").sum()),
+            "within tolerance": int((verdicts == "within tolerance").sum()),
+            "differ": int((verdicts == "DIFFERS").sum()),
+            "largest test-error difference": float(g["test_error_difference"].max()),
+            "recorded": days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}",
+        })
+    return pd.DataFrame(out)

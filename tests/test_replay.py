@@ -213,6 +213,8 @@ def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays
     rows = replay.load_reports(folder / "audit")
     assert len(rows) == 1 and rows.loc[0, "verdict"] == "exact" and rows.loc[0, "arch"] == "lenet300"
     assert rows.loc[0, "test_error_difference"] == 0.0 and rows.loc[0, "seed"] == 3
+    first_epoch = results.read_result(tiny_result)["metrics"]["history"]["test_error"][0]
+    assert rows.loc[0, "test_error_recorded"] == rows.loc[0, "test_error_replayed"] == first_epoch
     assert rows.loc[0, "recorded_commit"] == results.read_result(tiny_result)["provenance"]["git_commit"]
     assert rows.loc[0, "report"] == "replay.json" and rows.loc[0, "replay_platform"].startswith("torch ")
     capsys.readouterr()
@@ -235,3 +237,22 @@ def test_reports_are_checked(tiny_result, tmp_path, capsys):
     (tmp_path / "only" / "run.json").write_text(tiny_result.read_text())
     with pytest.raises(FileNotFoundError, match="no replay reports"):
         replay.load_reports(tmp_path / "only")
+
+
+def test_audit_summary_counts_verdicts_per_folder():
+    import pandas as pd
+
+    rows = pd.DataFrame({
+        "file": ["results/a/x.json", "results/a/y.json", "results/b/z.json", "results/a/w.json"],
+        "verdict": ["exact", "within tolerance", "DIFFERS", "exact"],
+        "test_error_difference": [0.0, 0.3, 1.8, 0.0],
+        "recorded_time": ["2026-11-23T10:00:00+00:00", "2026-12-06T10:00:00+00:00", "2026-12-04T09:00:00+00:00",
+                          "2026-11-24T10:00:00+00:00"],
+    })
+    summary = replay.audit_summary(rows)
+    assert summary.to_dict("records") == [
+        {"folder": "a", "runs": 3, "exact": 2, "within tolerance": 1, "differ": 0,
+         "largest test-error difference": 0.3, "recorded": "2026-11-23 to 2026-12-06"},
+        {"folder": "b", "runs": 1, "exact": 0, "within tolerance": 0, "differ": 1,
+         "largest test-error difference": 1.8, "recorded": "2026-12-04"},
+    ]
