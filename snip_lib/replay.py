@@ -37,6 +37,7 @@ __all__ = [
     "REPLAYABLE_KINDS",
     "REPORT_KIND",
     "Verification",
+    "AUDIT_GROUPS",
     "audit_summary",
     "is_replayable",
     "load_reports",
@@ -388,46 +389,60 @@ def write_report(verifications: list[Verification], path: str | os.PathLike, *, 
     )
 
 
-def load_reports(folder: str | os.PathLike):
+def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = None):
     """The rows of every replay report under ``folder`` (a DataFrame), each tagged with its report.
 
     Columns: those of :meth:`Verification.row`, plus ``report`` (file name), ``replay_commit`` and
-    ``replay_time`` (from the report's provenance). Raises
-    ``FileNotFoundError`` when there is no report.
+    ``replay_time`` (from the report's provenance), ``replay_machine`` (the report's ``platform``:
+    OS, kernel build, machine) and ``recorded_machine``: the ``platform`` of the replayed file's
+    own provenance, read from the file at ``root / file`` (``root``: the repository, by default;
+    None where the file is not there).
+    Raises ``FileNotFoundError`` when there is no report.
     """
     import pandas as pd
 
     from snip_lib import results
 
+    base = Path(root) if root is not None else results.results_dir().parent
     frame = results.load_results(folder, kind=REPORT_KIND)
     if frame.empty:
         raise FileNotFoundError(f"no replay reports (kind {REPORT_KIND!r}) under {os.fspath(folder)!r}")
     rows = []
     for _, report in frame.iterrows():
-        prov = {k.removeprefix("provenance."): report[k] for k in frame.columns if k.startswith("provenance.")}
         for run in report["metrics.runs"]:
-            rows.append({**run, "report": Path(report["path"]).name, "replay_commit": prov.get("git_commit"),
-                         "replay_time": prov.get("timestamp_utc")})
+            recorded = base / run["file"]
+            machine = results.read_result(recorded)["provenance"].get("platform") if recorded.is_file() else None
+            rows.append({**run, "report": Path(report["path"]).name, "replay_commit": report["provenance.git_commit"],
+                         "replay_time": report["provenance.timestamp_utc"], "recorded_machine": machine,
+                         "replay_machine": report["provenance.platform"]})
     return pd.DataFrame(rows)
 
 
-def audit_summary(rows):
-    """Per results folder: how many replayed runs were exact, within tolerance or differ.
+AUDIT_GROUPS = ("folder", "recorded_machine")
 
-    ``rows`` is :func:`load_reports`'s frame. Columns: ``folder`` (the folder holding the file),
-    ``runs``, ``exact``, ``within tolerance``, ``differ``, ``largest test-error difference``
-    (percentage points) and ``recorded`` (first and last day the folder's runs were recorded).
+
+def audit_summary(rows, by: str = "folder"):
+    """Per results folder (or per recording machine): how many replays were exact, within tolerance or differ.
+
+    ``rows`` is :func:`load_reports`'s frame; ``by`` is ``"folder"`` (the folder holding the file)
+    or ``"recorded_machine"``. Columns: ``by``, ``runs``, ``exact``, ``within tolerance``,
+    ``differ``, ``largest test-error difference`` (percentage points) and ``recorded`` (first and
+    last day the group's runs were recorded).
     """
     import pandas as pd
 
+    if by not in AUDIT_GROUPS:
+        raise ValueError(f"by={by!r} is not supported; allowed: {', '.join(AUDIT_GROUPS)}")
     frame = rows.assign(folder=[Path(f).parent.name for f in rows["file"]],
                         day=[str(t)[:10] for t in rows["recorded_time"]])
+    if by == "recorded_machine":
+        frame["recorded_machine"] = frame["recorded_machine"].fillna("unknown")
     out = []
-    for folder, g in frame.groupby("folder", sort=True):
+    for key, g in frame.groupby(by, sort=True):
         verdicts = g["verdict"]
         days = sorted(g["day"])
         out.append({
-            "folder": folder, "runs": len(g), "exact": int((verdicts == "exact").sum()),
+            by: key, "runs": len(g), "exact": int((verdicts == "exact").sum()),
             "within tolerance": int((verdicts == "within tolerance").sum()),
             "differ": int((verdicts == "DIFFERS").sum()),
             "largest test-error difference": float(g["test_error_difference"].max()),

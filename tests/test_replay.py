@@ -210,7 +210,9 @@ def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays
                                                                    "tolerance": replay.DEFAULT_TOLERANCE}
     assert obj["metrics"]["counts"] == {"exact": 1, "within tolerance": 0, "DIFFERS": 0}
     assert obj["provenance"]["git_commit"] is None or len(obj["provenance"]["git_commit"]) == 40
-    rows = replay.load_reports(folder / "audit")
+    rows = replay.load_reports(folder / "audit", root=".")
+    assert rows.loc[0, "recorded_machine"] == results.read_result(tiny_result)["provenance"]["platform"]
+    assert rows.loc[0, "replay_machine"] == obj["provenance"]["platform"] == rows.loc[0, "recorded_machine"]
     assert len(rows) == 1 and rows.loc[0, "verdict"] == "exact" and rows.loc[0, "arch"] == "lenet300"
     assert rows.loc[0, "test_error_difference"] == 0.0 and rows.loc[0, "seed"] == 3
     first_epoch = results.read_result(tiny_result)["metrics"]["history"]["test_error"][0]
@@ -248,6 +250,7 @@ def test_audit_summary_counts_verdicts_per_folder():
         "test_error_difference": [0.0, 0.3, 1.8, 0.0],
         "recorded_time": ["2026-11-23T10:00:00+00:00", "2026-12-06T10:00:00+00:00", "2026-12-04T09:00:00+00:00",
                           "2026-11-24T10:00:00+00:00"],
+        "recorded_machine": ["m1", "m2", "m1", None],
     })
     summary = replay.audit_summary(rows)
     assert summary.to_dict("records") == [
@@ -256,3 +259,8 @@ def test_audit_summary_counts_verdicts_per_folder():
         {"folder": "b", "runs": 1, "exact": 0, "within tolerance": 0, "differ": 1,
          "largest test-error difference": 1.8, "recorded": "2026-12-04"},
     ]
+    by_machine = replay.audit_summary(rows, by="recorded_machine")
+    assert list(by_machine["recorded_machine"]) == ["m1", "m2", "unknown"]
+    assert list(by_machine["exact"]) == [1, 0, 1] and list(by_machine["differ"]) == [1, 0, 0]
+    with pytest.raises(ValueError, match="by='seed' is not supported; allowed: folder, recorded_machine"):
+        replay.audit_summary(rows, by="seed")
