@@ -150,14 +150,19 @@ def test_a_label_fitting_result_replays_exactly(tmp_path):
 def test_the_recorded_table1_run_replays_its_first_epoch():
     """The recorded LeNet-300-100 98 % seed-0 run of Table 1 (full MNIST) comes from this code.
 
-    Same mask and learning rates; after one epoch (540 steps) at most a few examples of any split
-    may be classified differently (floating-point sums in another order, e.g. on another CPU); a
-    change in the training path (data order, initialisation, schedule) moves the errors far more.
-    On the machine it was recorded on the replay is exact.
+    On the kind of machine where the recorded audit found it exact (results/replay-audit/), it must
+    still be exact: any change in the training path (data order, initialisation, schedule, optimiser
+    arithmetic) breaks that. Elsewhere float sums may run in another order: same mask and learning
+    rates, errors within 1 point after one epoch.
     """
     v = replay.verify(RECORDED_TABLE1_RUN, epochs=1)
-    assert v.rerun["lr"] == v.recorded["lr"] and v.kept == (5324, 5324) and v.density_difference <= 1e-4
-    assert all(v.differences[k] <= 0.05 for k in ("train_error", "val_error", "test_error")), v.summary()
+    assert v.rerun["lr"] == v.recorded["lr"] and v.kept == (5324, 5324)
+    audit = replay.load_reports(results.results_dir() / "replay-audit")
+    row = audit[audit["file"] == "results/lenet/lenet300-sp0.98-seed0.json"].iloc[0]
+    if row["verdict"] == "exact" and results.provenance("cpu")["platform"] == row["replay_machine"]:
+        assert v.exact, v.summary()
+    else:
+        assert all(v.differences[k] <= 1.0 for k in ("train_error", "val_error", "test_error")), v.summary()
 
 
 def test_cli_verify_exits_0_when_results_agree_and_1_when_one_differs(tiny_result, tmp_path, capsys):
