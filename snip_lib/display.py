@@ -24,8 +24,14 @@ def glue(name: str, value: Any, display: bool = True) -> None:
 
     In the Jupyter Book build this is ``myst_nb.glue``, so a sentence that quotes a measured
     figure always shows the figure this run produced. Where MyST-NB is not installed (Colab,
-    a plain Jupyter), the value is simply displayed.
+    a plain Jupyter), the value is simply displayed. A NumPy scalar is stored as the Python number
+    it holds, because MyST-NB formats a glued value from its ``repr`` (``np.float64(4.8)`` would
+    not take a format such as ``:.1f``).
     """
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()
     try:
         from myst_nb import glue as _glue
     except ImportError:

@@ -187,3 +187,23 @@ def test_explorer_defaults_to_98_percent_and_checks_inputs():
         viz.sparsity_explorer(tiny_scores())  # default image_shape (28, 28) does not fit 12 inputs
     with pytest.raises(ValueError, match="initial"):
         viz.sparsity_explorer(scores, (0.5, 0.9), initial=0.7)
+
+
+def test_glue_stores_numpy_scalars_as_python_numbers(monkeypatch):
+    """MyST-NB formats a glued value from its repr, so np.float64(4.8) must arrive as 4.8."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from snip_lib import display
+
+    stored = {}
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: stored.update({name: value})
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    display.glue("x", np.float64(4.8))
+    display.glue("n", np.int64(3))
+    display.glue("s", "text")
+    assert stored == {"x": 4.8, "n": 3, "s": "text"}
+    assert type(stored["x"]) is float and type(stored["n"]) is int and repr(stored["x"]) == "4.8"
