@@ -402,8 +402,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.report is not None:
         replay.write_report(checks, args.report, targets=args.results, epochs=args.epochs, tolerance=args.tolerance)
         print(f"report -> {args.report}", flush=True)
-    verdicts = [v.verdict for v in checks]
-    counts = {name: verdicts.count(name) for name in ("exact", "within tolerance", "DIFFERS")}
+    counts = replay.count_verdicts(checks)
     print(f"{len(files)} result(s): {counts['exact']} exact, {counts['within tolerance']} within tolerance, "
           f"{counts['DIFFERS']} differ", flush=True)
     return 1 if counts["DIFFERS"] else 0

@@ -36,9 +36,11 @@ __all__ = [
     "DENSITY_TOLERANCE",
     "REPLAYABLE_KINDS",
     "REPORT_KIND",
+    "VERDICTS",
     "Verification",
     "AUDIT_GROUPS",
     "audit_summary",
+    "count_verdicts",
     "is_replayable",
     "load_reports",
     "replay",
@@ -54,6 +56,8 @@ DENSITY_TOLERANCE = 1e-3
 #: The result kinds a replay can rebuild: :func:`snip_lib.experiments.prune_and_train` and
 #: :func:`snip_lib.keeps.label_fitting_run` (Fig. 4).
 REPLAYABLE_KINDS = ("prune_and_train", "label_fitting")
+#: The three verdicts of :attr:`Verification.verdict`, best first.
+VERDICTS = ("exact", "within tolerance", "DIFFERS")
 #: Kind of the result file :func:`write_report` writes (one row per replayed result).
 REPORT_KIND = "replay_audit"
 _ERRORS = ("train_error", "val_error", "test_error")
@@ -362,6 +366,12 @@ def verify(
     )
 
 
+def count_verdicts(verifications: list[Verification]) -> dict[str, int]:
+    """How many of ``verifications`` have each verdict (every one of :data:`VERDICTS`, zeros included)."""
+    verdicts = [v.verdict for v in verifications]
+    return {name: verdicts.count(name) for name in VERDICTS}
+
+
 def is_replayable(result: str | os.PathLike | Mapping[str, Any]) -> bool:
     """Whether ``result`` is of a kind :func:`verify` can replay (smoke runs and bad epochs aside)."""
     obj, _ = _load(result)
@@ -379,8 +389,7 @@ def write_report(verifications: list[Verification], path: str | os.PathLike, *, 
 
     if not verifications:
         raise ValueError("no verifications to report")
-    verdicts = [v.verdict for v in verifications]
-    counts = {name: verdicts.count(name) for name in ("exact", "within tolerance", "DIFFERS")}
+    counts = count_verdicts(verifications)
     return results.write_result(
         path, kind=REPORT_KIND, seed=None, wall_time=sum(v.wall_time for v in verifications),
         device=verifications[0].device,
