@@ -225,13 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only the runs at these sparsities (e.g. one per process, to use several cores)")
     rep.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists (default: skip)")
 
-    from snip_lib.replay import DEFAULT_TOLERANCE
+    from snip_lib.replay import DEFAULT_TOLERANCE, REPLAYABLE_KINDS
 
     ver = sub.add_parser("verify", help="replay recorded results and compare them with the recording, epoch by epoch",
                          description="Rerun each recorded result from its own configuration (its first --epochs "
                                      "epochs) and compare the per-epoch errors, learning rates and mask with the "
                                      "recorded ones. Exit status 1 if one differs by more than --tolerance.")
-    ver.add_argument("results", nargs="+", metavar="RESULT", help="result files, or folders (every .json inside)")
+    ver.add_argument("results", nargs="+", metavar="RESULT", help="result files, or folders: every run inside (kinds "
+                     f"{' and '.join(REPLAYABLE_KINDS)}; other .json files are skipped, with a note)")
     ver.add_argument("--epochs", type=_positive_int, help="replay only the first N epochs (default: all)")
     ver.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                      help=f"allowed error difference in percentage points (default {DEFAULT_TOLERANCE:g})")

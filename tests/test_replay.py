@@ -204,6 +204,16 @@ def test_cli_verify_rejects_a_bad_tolerance(tiny_result, capsys):
     assert "tolerance must be a finite number >= 0 (percentage points), got '-1'" in capsys.readouterr().err
 
 
+def test_cli_verify_help_says_which_kinds_a_folder_replays(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["verify", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in replay.REPLAYABLE_KINDS:
+        assert kind in text
+    assert "other .json files are skipped" in text
+
+
 def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays(tiny_result, tmp_path, capsys):
     folder = tmp_path / "runs"
     folder.mkdir()
