@@ -446,6 +446,79 @@ def _has_sparsity(run: dict[str, Any], sparsities: Sequence[float]) -> bool:
     return any(abs(run["sparsity"] - s) < 1e-9 for s in sparsities)
 
 
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def recorded_differences(config: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """The settings in ``requested`` that a recorded ``config`` does not have, as ``'key: recorded R, now N'``.
+
+    ``requested`` holds run keywords (``epochs``, ``lr``, ``init``, ``train_options``, ...);
+    each is looked up at the top of the config, then in its ``train`` part, and a dict of
+    options key by key. ``arch`` is left out: the file name holds it, and the config
+    records the canonical name. Keys a config does not record are not compared.
+    """
+    train = config.get("train") or {}
+    diffs = []
+    for key, value in requested.items():
+        if key == "arch":
+            continue
+        if isinstance(value, dict):
+            recorded_options = config.get(key) if isinstance(config.get(key), dict) else train
+            for sub, sub_value in value.items():
+                if sub in recorded_options and not _same(recorded_options[sub], sub_value):
+                    diffs.append(f"{key}[{sub!r}]: recorded {recorded_options[sub]!r}, now {sub_value!r}")
+            continue
+        where = config if key in config else train if key in train else None
+        if where is not None and not _same(where[key], value):
+            diffs.append(f"{key}: recorded {where[key]!r}, now {value!r}")
+    return diffs
+
+
+def check_existing(paths_and_settings: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """Refuse to skip result files recorded with other settings than those now requested.
+
+    A suite skips files that exist so that it resumes; that must not let a one-epoch smoke
+    file stand in for a 50-epoch run (or the other way round). Raises ``ValueError`` naming
+    every such file and setting before anything runs.
+    """
+    from snip_lib import results
+
+    problems = []
+    for path, requested in paths_and_settings:
+        if not path.exists():
+            continue
+        try:
+            config = results.read_result(path)["config"]
+        except (ValueError, KeyError, OSError) as err:
+            problems.append(f"{path}: cannot be read ({err})")
+            continue
+        diffs = recorded_differences(config, requested)
+        if diffs:
+            problems.append(f"{path}: {'; '.join(diffs)}")
+    if problems:
+        raise ValueError("result files exist with other settings than this command's, so they cannot be "
+                         "skipped (pass --overwrite to replace them, or --out for another folder):\n  "
+                         + "\n  ".join(problems))
+
+
+def requested_settings(run: dict[str, Any], *, epochs: int | None = None,
+                       limit_train: int | None = None) -> dict[str, Any]:
+    """The settings one :func:`prune_and_train` run of a suite will record, mode included.
+
+    The run's own keys, the command's ``epochs``/``limit_train`` overrides, and the defaults
+    that depend on quick mode (the family's epochs, the training-set limit).
+    """
+    settings = dict(run)
+    settings["epochs"] = epochs if epochs is not None else run.get("epochs", defaults_for(run["arch"])["epochs"])
+    settings["limit_train"] = (limit_train if limit_train is not None
+                               else run.get("limit_train", _config.pick(None, _QUICK_LIMIT_TRAIN)))
+    return settings
+
+
 def run_suite(
     name: str,
     out: str | Path,
@@ -465,7 +538,9 @@ def run_suite(
 
     Seeds are the outer loop, so a stopped suite has whole seeds done. Files that exist are
     skipped unless ``overwrite``: an interrupted suite resumes by running the same command.
-    Returns the paths of the suite's files (written or found).
+    A file recorded with other settings (another mode, ``epochs`` or ``limit_train``, or a
+    changed suite) is not skipped: ``ValueError`` names it before anything runs
+    (:func:`check_existing`). Returns the paths of the suite's files (written or found).
     """
     from snip_lib import results
 
@@ -481,28 +556,31 @@ def run_suite(
         raise ValueError(f"suite {name!r} has no run at sparsities {list(sparsities or [])}"
                          f"{' for ' + str(list(archs)) if archs else ''}; it has "
                          f"{sorted({r['sparsity'] for r in suite.runs})}")
+    planned = [(Path(out) / result_name(suite, run, seed), run, seed)
+               for seed in (seeds if seeds is not None else suite.seeds) for run in runs]
+    if not overwrite:
+        check_existing([(path, dict(requested_settings(run, epochs=epochs, limit_train=limit_train), seed=seed))
+                        for path, run, seed in planned])
     paths = []
-    for seed in (seeds if seeds is not None else suite.seeds):
-        for run in runs:
-            path = Path(out) / result_name(suite, run, seed)
-            paths.append(path)
-            if path.exists() and not overwrite:
-                log(f"{path} exists, skipped")
-                continue
-            kwargs = dict(run, seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
-            if epochs is not None:
-                kwargs["epochs"] = epochs
-            if limit_train is not None:
-                kwargs["limit_train"] = limit_train
-            res = prune_and_train(**kwargs)
-            results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
-                                 seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
-                                 extra={"suite": name})
-            m = res["metrics"]
-            smoke = f"  [{SMOKE_MESSAGE}]" if m["smoke"] else ""
-            log(f"[{name}] {path.stem}: final test error {m['final_test_error']:.2f}%, at best val "
-                f"{m['test_error_at_best_val']:.2f}%; kept {m['kept_parameters']:,}/{m['prunable_parameters']:,}; "
-                f"{res['wall_time']:.0f} s -> {path}{smoke}")
+    for path, run, seed in planned:
+        paths.append(path)
+        if path.exists() and not overwrite:
+            log(f"{path} exists, skipped")
+            continue
+        kwargs = dict(run, seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
+        if epochs is not None:
+            kwargs["epochs"] = epochs
+        if limit_train is not None:
+            kwargs["limit_train"] = limit_train
+        res = prune_and_train(**kwargs)
+        results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
+                             seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
+                             extra={"suite": name})
+        m = res["metrics"]
+        smoke = f"  [{SMOKE_MESSAGE}]" if m["smoke"] else ""
+        log(f"[{name}] {path.stem}: final test error {m['final_test_error']:.2f}%, at best val "
+            f"{m['test_error_at_best_val']:.2f}%; kept {m['kept_parameters']:,}/{m['prunable_parameters']:,}; "
+            f"{res['wall_time']:.0f} s -> {path}{smoke}")
     return paths
 
 

@@ -169,6 +169,13 @@ def result_name(run: dict[str, Any], seed: int) -> str:
     return "-".join(parts) + ".json"
 
 
+def _requested(suite: KeepsSuite, run: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    """The settings a run will record (for :func:`snip_lib.experiments.check_existing`)."""
+    if suite.runner is _prune_and_train:
+        return experiments.requested_settings(run, epochs=epochs)
+    return dict(run, **({"epochs": epochs} if epochs is not None else {}))
+
+
 def run_suite(
     name: str,
     *,
@@ -182,7 +189,9 @@ def run_suite(
     """Run every run of suite ``name`` for every seed, one result file each; returns the paths.
 
     ``out`` defaults to ``results/keeps/<name>`` in the repository. Files already present are
-    skipped (unless ``overwrite``), so a stopped suite resumes where it was.
+    skipped (unless ``overwrite``), so a stopped suite resumes where it was; one recorded with
+    other settings (mode, epochs) is refused before anything runs
+    (:func:`snip_lib.experiments.check_existing`).
     """
     from snip_lib import keeps, results
 
@@ -190,6 +199,11 @@ def run_suite(
         raise ValueError(f"unknown suite {name!r}; available: {', '.join(KEEPS_SUITES)}")
     suite = KEEPS_SUITES[name]
     folder = Path(out) if out is not None else keeps.results_dir() / keeps.RESULTS_SUBDIR / name
+    planned = [(folder / result_name(run, seed), run, seed)
+               for run in suite.runs for seed in (seeds if seeds is not None else suite.seeds)]
+    if not overwrite:
+        experiments.check_existing([(path, dict(_requested(suite, run, epochs), seed=seed))
+                                    for path, run, seed in planned])
     written = []
     for run in suite.runs:
         for seed in (seeds if seeds is not None else suite.seeds):

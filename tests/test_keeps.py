@@ -314,6 +314,9 @@ def test_run_suite_writes_one_file_per_run_and_resumes(tmp_path, monkeypatch):
     assert calls[0]["epochs"] == 3 and calls[0]["progress"] is False
     suites_keeps.run_suite("fake", out=tmp_path, progress=False)  # both files exist: nothing runs
     assert len(calls) == 2
+    with pytest.raises(ValueError, match=r"(?s)other settings.*epochs: recorded 3, now 5"):
+        suites_keeps.run_suite("fake", out=tmp_path, progress=False, epochs=5)  # a 3-epoch file is no 5-epoch run
+    assert len(calls) == 2                                                     # refused before running anything
     suites_keeps.run_suite("fake", out=tmp_path, progress=False, overwrite=True, seeds=[0])
     assert len(calls) == 4
     with pytest.raises(ValueError, match="unknown suite"):

@@ -6,10 +6,13 @@ import dataclasses
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from snip_lib import experiments, results, suites_lenet, suites_modern
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", sorted(experiments.SUITES))
@@ -193,7 +196,8 @@ def _fake_prune_and_train(calls):
     """A stand-in for prune_and_train that records its call and returns a plausible Table 1 result."""
     def fake(**kwargs):
         calls.append((kwargs["arch"], kwargs["sparsity"], kwargs["seed"]))
-        train = {"epochs": kwargs.get("epochs", 50), "lr": kwargs.get("lr", 0.1)}
+        train = {"epochs": kwargs.get("epochs", experiments.defaults_for(kwargs["arch"])["epochs"]),
+                 "lr": kwargs.get("lr", 0.1)}
         cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu", "train": train}
         err = 1.0 + kwargs["sparsity"] + 0.1 * kwargs["seed"]
         return {"kind": "prune_and_train", "seed": kwargs["seed"], "config": cfg, "wall_time": 60.0,
@@ -231,6 +235,48 @@ def test_run_group_runs_each_member_into_its_own_folder(tmp_path, monkeypatch):
         experiments.run_group("nope", tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_run_suite_refuses_to_skip_a_file_recorded_with_other_settings(tmp_path, monkeypatch, mode):
+    """A one-epoch smoke file must not stand in for the full run, nor a full run for a quick one."""
+    monkeypatch.setenv("SNIP_QUICK", mode)
+    calls = []
+    monkeypatch.setattr(experiments, "prune_and_train", _fake_prune_and_train(calls))
+    suite = experiments.Suite("fake-s", "", runs=({"arch": "lenet300", "sparsity": 0.5},
+                                                  {"arch": "lenet5", "sparsity": 0.5, "lr": 0.01}), seeds=(0,))
+    monkeypatch.setitem(experiments.SUITES, suite.name, suite)
+    default = experiments.defaults_for("lenet300")["epochs"]
+    other = default + 1                                   # not this mode's budget
+    experiments.run_suite("fake-s", tmp_path, epochs=other, log=lambda line: None)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match=rf"(?s)other settings.*lenet300-sp0.5-seed0.json: epochs: recorded {other}, "
+                                         rf"now {default}"):
+        experiments.run_suite("fake-s", tmp_path, log=lambda line: None)
+    assert len(calls) == 2                               # refused before running anything
+    experiments.run_suite("fake-s", tmp_path, epochs=other, log=lambda line: None)  # same settings: skipped
+    assert len(calls) == 2
+    monkeypatch.setitem(experiments.SUITES, suite.name, dataclasses.replace(
+        suite, runs=(suite.runs[0], {"arch": "lenet5", "sparsity": 0.5, "lr": 0.05})))  # the suite changed
+    with pytest.raises(ValueError, match=r"lr: recorded 0.01, now 0.05"):
+        experiments.run_suite("fake-s", tmp_path, epochs=other, log=lambda line: None)
+    experiments.run_suite("fake-s", tmp_path, overwrite=True, log=lambda line: None)
+    assert len(calls) == 4
+
+
+def test_every_recorded_suite_file_has_the_settings_reproduce_would_use(monkeypatch):
+    """`make reproduce` (full mode) skips the recorded files: each must be what it would have run."""
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    checked = 0
+    for suite in experiments.SUITES.values():
+        folder = REPO / "results" / suite.results_folder
+        planned = [(folder / experiments.result_name(suite, run, seed),
+                    dict(experiments.requested_settings(run), seed=seed))
+                   for run in suite.runs for seed in range(20)]
+        planned = [(path, settings) for path, settings in planned if path.exists()]
+        experiments.check_existing(planned)
+        checked += len(planned)
+    assert checked >= 190, checked
+
+
 def test_register_group_checks_name_and_members(monkeypatch):
     monkeypatch.setattr(experiments, "GROUPS", dict(experiments.GROUPS))
     with pytest.raises(ValueError, match="'table1-lenet300' is already registered"):
@@ -261,7 +307,8 @@ def test_reproduce_table1_runs_the_missing_runs_and_prints_the_table(tmp_path, m
     # a run recorded before: skipped, and its number is in the table
     done = tmp_path / "lenet" / "lenet300-sp0.95-seed0.json"
     results.write_result(done, kind="prune_and_train", seed=0, wall_time=60.0, device="cpu",
-                         config={"arch": "lenet300", "sparsity": 0.95, "train": {"epochs": 50, "lr": 0.1}},
+                         config={"arch": "lenet300", "sparsity": 0.95,
+                                 "train": {"epochs": experiments.defaults_for("lenet300")["epochs"], "lr": 0.1}},
                          metrics={"final_test_error": 1.7, "test_error_at_best_val": 1.7, "best_test_error": 1.65})
     assert cli.main(["reproduce", "table1", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
