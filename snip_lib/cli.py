@@ -193,8 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of prunable parameters removed, in [0, 1); 0 trains the dense reference")
     run.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="seeds (default 0)")
     run.add_argument("--out", default=DEFAULT_OUT,
-                     help=f"a folder (files named ARCH-spSPARSITY-seedSEED.json) or a .json file name "
-                          f"(suffixed -spS-seedN when there are several runs); default {DEFAULT_OUT}/")
+                     help=f"a folder (files named ARCH-spS-seedN.json, ARCH-spS-mMETHOD-seedN.json for another "
+                          f"--method) or a .json file name (suffixed -spS-seedN when there are several runs); "
+                          f"default {DEFAULT_OUT}/")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace result files that exist (default: refuse, naming them, before running anything)")
     _add_training_options(run)
 
     sub.add_parser("list", help="list the architectures", description="List the architectures of the paper.")
@@ -223,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--arch", type=_arch, nargs="+", help="only the runs of these architectures")
     rep.add_argument("--sparsity", type=_sparsity, nargs="+", metavar="S",
                      help="only the runs at these sparsities (e.g. one per process, to use several cores)")
-    rep.add_argument("--overwrite", action="store_true", help="rerun runs whose result file exists (default: skip)")
+    rep.add_argument("--overwrite", action="store_true",
+                     help="rerun runs whose result file exists (default: skip it if it was recorded with these "
+                          "settings, else stop and name it)")
 
     from snip_lib.replay import DEFAULT_TOLERANCE, REPLAYABLE_KINDS
 
@@ -286,8 +291,21 @@ def _train_options(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from snip_lib.train import resolve_device
 
+    from snip_lib import models, snip
+
     resolve_device(args.device)  # fail on a missing device before loading anything
+    m = sum(p.numel() for p in snip.prunable_parameters(models.build(args.arch),
+                                                        include_bias=args.include_bias).values())
+    for sparsity in args.sparsity:  # an empty mask fails here, not after the other runs were trained
+        if sparsity > 0:
+            snip.kept_for(sparsity, m)
     several = len(args.sparsity) * len(args.seeds) > 1
+    paths = {(sparsity, seed): _out_path(args.out, args.arch, sparsity, seed, several, args.method)
+             for sparsity in args.sparsity for seed in args.seeds}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"result file(s) exist: {', '.join(existing)}; pass --overwrite to replace them, "
+                         "or --out for another place")
     for sparsity in args.sparsity:
         for seed in args.seeds:
             kwargs = dict(
@@ -300,7 +318,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress, log_every=args.log_every, smoke_ok=args.smoke_ok,
                 train_options=_train_options(args),
             )
-            _run_one(kwargs, _out_path(args.out, args.arch, sparsity, seed, several, args.method))
+            _run_one(kwargs, paths[(sparsity, seed)])
     return 0
 
 
@@ -328,8 +346,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name, p in prunable.items():
         print(f"  {name:<{width}}  {str(tuple(p.shape)):<22} {p.numel():>12,}")
     for s in args.sparsity:
-        kept = int(round((1.0 - s) * m))
-        print(f"sparsity {s:g}: keeps {kept:,} of {m:,} ({100 * kept / m:.3g}%), prunes {m - kept:,}")
+        try:
+            kept = snip.kept_for(s, m)
+        except ValueError:
+            print(f"sparsity {s!r}: keeps 0 of {m:,}; refused (round((1 - s) * m) = 0 leaves no connection)")
+            continue
+        print(f"sparsity {s!r}: keeps {kept:,} of {m:,} ({100 * kept / m:.3g}%), prunes {m - kept:,}")
     print(
         f"defaults: dataset {models.dataset_for(args.arch)}, batch {d['batch_size']}, saliency batch "
         f"{d['saliency_batch']}, epochs {d['full_epochs']} full / {d['quick_epochs']} quick, schedule {d['schedule']}"

@@ -549,6 +549,12 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
             "model has no 'snip_arch' attribute: it was not built by snip_lib.models.build, so "
             "load_pruned could not rebuild it; save model.state_dict() with torch.save instead"
         )
+    pruned_by_torch = [p or "<root>" for p, mod in model.named_modules() if _torch_prune_hooks(mod)]
+    if pruned_by_torch:
+        raise ValueError(
+            f"modules {pruned_by_torch} carry torch.nn.utils.prune pruning, which load_pruned could not "
+            "rebuild; convert the model first with snip_lib.masking.from_torch_prune(model)"
+        )
     options = {} if options is None else options
     _check_plain(options, "model.snip_options")
     _check_plain(metadata, "metadata")
@@ -565,7 +571,9 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
 def load_pruned(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     """Rebuild a model saved by :func:`save_pruned`: same architecture, weights and (active) masks.
 
-    The saved metadata is attached as ``model.snip_metadata``. Loads with ``weights_only=True``.
+    The model is rebuilt on ``map_location`` (a device or its name; the default is the CPU) in
+    the floating-point dtype it was saved in. The saved metadata is attached as
+    ``model.snip_metadata``. Loads with ``weights_only=True``.
     """
     try:
         blob = torch.load(Path(path), map_location=map_location, weights_only=True)
@@ -580,6 +588,11 @@ def load_pruned(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module
     from snip_lib import models  # late import: models is optional for the rest of this module
 
     model = models.build(blob["arch"], **blob["options"])
+    floats = {v.dtype for v in blob["state_dict"].values() if torch.is_floating_point(v)}
+    if len(floats) == 1:  # a float64 (or half) model comes back in its own precision
+        model.to(floats.pop())
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        model.to(map_location)
     model.load_state_dict(blob["state_dict"])
     if blob["masks"]:
         apply_masks(model, blob["masks"])

@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.nn.utils import prune as torch_prune
 
 __all__ = [
     "BN_MODES", "prunable_parameters", "indicator_gradients", "connection_sensitivity", "masks_from_scores",
-    "snip_masks", "layerwise_density", "kept_count",
+    "snip_masks", "layerwise_density", "kept_count", "kept_for",
 ]
 
 #: How BatchNorm layers run during the scoring pass: "eval" uses the running statistics
@@ -62,12 +63,21 @@ def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> dict
     These are the weights of ``nn.Linear``, ``nn.Conv1d/2d/3d`` and the ``weight_*`` matrices of
     torch recurrent modules (``nn.RNN/LSTM/GRU``), plus their biases when ``include_bias``
     (the official code also prunes biases; most PyTorch ports do not). Normalisation layers
-    and embeddings are never pruned. A weight shared by several layers appears once.
+    and embeddings are never pruned. A weight shared by several layers appears once. A model
+    pruned with ``torch.nn.utils.prune`` is refused (its weights hide in ``<name>_orig``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(include_bias, bool):
         raise TypeError(f"include_bias must be True or False, got {include_bias!r}")
+    pruned_by_torch = [name or "<root>" for name, module in model.named_modules()
+                       if any(isinstance(h, torch_prune.BasePruningMethod) for h in module._forward_pre_hooks.values())]
+    if pruned_by_torch:
+        # its weights live in '<name>_orig', which would silently drop out of the ranking (and of κ)
+        raise ValueError(
+            f"modules {pruned_by_torch} carry torch.nn.utils.prune pruning; convert the model first with "
+            "snip_lib.masking.from_torch_prune(model), or remove it with torch.nn.utils.prune.remove"
+        )
     wanted = {
         id(module._parameters[name])
         for module in model.modules()
@@ -278,6 +288,24 @@ def _total_or_raise(scores: dict[str, torch.Tensor], consequence: str) -> float:
 
 # ----------------------------------------------------------------------------- masks
 
+def kept_for(sparsity: float, m: int) -> int:
+    """κ, the number of connections kept at ``sparsity`` out of ``m``: ``round((1 - sparsity) * m)``.
+
+    Raises ``ValueError`` when that is 0: such a sparsity would leave no connection at all, so it
+    is refused (by the scoring functions, and up front by the command line).
+    """
+    sparsity = _check_sparsity(sparsity)
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ValueError(f"m must be a positive int (the number of prunable entries), got {m!r}")
+    kappa = int(round((1.0 - sparsity) * m))
+    if kappa == 0:
+        raise ValueError(
+            f"sparsity {sparsity!r} leaves no connection: round((1 - {sparsity!r}) * {m}) = 0 of "
+            f"m = {m} prunable entries"
+        )
+    return kappa
+
+
 def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
     """Keep the κ = round((1 − sparsity)·m) highest scores globally; one bool mask per key.
 
@@ -302,12 +330,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[
     if torch.isnan(flat).any():
         raise ValueError("scores contain NaN; cannot rank connections")
     m = flat.numel()
-    kappa = int(round((1.0 - sparsity) * m))
-    if kappa == 0:
-        raise ValueError(
-            f"sparsity {sparsity!r} leaves no connection: round((1 - {sparsity!r}) * {m}) = 0 of "
-            f"m = {m} prunable entries"
-        )
+    kappa = kept_for(sparsity, m)
     if kappa >= m:
         keep = torch.ones(m, dtype=torch.bool, device=device)
     else:

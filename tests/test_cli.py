@@ -109,6 +109,41 @@ def test_info_prints_counts(capsys):
     assert "prunable (weights and biases): 266,610" in capsys.readouterr().out
 
 
+def test_run_refuses_to_overwrite_a_result_unless_asked(capsys, tmp_path, monkeypatch):
+    from snip_lib import experiments
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("stop after the checks")  # nothing is trained in this test
+
+    monkeypatch.setattr(experiments, "prune_and_train", fake)
+    existing = tmp_path / "lenet300-sp0.9-seed1.json"
+    existing.write_text("{}")
+    argv = ["run", "--arch", "lenet300", "--sparsity", "0.9", "--seeds", "0", "1", "--out", str(tmp_path),
+            "--device", "cpu"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exist" in err and str(existing) in err and "--overwrite" in err
+    assert calls == [] and existing.read_text() == "{}"          # refused before seed 0 ran
+    with pytest.raises(RuntimeError, match="stop after the checks"):
+        cli.main(argv + ["--overwrite"])
+    assert len(calls) == 1
+
+
+def test_run_refuses_an_empty_mask_before_training_the_other_sparsities(capsys, tmp_path, monkeypatch):
+    from snip_lib import experiments
+
+    monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: pytest.fail("nothing may run"))
+    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "0.99999999", "--out", str(tmp_path),
+                     "--device", "cpu"])
+    assert code == 2
+    assert "sparsity 0.99999999 leaves no connection" in capsys.readouterr().err
+    assert cli.main(["info", "--arch", "lenet300", "--sparsity", "0.99999999"]) == 0
+    assert "sparsity 0.99999999: keeps 0 of 266,200; refused" in capsys.readouterr().out
+
+
 def test_output_names():
     assert cli._out_path("res", "lenet5", 0.99, 3, several=True) == Path("res/lenet5-sp0.99-seed3.json")
     assert cli._out_path("res/x.json", "lenet5", 0.99, 3, several=False) == Path("res/x.json")

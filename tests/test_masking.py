@@ -512,6 +512,27 @@ def test_save_rejects_models_not_built_by_snip_lib_and_odd_metadata(lenet300, tm
         save_pruned(model, tmp_path / "x.pt", bad=object())
 
 
+def test_save_rejects_a_model_pruned_by_torch_prune_and_names_the_conversion(tmp_path) -> None:
+    model = pytest.importorskip("snip_lib.models").build("lenet300")
+    prune.l1_unstructured(model.fc1, "weight", 0.5)
+    with pytest.raises(ValueError, match=r"\['fc1'\].*from_torch_prune"):
+        save_pruned(model, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    path = save_pruned(from_torch_prune(model), tmp_path / "x.pt")     # converted: round-trips
+    assert get_masks(load_pruned(path))["fc1.weight"].float().mean().item() == pytest.approx(0.5)
+
+
+def test_load_restores_the_saved_precision(lenet300, tmp_path) -> None:
+    model, masks = lenet300
+    model.double()
+    loaded = load_pruned(save_pruned(model, tmp_path / "net64.pt"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x), loaded(x))
+    assert all(torch.equal(get_masks(loaded)[n], masks[n]) for n in masks)
+
+
 def test_load_rejects_files_of_another_format(tmp_path) -> None:
     path = tmp_path / "other.pt"
     torch.save({"format": "something/2", "state_dict": {}}, path)

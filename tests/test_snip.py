@@ -107,6 +107,27 @@ def _assert_unchanged(model: nn.Module, snapshot) -> None:
 
 # ----------------------------------------------------------------------------- prunable_parameters
 
+def test_a_model_pruned_by_torch_prune_is_refused_not_half_scored():
+    """Its fc1 weight hides in 'weight_orig': scoring the rest would compute κ over the wrong total."""
+    from torch.nn.utils import prune
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    prune.random_unstructured(model[0], "weight", 0.5)
+    with pytest.raises(ValueError, match=r"\['0'\] carry torch.nn.utils.prune.*from_torch_prune"):
+        snip.prunable_parameters(model)
+    with pytest.raises(ValueError, match="torch.nn.utils.prune"):
+        snip.snip_masks(model, torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), 0.5)
+
+
+def test_kept_for_is_kappa_and_refuses_an_empty_mask():
+    assert snip.kept_for(0.98, 266_200) == 5324
+    assert snip.kept_for(0.0, 7) == 7
+    with pytest.raises(ValueError, match=r"sparsity 0.99999999 leaves no connection.*m = 1000"):
+        snip.kept_for(0.99999999, 1000)
+    with pytest.raises(ValueError, match="m must be a positive int"):
+        snip.kept_for(0.5, 0)
+
+
 def test_prunable_parameters_picks_weights_in_named_parameter_order():
     net = TinyCNN()
     assert list(snip.prunable_parameters(net)) == ["conv.weight", "fc.weight"]
