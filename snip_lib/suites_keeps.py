@@ -93,7 +93,7 @@ class KeepsSuite:
 
     name: str
     description: str
-    runs: tuple[dict[str, Any], ...]
+    runs: Sequence[dict[str, Any]]
     runner: Callable[..., dict[str, Any]]
     seeds: tuple[int, ...] = field(default=(0,))
 
@@ -108,8 +108,28 @@ def _label_fitting(**kwargs: Any) -> dict[str, Any]:
     return keeps.label_fitting_run(**kwargs)
 
 
+class _RunsOfTheMode(Sequence):
+    """A suite's runs, recomputed at each use so that the current ``SNIP_QUICK`` decides.
+
+    Building them when the module is imported would freeze the mode of that moment and make
+    a bad ``SNIP_QUICK`` value break every import (even ``--help``).
+    """
+
+    def __init__(self, make: Callable[[], tuple[dict[str, Any], ...]]) -> None:
+        self._make = make
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._make()[index]
+
+    def __len__(self) -> int:
+        return len(self._make())
+
+    def __repr__(self) -> str:
+        return f"<runs of {self._make.__name__}() in the current mode>"
+
+
 def _figure4_runs() -> tuple[dict[str, Any], ...]:
-    s = figure4_sizes()  # quick mode (SNIP_QUICK=1 when this module is imported): the small version
+    s = figure4_sizes()  # quick mode (SNIP_QUICK=1 when the suite is used): the small version
     return tuple(
         {"arch": s["arch"], "sparsity": sparsity, "labels": labels, "n_train": s["n_train"], "epochs": s["epochs"]}
         for labels in ("true", "shuffled") for sparsity in (0.0, s["sparsity"])
@@ -140,7 +160,7 @@ KEEPS_SUITES: dict[str, KeepsSuite] = {
         name="figure4",
         description="Fig. 4: LeNet-5-Caffe dense vs SNIP 99 % on true vs shuffled labels (5k examples, 40 epochs, "
                     "Adam; quick mode: LeNet-300-100, 2k examples)",
-        runs=_figure4_runs(),
+        runs=_RunsOfTheMode(_figure4_runs),
         runner=_label_fitting,
     ),
 }

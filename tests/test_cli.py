@@ -144,6 +144,17 @@ def test_run_refuses_an_empty_mask_before_training_the_other_sparsities(capsys, 
     assert "sparsity 0.99999999: keeps 0 of 266,200; refused" in capsys.readouterr().out
 
 
+def test_a_bad_snip_quick_value_is_an_error_message_not_a_traceback(tmp_path):
+    env = dict(os.environ, SNIP_QUICK="maybe", PYTHONPATH=str(REPO))
+    help_run = subprocess.run([sys.executable, "-m", "snip_lib", "--help"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+    assert help_run.returncode == 0, help_run.stderr                    # --help needs no mode
+    run = subprocess.run([sys.executable, "-m", "snip_lib", "run", "--arch", "lenet300", "--sparsity", "0.9",
+                          "--device", "cpu"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "SNIP_QUICK='maybe' is not understood" in run.stderr
+
+
 def test_output_names():
     assert cli._out_path("res", "lenet5", 0.99, 3, several=True) == Path("res/lenet5-sp0.99-seed3.json")
     assert cli._out_path("res/x.json", "lenet5", 0.99, 3, several=False) == Path("res/x.json")
