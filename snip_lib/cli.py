@@ -415,6 +415,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.report is not None and Path(args.report).suffix.lower() != ".json":
         raise ValueError(f"--report must name a .json file, got {args.report!r}")
     files = _result_files(args.results)
+    for path in files:  # every file checked before the first replay: a bad one fails fast, named
+        try:
+            replay.replay_arguments(path, epochs=args.epochs)
+        except ValueError as exc:
+            raise ValueError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
     checks = []
     for path in files:
         v = replay.verify(path, epochs=args.epochs, tolerance=args.tolerance, device=args.device,

@@ -85,11 +85,39 @@ def _recorded_epochs(obj: Mapping[str, Any]) -> int:
     return int(obj["config"]["train"]["epochs"])
 
 
+#: What a replay reads from a result file, per kind: config keys, config["train"] keys, metrics keys.
+_NEEDED: dict[str, dict[str, tuple[str, ...]]] = {
+    "prune_and_train": {
+        "config": ("arch", "sparsity", "seed", "dataset", "saliency_batch", "init", "include_bias", "bn_mode",
+                   "limit_train", "train_examples", "train"),
+        "train": ("epochs", "optimizer", "lr", "schedule", "batch_size"),
+        "metrics": ("iterations", "kept_parameters", "history"),
+    },
+    "label_fitting": {
+        "config": ("arch", "sparsity", "labels", "n_train", "seed", "init", "saliency_batch", "n_test", "train"),
+        "train": ("epochs", "optimizer", "lr", "weight_decay", "batch_size"),
+        "metrics": ("kept_parameters",),
+    },
+}
+
+
+def _missing_fields(obj: Mapping[str, Any]) -> list[str]:
+    needed = _NEEDED[obj["kind"]]
+    config, metrics = obj.get("config") or {}, obj.get("metrics") or {}
+    train = config.get("train") if isinstance(config.get("train"), Mapping) else {}
+    return ([f"config[{k!r}]" for k in needed["config"] if k not in config]
+            + [f"config['train'][{k!r}]" for k in needed["train"] if "train" in config and k not in train]
+            + [f"metrics[{k!r}]" for k in needed["metrics"] if k not in metrics])
+
+
 def _check_replayable(obj: Mapping[str, Any], epochs: Any) -> int:
     """The number of epochs to replay; raises on a result or an ``epochs`` that cannot be replayed."""
     kind = obj["kind"]
     if kind not in REPLAYABLE_KINDS:
         raise ValueError(f"results of kind {kind!r} cannot be replayed; replayable kinds: {', '.join(REPLAYABLE_KINDS)}")
+    missing = _missing_fields(obj)
+    if missing:
+        raise ValueError(f"this {kind} result lacks what a replay needs: {', '.join(missing)}")
     if obj["metrics"].get("smoke") or str(obj["config"].get("dataset", "")).endswith("-fake"):
         raise ValueError("this result is a SMOKE run on FakeData, not a result: there is nothing to verify")
     total = _recorded_epochs(obj)

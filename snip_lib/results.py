@@ -318,8 +318,11 @@ def write_result(
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate one result file."""
-    with open(path, encoding="utf-8") as fh:
-        obj = json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{os.fspath(path)}: not a JSON result file ({exc})") from None
     try:
         validate_result(obj)
     except ValueError as exc:

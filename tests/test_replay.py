@@ -197,6 +197,33 @@ def test_cli_verify_bad_input_exits_2(tiny_result, tmp_path, capsys, argv, needl
     assert needle in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage, needle", [
+    (lambda obj: obj["config"].pop("train"), "lacks what a replay needs: config['train']"),
+    (lambda obj: obj["config"]["train"].pop("lr"), "config['train']['lr']"),
+    (lambda obj: obj["metrics"].pop("history"), "metrics['history']"),
+])
+def test_cli_verify_names_the_file_and_field_a_replay_would_miss(tiny_result, tmp_path, capsys, damage, needle):
+    obj = json.loads(tiny_result.read_text())
+    damage(obj)
+    broken = tmp_path / "folder" / "broken.json"
+    broken.parent.mkdir()
+    broken.write_text(json.dumps(obj))
+    good = tmp_path / "folder" / "a-good.json"
+    good.write_text(tiny_result.read_text())
+    assert cli.main(["verify", str(broken.parent), "--epochs", "1"]) == 2
+    captured = capsys.readouterr()
+    assert f"{broken}:" in captured.err and needle in captured.err and "Traceback" not in captured.err
+    assert "exact" not in captured.out                    # checked before the good file was replayed
+
+
+def test_cli_verify_names_a_file_that_is_not_json(tmp_path, capsys):
+    blob = tmp_path / "model.json"
+    blob.write_bytes(b"\x80\x04binary")
+    assert cli.main(["verify", str(blob)]) == 2
+    err = capsys.readouterr().err
+    assert str(blob) in err and "not a JSON result file" in err
+
+
 def test_cli_verify_rejects_a_bad_tolerance(tiny_result, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["verify", str(tiny_result), "--tolerance", "-1"])
