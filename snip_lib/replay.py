@@ -135,13 +135,15 @@ def _check_replayable(obj: Mapping[str, Any], epochs: Any) -> int:
 
 
 def _train_options(train: Mapping[str, Any], total_iterations: int, truncated: bool) -> dict[str, Any]:
+    from snip_lib.train import fraction_boundaries
+
     options = {k: train[k] for k in _TRAIN_OPTIONS if train.get(k) is not None}
     bounds = options.get("boundaries")
     if bounds is not None:
         options["boundaries"] = tuple(bounds)
         if truncated and isinstance(bounds[0], float):
             # fractions of the recorded run, as iteration counts, so a shorter replay decays at the same steps
-            options["boundaries"] = tuple(round(b * total_iterations) for b in bounds)
+            options["boundaries"] = tuple(fraction_boundaries(bounds, total_iterations))
     return options
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "default_device",
     "evaluate",
     "fit",
+    "fraction_boundaries",
     "lr_at",
     "make_optimizer",
     "resolve_device",
@@ -209,6 +210,9 @@ class TrainConfig:
             problems.append(f"momentum={self.momentum!r} is an SGD setting; leave it None with optimizer='adam'")
         if self.decay_factor is None:
             self.decay_factor = _DEFAULT_DECAY_FACTOR.get(sched, 1.0)
+        elif sched in ("constant", "cosine") and self.decay_factor != 1.0:
+            problems.append(f"decay_factor={self.decay_factor!r} does nothing with schedule={sched!r} "
+                            "(it applies to 'step' and 'official'); leave it None")
 
         if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
             problems.append(f"lr must be a finite number > 0, got {self.lr!r}")
@@ -278,6 +282,15 @@ def lr_at(config: TrainConfig, iteration: int, total_iterations: int) -> float:
     return _scheduled_lr(config, iteration, total_iterations)
 
 
+def fraction_boundaries(fractions: Sequence[float], total_iterations: int) -> list[int]:
+    """Boundaries given as fractions of a run, as iterations: ``round(f * total)``, at least 1.
+
+    At least 1, so that the first iteration always runs at the initial learning rate, however
+    short the run (on a 4-iteration run a 0.1 boundary would otherwise decay at iteration 0).
+    """
+    return [max(1, round(f * total_iterations)) for f in fractions]
+
+
 def _scheduled_lr(config: TrainConfig, iteration: int, total_iterations: int) -> float:
     base = float(config.lr)
     if config.schedule == "constant":
@@ -287,7 +300,7 @@ def _scheduled_lr(config: TrainConfig, iteration: int, total_iterations: int) ->
     if config.schedule == "official":
         bounds = config.boundaries or _OFFICIAL_BOUNDARIES
         if isinstance(bounds[0], (float, np.floating)):
-            bounds = [round(b * total_iterations) for b in bounds]
+            bounds = fraction_boundaries(bounds, total_iterations)
         k = sum(1 for b in bounds if iteration >= b)
         return base * config.decay_factor**k
     if config.schedule == "cosine":
@@ -444,7 +457,8 @@ def evaluate(
     """Mean cross-entropy and error (percent) of ``model`` on ``loader``.
 
     Runs in eval mode without gradients and restores the model's previous train/eval mode.
-    ``device=None`` uses the device the model is on.
+    ``device=None`` uses the device the model is on; any other device moves the model there,
+    and it stays there (as in :func:`fit`).
     """
     _check_loader(loader, "loader")
     dev = _model_device(model) if device is None else resolve_device(device)
@@ -514,7 +528,9 @@ def fit(
     after every epoch and raises ``RuntimeError`` naming the parameters if a pruned weight is not zero.
     A non-finite training loss stops training with ``FloatingPointError`` naming the epoch and
     iteration. ``log_every=k`` writes a line every ``k`` iterations and after every epoch.
-    The model is trained in place (and moved to ``device``); the return value is the history.
+    The model is trained in place and moved to ``device``, where it stays; ``device=None`` (or
+    ``"auto"``) means :func:`default_device` (CUDA, then MPS, then the CPU), so a CPU model
+    trains on a GPU when there is one. The return value is the history.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -267,6 +267,20 @@ def test_official_schedule_matches_the_readme_values():
         assert lr_at(explicit, it, 1_000_000) == pytest.approx(lr), it  # independent of the run length
 
 
+def test_fraction_boundaries_never_decay_before_the_first_iteration():
+    short = TrainConfig(epochs=1, schedule="official", boundaries=(0.1, 0.2))
+    assert [lr_at(short, i, 4) for i in range(4)] == pytest.approx([0.1, 0.004, 0.004, 0.004])  # both at 1
+    assert train.fraction_boundaries((0.2, 0.4, 0.6, 0.8), 150_000) == [30_000, 60_000, 90_000, 120_000]
+    assert train.fraction_boundaries((0.01,), 3) == [1]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_decay_factor_the_schedule_ignores_is_refused(schedule):
+    with pytest.raises(ValueError, match=rf"decay_factor=0.5 does nothing with schedule='{schedule}'"):
+        TrainConfig(epochs=1, schedule=schedule, decay_factor=0.5)
+    assert TrainConfig(epochs=1, schedule=schedule, decay_factor=1.0).decay_factor == 1.0  # a replayed record
+
+
 def test_constant_and_cosine_schedules():
     const = TrainConfig(epochs=1, schedule="constant", lr=0.3)
     assert {lr_at(const, i, 10) for i in range(10)} == {0.3}
