@@ -190,6 +190,10 @@ class _ScoringMode:
 def _functional_loss(model: nn.Module, weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                      loss_fn: LossFn, batch: int, temperature: float = 1.0) -> torch.Tensor:
     """The batch loss with ``weights`` in place of the model's prunable parameters (nothing mutated)."""
+    dtype = next(iter(weights.values())).dtype
+    if torch.is_floating_point(x) and x.dtype != dtype:
+        raise ValueError(f"batch {batch}: the inputs are {x.dtype} but the model's weights are {dtype}; "
+                         f"convert one of them (e.g. inputs.to({dtype}))")
     # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     outputs = functional_call(model, ({**weights}, buffers), (x,))
@@ -261,7 +265,9 @@ def connection_sensitivity(
     ``bn_mode`` picks how BatchNorm runs (see :data:`BN_MODES`); every other module runs in
     eval mode (no dropout). The model's parameters, ``.grad``, buffers and train/eval flags are
     unchanged afterwards. With ``normalize`` the scores are divided by their global sum, so
-    they add up to 1 across all layers (this does not change the ranking).
+    they add up to 1 across all layers (this does not change the ranking; for a half-precision
+    model they are returned in float32, where the small normalised values do not underflow).
+    Floating-point inputs must have the weights' dtype (``ValueError`` otherwise).
     """
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be True or False, got {normalize!r}")
@@ -272,7 +278,9 @@ def connection_sensitivity(
                          "check the inputs/initialisation")
     if normalize:
         total = _total_or_raise(scores, "cannot normalise; pass normalize=False to get the raw zeros")
-        scores = {name: s / total for name, s in scores.items()}
+        # half-precision scores divided by a large sum underflow to 0, which would reorder them
+        scores = {name: (s.float() if s.dtype in (torch.float16, torch.bfloat16) else s) / total
+                  for name, s in scores.items()}
     return scores
 
 

@@ -119,6 +119,30 @@ def test_a_model_pruned_by_torch_prune_is_refused_not_half_scored():
         snip.snip_masks(model, torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), 0.5)
 
 
+def test_inputs_of_another_dtype_are_named_not_a_deep_torch_error():
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    with pytest.raises(ValueError, match=r"inputs are torch.float32 but the model's weights are torch.float64"):
+        snip.snip_masks(model, torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), 0.5)
+    masks = snip.snip_masks(model, torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0]), 0.5)
+    assert snip.kept_count(masks) == snip.kept_for(0.5, 45)
+
+
+def test_normalised_half_precision_scores_keep_the_raw_ranking():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10)).half()
+    x, y = torch.randn(32, 784).half(), torch.randint(0, 10, (32,))
+    try:
+        raw = snip.connection_sensitivity(model, x, y, normalize=False)
+    except RuntimeError as err:  # some CPU builds have no half-precision matmul
+        pytest.skip(f"no float16 kernels here: {err}")
+    norm = snip.connection_sensitivity(model, x, y)
+    assert all(s.dtype == torch.float32 for s in norm.values())
+    for name in raw:
+        assert torch.equal(raw[name] == 0, norm[name] == 0), name   # no new zeros from underflow
+    assert torch.equal(torch.cat([m.flatten() for m in snip.masks_from_scores(raw, 0.9).values()]),
+                       torch.cat([m.flatten() for m in snip.masks_from_scores(norm, 0.9).values()]))
+
+
 def test_kept_for_is_kappa_and_refuses_an_empty_mask():
     assert snip.kept_for(0.98, 266_200) == 5324
     assert snip.kept_for(0.0, 7) == 7
