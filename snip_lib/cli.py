@@ -363,10 +363,18 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     from snip_lib import config, experiments
 
     if args.list or args.suite is None:
+        known = [*experiments.SUITES, *experiments.GROUPS]
+        if args.suite is not None and args.suite not in known:
+            parser.error(f"unknown suite {args.suite!r}; available: {', '.join(known)}")
         for suite in experiments.SUITES.values():
-            print(f"{suite.name}: {suite.description} ({len(suite.runs)} runs x seeds {list(suite.seeds)})")
+            members = experiments.GROUPS[args.suite].members if args.suite in experiments.GROUPS else ()
+            if args.suite is None or suite.name == args.suite or suite.name in members:
+                print(f"{suite.name}: {suite.description} ({len(suite.runs)} runs x seeds {list(suite.seeds)}; "
+                      f"-> results/{suite.results_folder}/)")
         for group in experiments.GROUPS.values():
-            print(f"{group.name}: {group.description} (group of {len(group.members)} suites)")
+            if args.suite is None or group.name == args.suite:
+                print(f"{group.name}: {group.description} (group of {len(group.members)} suites: "
+                      f"{', '.join(group.members)})")
         return 0
     options = dict(seeds=args.seeds, archs=args.arch, sparsities=args.sparsity, epochs=args.epochs,
                    limit_train=args.limit_train, device=args.device, progress=not args.no_progress,

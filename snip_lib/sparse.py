@@ -326,9 +326,12 @@ def to_sparse(
         p.requires_grad_(False)
 
     decisions: dict[str, str] = {}
+    # every module looked up before any is replaced, so a bias names its own layer's type
+    owners = {name: exported.get_submodule(name.rpartition(".")[0]) if "." in name else exported for name in masks}
+    root: nn.Module | None = None  # a masked root-level layer is replaced by returning its sparse form
     for name, mask in masks.items():
         module_name, _, leaf = name.rpartition(".")
-        module = exported.get_submodule(module_name) if module_name else exported
+        module = owners[name]
         sparsity = 1.0 - float(mask.float().mean()) if mask.numel() else 0.0
         if leaf != "weight" or not isinstance(module, (nn.Linear, nn.Conv2d)):
             decisions[name] = f"dense ({type(module).__name__}.{leaf} has no sparse form here)"
@@ -348,13 +351,13 @@ def to_sparse(
                 continue
             new = SparseConv2d.from_conv(module, layout, index_dtype)
         if not module_name:
-            decisions[name] = layout
-            new.snip_export = decisions
-            return new
-        _set_submodule(exported, module_name, new)
+            root = new
+        else:
+            _set_submodule(exported, module_name, new)
         decisions[name] = layout
-    exported.snip_export = decisions
-    return exported
+    result = root if root is not None else exported
+    result.snip_export = decisions
+    return result
 
 
 # --------------------------------------------------------------------------------------------

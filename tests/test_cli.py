@@ -164,9 +164,18 @@ def test_output_names():
 def test_reproduce_lists_suites(capsys):
     assert cli.main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out
-    assert "table1-lenet300:" in listed and "table1: " in listed and "(group of 5 suites)" in listed
+    assert "table1-lenet300:" in listed and "table1: " in listed and "(group of 5 suites: table1-lenet300, " in listed
+    assert "-> results/keeps/figure3/)" in listed                      # where each suite writes
     with pytest.raises(SystemExit) as info:
         cli.main(["reproduce", "no-such-suite"])
+    assert info.value.code == 2
+    assert cli.main(["reproduce", "--list", "figure3"]) == 0           # one suite
+    assert capsys.readouterr().out.strip().splitlines()[0].startswith("figure3: ")
+    assert cli.main(["reproduce", "--list", "table1"]) == 0            # a group and its members
+    names = [line.split(":")[0] for line in capsys.readouterr().out.strip().splitlines()]
+    assert names == [*experiments.GROUPS["table1"].members, "table1"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["reproduce", "--list", "no-such-suite"])
     assert info.value.code == 2
 
 

@@ -120,6 +120,21 @@ def test_a_masked_linear_model_itself_can_be_exported():
 # --------------------------------------------------------------------------- inference only
 
 
+def test_a_masked_bias_is_reported_under_its_own_layer_type():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 3))
+    masks = {n: torch.rand(p.shape) < 0.3 for n, p in model.named_parameters()}   # biases too
+    masking.apply_masks(model, masks)
+    report = sparse.to_sparse(model).snip_export
+    assert report["0.weight"] == "csr" and report["0.bias"] == "dense (Linear.bias has no sparse form here)"
+    root = nn.Linear(10, 3)
+    masking.apply_masks(root, {n: torch.rand(p.shape) < 0.3 for n, p in root.named_parameters()})
+    exported = sparse.to_sparse(root)
+    assert isinstance(exported, sparse.SparseLinear)
+    assert exported.snip_export == {"weight": "csr", "bias": "dense (Linear.bias has no sparse form here)"}
+    assert_same_outputs(root, exported, torch.randn(4, 10))
+
+
 def test_export_is_inference_only_and_leaves_the_model_alone():
     model = pruned("lenet5", 0.99).train()
     before = {n: t.clone() for n, t in model.state_dict().items()}
