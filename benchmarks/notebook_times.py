@@ -5,14 +5,14 @@ nbval run it: working directory ``book/``, ``SNIP_QUICK`` set for the mode, ``OM
 set to the benchmark's thread count, this checkout's ``snip_lib`` first on ``PYTHONPATH``.
 Outputs are discarded (notebooks are never rewritten). Recorded per notebook: wall time
 (kernel start included), whether it ran without error (else the first error), its number of
-code cells, the slowest cells and a hash of the file, so a time can be matched to the
-notebook's version. Full mode repeats each chapter's experiments at their real size and takes
+code cells, the slowest cells and a hash of its code cells
+(:func:`snip_lib.benchmarking.notebook_code_hash`), so a time can be matched to the version of
+the code it measured; prose edits do not change it. Full mode repeats each chapter's experiments at their real size and takes
 much longer; it runs only with ``--notebook-modes quick full`` (or ``full``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import nbformat
 
 from benchmarks.common import REPO, Settings
+from snip_lib.benchmarking import notebook_code_hash
 
 CELL_TIMEOUT = 3600
 
@@ -65,7 +66,7 @@ def time_notebook(path: Path, mode: str, threads: int) -> dict[str, Any]:
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    digest = notebook_code_hash(path)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=True,
                             resources={"metadata": {"path": str(path.parent)}})
     error = None
@@ -83,7 +84,7 @@ def time_notebook(path: Path, mode: str, threads: int) -> dict[str, Any]:
     return {
         "notebook": path.name, "mode": mode, "seconds": seconds, "ok": error is None, "error": error,
         "code_cells": len(code), "slowest_cells": [{"cell": i, "seconds": s} for s, i in cell_times[:3]],
-        "sha256_12": digest,
+        "code_sha256_12": digest,
     }
 
 

@@ -17,6 +17,8 @@ of a checkout; :func:`load_benchmark` reads one.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import math
 import os
 import time
@@ -26,7 +28,21 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["time_interleaved", "summarize", "median_ci", "machine_load", "benchmarks_dir", "load_benchmark"]
+__all__ = ["time_interleaved", "summarize", "median_ci", "machine_load", "benchmarks_dir", "load_benchmark",
+           "notebook_code_hash"]
+
+
+def notebook_code_hash(path: str | os.PathLike) -> str:
+    """12 hex digits of SHA-256 over a notebook's code cells, in order.
+
+    What a chapter's execution time depends on is its code, not its prose, so the benchmark
+    ``notebook_times`` records this hash and chapter 10 compares it with the chapter as it is:
+    editing a sentence leaves a measured time current, editing a cell does not.
+    """
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in cells if c.get("cell_type") == "code"]
+    return hashlib.sha256(json.dumps(code, ensure_ascii=False).encode("utf-8")).hexdigest()[:12]
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

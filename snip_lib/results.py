@@ -29,7 +29,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "load_results", "provenance", "read_result", "validate_result", "write_result"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "load_results", "provenance", "provenance_line", "read_result", "validate_result",
+           "write_result"]
 
 SCHEMA_VERSION = 1
 
@@ -373,6 +374,45 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None):
                 row[f"{section}.{key}"] = value
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["path", "kind", "seed", "wall_time"])
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5': seed numbers, compactly."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def provenance_line(frame) -> str:
+    """Where a table's recorded numbers come from, in one line, for printing under the table.
+
+    ``frame`` is a :func:`load_results` frame (one row per result file). The line gives the
+    number of runs, the seeds, the recording dates (UTC), device and machine (kernel build, which
+    tells apart machines with the same CPU), the commits (``+dirty`` for a working tree with
+    uncommitted changes) and the mean wall time per run.
+    """
+    if frame is None or len(frame) == 0:
+        return "no recorded runs"
+
+    def column(name):
+        return [v for v in frame[name] if isinstance(v, str)] if name in frame else []
+
+    seeds = sorted({int(s) for s in frame["seed"]}) if "seed" in frame else []
+    stamps = sorted(t[:10] for t in column("provenance.timestamp_utc"))
+    dates = "?" if not stamps else stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
+    machines = sorted({m.split()[1] if len(m.split()) > 2 else m for m in column("provenance.platform")})
+    devices = sorted(set(column("provenance.device_name"))) or ["?"]
+    dirty = frame["provenance.git_dirty"] if "provenance.git_dirty" in frame else [False] * len(frame)
+    commits = sorted({c[:8] + ("+dirty" if d is True else "") for c, d in
+                      zip(frame.get("provenance.git_commit", [None] * len(frame)), dirty) if isinstance(c, str)})
+    minutes = float(frame["wall_time"].mean()) / 60 if "wall_time" in frame else float("nan")
+    return (f"recorded: {len(frame)} run(s), seed(s) {_id_ranges(seeds) or '?'}, {dates} (UTC), "
+            f"{', '.join(devices)} ({', '.join(machines) or '?'}), commit(s) {', '.join(commits) or '?'}, "
+            f"{minutes:.1f} min per run")
 
 
 def results_dir() -> Path:

@@ -403,9 +403,13 @@ def summarize(frame):
     ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
     ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
     ``wall_time_mean`` (s), ``device`` and ``commit`` (first 8 hex digits; ``+dirty`` when the
-    working tree had uncommitted changes). The std is the sample std (NaN for one seed).
+    working tree had uncommitted changes), ``seed_ids`` ("0-9"), ``recorded`` (UTC date or date
+    range) and ``machine`` (the kernel build of each recording machine, which tells apart machines
+    with the same CPU name). The std is the sample std (NaN for one seed).
     """
     import pandas as pd
+
+    from snip_lib.results import _id_ranges as _results_id_ranges
 
     if frame is None or len(frame) == 0:
         raise ValueError("summarize needs a non-empty results frame")
@@ -428,8 +432,14 @@ def summarize(frame):
         for c, d in zip(g.get("provenance.git_commit", [None] * len(g)), g.get("provenance.git_dirty", [None] * len(g))):
             commits.add("none" if c is None else c[:8] + ("+dirty" if d else ""))
         row["commit"] = ", ".join(sorted(commits))
+        row["seed_ids"] = _results_id_ranges(sorted(int(v) for v in g["seed"])) if "seed" in g else "?"
+        stamps = sorted(str(t)[:10] for t in g.get("provenance.timestamp_utc", []) if isinstance(t, str))
+        row["recorded"] = (stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}") if stamps else "?"
+        row["machine"] = ", ".join(sorted({str(m).split()[1] if len(str(m).split()) > 2 else str(m)
+                                           for m in g.get("provenance.platform", ["?"])}))
         rows.append(row)
     return pd.DataFrame(rows)
+
 
 
 #: Display names of the LeNets, as the paper writes them.
@@ -440,8 +450,8 @@ def table1_frame(table, provenance: bool = True):
     """:func:`summarize`'s rows as the book shows them: ours next to the paper, one row per recipe.
 
     Columns: network, sparsity %, lr, epochs, seeds, paper, ours for the three protocols
-    (mean ± std), final mean minus paper, minutes per run and, with ``provenance``, device and
-    commit. The paper's number is :data:`snip_lib.display.MISSING` where Table 1 has none.
+    (mean ± std), final mean minus paper, minutes per run and, with ``provenance``, seed ids,
+    device, machine, recording date and commit. The paper's number is :data:`snip_lib.display.MISSING` where Table 1 has none.
     """
     import pandas as pd
 
@@ -466,7 +476,10 @@ def table1_frame(table, provenance: bool = True):
         "minutes per run": table["wall_time_mean"].map(lambda t: f"{t / 60:.0f}"),
     })
     if provenance:
+        frame["seed ids"] = table["seed_ids"].to_numpy()
         frame["device"] = table["device"].to_numpy()
+        frame["machine"] = table["machine"].to_numpy()
+        frame["recorded (UTC)"] = table["recorded"].to_numpy()
         frame["commit"] = table["commit"].to_numpy()
     return frame
 

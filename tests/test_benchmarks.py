@@ -93,6 +93,22 @@ def test_notebook_times_records_each_notebook_and_its_failures(toy, tmp_path: Pa
     assert obj["metrics"]["all_ok"] is False
     assert all(r["seconds"] > 0 and r["mode"] == "quick" for r in rows.values())
     assert good.read_bytes() == before  # notebooks are never rewritten
+    assert rows["01_good.ipynb"]["code_sha256_12"] == benchmarking.notebook_code_hash(good)
+
+
+def test_the_code_hash_follows_the_code_and_ignores_the_prose(tmp_path: Path):
+    path = tmp_path / "nb.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("Takes 1 minute."),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, path)
+    first = benchmarking.notebook_code_hash(path)
+    assert len(first) == 12 and int(first, 16) >= 0
+    nb.cells[0].source = "Takes 2 minutes."                   # prose: the measured time still applies
+    nbformat.write(nb, path)
+    assert benchmarking.notebook_code_hash(path) == first
+    nb.cells[1].source = "x = 2"                              # code: it does not
+    nbformat.write(nb, path)
+    assert benchmarking.notebook_code_hash(path) != first
 
 
 def test_bad_arguments_are_refused():

@@ -190,3 +190,14 @@ def test_git_commit_is_read_from_the_package_checkout(monkeypatch, tmp_path):
     # a package that is only a sub-folder of some other repository reports no commit
     monkeypatch.setattr(results, "_repo_dir", lambda: repo / "snip_lib")
     assert provenance()["git_commit"] is None
+
+
+def test_provenance_line_says_where_a_tables_numbers_come_from(tmp_path):
+    for seed in (0, 1, 2, 5):
+        results.write_result(tmp_path / f"r{seed}.json", kind="prune_and_train", seed=seed, wall_time=120.0,
+                             device="cpu", config={"arch": "lenet300", "sparsity": 0.9}, metrics={"final_test_error": 2.0})
+    line = results.provenance_line(results.load_results(tmp_path))
+    assert line.startswith("recorded: 4 run(s), seed(s) 0-2, 5, ")
+    today = results.provenance()["timestamp_utc"][:10]
+    assert f"{today} (UTC)" in line and "2.0 min per run" in line and "commit(s) " in line
+    assert results.provenance_line(None) == "no recorded runs"

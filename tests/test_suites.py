@@ -134,6 +134,11 @@ def test_table1_results_and_summarize_keep_learning_rates_and_budgets_apart(tmp_
     assert table["final_mean"].tolist() == pytest.approx([1.5, 1.0, 0.9, 1.2, 1.1])
     assert table["final_std"].iloc[0] == pytest.approx(0.1414, abs=1e-4) and math.isnan(table["final_std"].iloc[1])
     assert table["paper"].tolist() == [0.8, 0.8, 0.8, 1.1, 1.1]
+    assert table["seed_ids"].tolist() == ["0-1", "0", "0", "0", "0"]
+    assert table["recorded"].str.match(r"\d{4}-\d\d-\d\d").all()        # when, from the provenance
+    shown = suites_lenet.table1_frame(table)
+    assert {"seed ids", "device", "machine", "recorded (UTC)", "commit"} <= set(shown.columns)
+    assert results._id_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
     with pytest.raises(ValueError, match="non-empty"):
         suites_lenet.summarize(frame.iloc[0:0])
 
