@@ -8,6 +8,7 @@ it should (a checker that never complains would pass the repository tests too).
 from __future__ import annotations
 
 import ast
+import json
 import importlib.util
 import re
 import shutil
@@ -306,6 +307,23 @@ def test_missing_title_cell_fails(book: Path):
     assert any("'# Title'" in p for p in nbtools.check(book))
 
 
+@pytest.mark.parametrize("text, flagged", [
+    ("Exercise 2 asks why the classifier comes out densest.", True),
+    ("(exercise 1)", True),
+    ("Exercises 1 and 3 compare them.", True),
+    ("{numref}`ex-04-2` asks why the classifier comes out densest.", False),
+    ("Table 1 of the paper; Figure 2.", False),
+], ids=lambda v: str(v)[:30])
+def test_hand_numbered_exercise_references_fail(book: Path, text: str, flagged: bool):
+    """sphinx-exercise numbers exercises across the book: 'Exercise 2' in chapter 4 renders as 14."""
+    add_chapter(book, "04_snip_algorithm.ipynb", [nbformat.v4.new_markdown_cell(text)])
+    problems = nbtools.check(book)
+    if flagged:
+        assert len(problems) == 1 and "by number" in problems[0] and "{numref}" in problems[0], problems
+    else:
+        assert problems == []
+
+
 @pytest.mark.parametrize("source", [
     "import sys\nsys.path.append('..')",
     "import sys\nsys.path.insert(0, '../tools')",
@@ -443,3 +461,50 @@ def test_command_line_new_toc_and_check(book: Path):
     assert bad.returncode == 1 and "08_beyond_the_paper exists but is not listed" in bad.stdout
     assert subprocess.run(script + ["toc"], capture_output=True).returncode == 0
     assert subprocess.run(script + ["check"], capture_output=True).returncode == 0
+
+
+# --------------------------------------------------------------------------- stated chapter times
+
+
+def _seconds(number: str, unit: str) -> float:
+    return float(number) * (60 if unit == "min" else 1)
+
+
+def _recorded_times() -> dict[tuple[str, str], float]:
+    obj = json.loads((REPO / "benchmarks" / "results" / "notebook_times.json").read_text())
+    return {(row["notebook"][:2], row["mode"]): row["seconds"] for row in obj["metrics"]["rows"] if row["ok"]}
+
+
+def _close(stated: float, measured: float) -> bool:
+    return abs(stated - measured) <= max(0.25 * measured, 5.0)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "book").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)
+def test_each_chapter_states_its_measured_time(path: Path):
+    """The time a chapter announces is the one the benchmark notebook_times recorded for it."""
+    nb = json.loads(path.read_text())
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    found = re.findall(r"\*\*Time\*\* \(measured[^)]*\): quick mode ([\d.]+) (s|min), full mode ([\d.]+) (s|min)",
+                       prose)
+    assert len(found) == 1, f"{path.name}: needs one standard '**Time** (measured ...): quick mode .., full mode ..' line"
+    quick, quick_unit, full, full_unit = found[0]
+    recorded = _recorded_times()
+    number = path.name[:2]
+    assert _close(_seconds(quick, quick_unit), recorded[(number, "quick")]), (quick, recorded[(number, "quick")])
+    assert _close(_seconds(full, full_unit), recorded[(number, "full")]), (full, recorded[(number, "full")])
+
+
+def test_the_introductions_table_of_chapter_times_is_the_recorded_one():
+    intro = (REPO / "book" / "intro.md").read_text()
+    table = intro[intro.index(":name: tab-chapter-times"):]
+    table = table[:table.index("```")]
+    rows = re.findall(r"\* - (\d+) [^\n]+\n  - ([\d.]+) (s|min)[^\n]*\n  - ([\d.]+) (s|min)", table)
+    recorded = _recorded_times()
+    chapters = sorted(p.name[:2] for p in (REPO / "book").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(f"{int(r[0]):02d}" for r in rows) == chapters
+    for number, quick, quick_unit, full, full_unit in rows:
+        key = f"{int(number):02d}"
+        assert _close(_seconds(quick, quick_unit), recorded[(key, "quick")]), (number, quick, recorded[(key, "quick")])
+        assert _close(_seconds(full, full_unit), recorded[(key, "full")]), (number, full, recorded[(key, "full")])
+    obj = json.loads((REPO / "benchmarks" / "results" / "notebook_times.json").read_text())
+    assert f"Recorded on {obj['provenance']['timestamp_utc'][:10]}" in intro

@@ -7,6 +7,7 @@ or produced with settings that differ from the suite it claims to belong to must
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,17 @@ def test_lenet_file_is_named_after_its_run(path):
     assert obj["provenance"]["mode"] == "full" and cfg["dataset"] == "mnist" and not obj["metrics"]["smoke"]
     hist = obj["metrics"]["history"]
     assert len(hist["test_error"]) == cfg["train"]["epochs"]
+
+
+def test_the_stated_reproduction_time_is_the_sum_of_the_recorded_runs():
+    """README, introduction and chapter 10 say how many CPU-hours `make reproduce` takes."""
+    repo = RESULTS.parent
+    listed = re.search(r"^MNIST_SUITES\s*[:?]?=\s*((?:.*\\\n)*.*)", (repo / "Makefile").read_text(), re.M)
+    folders = {experiments.SUITES[name].results_folder for name in listed.group(1).replace("\\", " ").split()}
+    folders.add("keeps/figure4")                      # the Makefile's last line
+    hours = sum(json.loads(p.read_text())["wall_time"] for f in folders for p in (RESULTS / f).glob("*.json")) / 3600
+    chapter10 = json.loads((repo / "book" / "10_performance.ipynb").read_text())
+    for text in ((repo / "README.md").read_text(), (repo / "book" / "intro.md").read_text(),
+                 "\n".join("".join(c["source"]) for c in chapter10["cells"])):
+        stated = [int(n) for n in re.findall(r"about\s+(\d+)\s+CPU-hours", text)]
+        assert stated and all(abs(n - hours) <= 0.15 * hours for n in stated), (stated, round(hours, 1))

@@ -57,7 +57,7 @@ def draw(out: Path = DEFAULT_OUT) -> Path:
     trained = np.where(mask, weights + rng.normal(0.0, 0.6, SHAPE), 0.0)
 
     steps = [
-        ("1  Initialise", "variance scaling\n(Glorot / He)"),
+        ("1  Initialise", "variance scaling\n(LeCun, Glorot or He)"),
         ("2  One mini-batch", "$D^b$: 100 images (MNIST)\nor 128 (CIFAR-10)"),
         ("3  Saliency", "$s_j = |g_j| \\,/\\, \\Sigma_k\\, |g_k|$\n$g_j = \\partial L / \\partial c_j$ at $c = 1$"),
         ("4  Keep the top $\\kappa$", "one global threshold,\nall layers at once"),

@@ -28,6 +28,9 @@ Rules checked by ``check``:
   and a CPU-only machine still runs the notebook;
 * notebooks are committed without outputs, with ``execution_count`` null, without saved
   widget state, and with the ``python3`` kernelspec;
+* no markdown cell names an exercise by a hand-written number ("Exercise 2"): sphinx-exercise
+  numbers exercises across the whole book, so the rendered number differs; write
+  ``{numref}`ex-NN-k``` (the exercise's label) and the build prints the right one;
 * every ``{cite}`` key used in the book exists in ``book/references.bib``;
 * ``_config.yml`` makes a failing notebook fail the build, ``jupyter-book`` is pinned below 2 and
   ``ipykernel`` below 7 (:data:`REQUIRED_RANGES`).
@@ -391,8 +394,12 @@ def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
     return problems
 
 
+#: "Exercise 2" or "exercises 1 and 3" written by hand (a {numref} role is the right way).
+HAND_NUMBERED_EXERCISE = re.compile(r"\b[Ee]xercises? \d+\b")
+
+
 def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
-    """Problems with one notebook: set-up cell, local paths, committed outputs, kernelspec."""
+    """Problems with one notebook: set-up cell, local paths, committed outputs, kernelspec, exercise references."""
     path = Path(path)
     allowed = allowed_modules() if allowed is None else allowed
     try:
@@ -422,6 +429,11 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
         missing_tags = [t for t in COLAB_TAGS if t not in first.metadata.get("tags", [])]
         if missing_tags:
             problems.append(f"cell {index}: the Colab set-up cell lacks the tags {missing_tags}")
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):
+                problems.append(f"cell {index}: names {match.group(0)!r} by number; exercises are numbered across "
+                                "the book, so refer to the label: {numref}`ex-NN-k`")
     for index, cell in code_cells:
         if cell.get("outputs"):
             problems.append(f"cell {index}: outputs are committed; run `python tools/nbtools.py strip {path.name}`")
