@@ -392,8 +392,9 @@ class Suite:
     """A named set of :func:`prune_and_train` runs that reproduces one table or figure.
 
     ``runs`` are keyword dicts for :func:`prune_and_train` (``arch`` and ``sparsity`` at
-    least); every run is repeated for each seed. ``folder`` is where its recorded files live,
-    relative to the repository's ``results/`` (default: the suite's name).
+    least); every run is repeated for each seed, or for the run's own ``"seeds"`` where it has
+    that key (more seeds where a comparison needs them; :func:`seeds_of`). ``folder`` is where
+    its recorded files live, relative to the repository's ``results/`` (default: the suite's name).
     """
 
     name: str
@@ -406,6 +407,16 @@ class Suite:
     def results_folder(self) -> str:
         """``folder``, or the suite's name: the suite's place under ``results/``."""
         return self.folder or self.name
+
+
+def seeds_of(suite: Suite, run: dict[str, Any]) -> tuple[int, ...]:
+    """The seeds ``run`` of ``suite`` is repeated for: its own ``"seeds"``, else the suite's."""
+    return tuple(run.get("seeds", suite.seeds))
+
+
+def _run_kwargs(run: dict[str, Any]) -> dict[str, Any]:
+    """A suite run as :func:`prune_and_train` keywords (without the suite-level ``seeds`` key)."""
+    return {k: v for k, v in run.items() if k != "seeds"}
 
 
 SUITES: dict[str, Suite] = {}
@@ -512,7 +523,7 @@ def requested_settings(run: dict[str, Any], *, epochs: int | None = None,
     The run's own keys, the command's ``epochs``/``limit_train`` overrides, and the defaults
     that depend on quick mode (the family's epochs, the training-set limit).
     """
-    settings = dict(run)
+    settings = _run_kwargs(run)
     settings["epochs"] = epochs if epochs is not None else run.get("epochs", defaults_for(run["arch"])["epochs"])
     settings["limit_train"] = (limit_train if limit_train is not None
                                else run.get("limit_train", _config.pick(None, _QUICK_LIMIT_TRAIN)))
@@ -556,8 +567,12 @@ def run_suite(
         raise ValueError(f"suite {name!r} has no run at sparsities {list(sparsities or [])}"
                          f"{' for ' + str(list(archs)) if archs else ''}; it has "
                          f"{sorted({r['sparsity'] for r in suite.runs})}")
-    planned = [(Path(out) / result_name(suite, run, seed), run, seed)
-               for seed in (seeds if seeds is not None else suite.seeds) for run in runs]
+    if seeds is not None:  # the command's seeds replace every run's
+        planned = [(Path(out) / result_name(suite, run, seed), run, seed) for seed in seeds for run in runs]
+    else:
+        every = sorted({seed for run in runs for seed in seeds_of(suite, run)})
+        planned = [(Path(out) / result_name(suite, run, seed), run, seed)
+                   for seed in every for run in runs if seed in seeds_of(suite, run)]
     if not overwrite:
         check_existing([(path, dict(requested_settings(run, epochs=epochs, limit_train=limit_train), seed=seed))
                         for path, run, seed in planned])
@@ -567,7 +582,7 @@ def run_suite(
         if path.exists() and not overwrite:
             log(f"{path} exists, skipped")
             continue
-        kwargs = dict(run, seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
+        kwargs = dict(_run_kwargs(run), seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
         if epochs is not None:
             kwargs["epochs"] = epochs
         if limit_train is not None:

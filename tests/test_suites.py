@@ -267,6 +267,24 @@ def test_run_suite_refuses_to_skip_a_file_recorded_with_other_settings(tmp_path,
     assert len(calls) == 4
 
 
+def test_a_run_may_have_more_seeds_than_its_suite(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "prune_and_train", _fake_prune_and_train(calls))
+    suite = experiments.Suite("fake-seeds", "", runs=({"arch": "lenet300", "sparsity": 0.5},
+                                                      {"arch": "lenet300", "sparsity": 0.9, "seeds": (0, 1, 2)}),
+                              seeds=(0,))
+    monkeypatch.setitem(experiments.SUITES, suite.name, suite)
+    paths = experiments.run_suite("fake-seeds", tmp_path, log=lambda line: None)
+    assert calls == [("lenet300", 0.5, 0), ("lenet300", 0.9, 0), ("lenet300", 0.9, 1), ("lenet300", 0.9, 2)]
+    assert [p.name for p in paths][-1] == "lenet300-sp0.9-seed2.json"
+    experiments.run_suite("fake-seeds", tmp_path, seeds=[7], log=lambda line: None)   # --seeds: every run
+    assert calls[-2:] == [("lenet300", 0.5, 7), ("lenet300", 0.9, 7)]
+    assert experiments.seeds_of(suite, suite.runs[1]) == (0, 1, 2) and experiments.seeds_of(suite, suite.runs[0]) == (0,)
+    assert experiments.SUITES["figure1-lenet300"].runs[4]["sparsity"] == 0.9
+    assert experiments.seeds_of(experiments.SUITES["figure1-lenet300"], experiments.SUITES["figure1-lenet300"].runs[4]) \
+        == tuple(range(10))                                # chapter 5's ten seeds at 90 %
+
+
 def test_every_recorded_suite_file_has_the_settings_reproduce_would_use(monkeypatch):
     """`make reproduce` (full mode) skips the recorded files: each must be what it would have run."""
     monkeypatch.setenv("SNIP_QUICK", "0")
