@@ -414,6 +414,20 @@ def seeds_of(suite: Suite, run: dict[str, Any]) -> tuple[int, ...]:
     return tuple(run.get("seeds", suite.seeds))
 
 
+def planned_runs(suite: Suite, runs: Sequence[dict[str, Any]] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[tuple[dict[str, Any], int]]:
+    """(run, seed) pairs of ``suite`` (or of its ``runs`` given), seeds outermost.
+
+    ``seeds`` replaces every run's seeds (a command's ``--seeds``); otherwise each run gets
+    :func:`seeds_of`, and a seed only its runs.
+    """
+    runs = suite.runs if runs is None else runs
+    if seeds is not None:
+        return [(run, seed) for seed in seeds for run in runs]
+    every = sorted({seed for run in runs for seed in seeds_of(suite, run)})
+    return [(run, seed) for seed in every for run in runs if seed in seeds_of(suite, run)]
+
+
 def _run_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     """A suite run as :func:`prune_and_train` keywords (without the suite-level ``seeds`` key)."""
     return {k: v for k, v in run.items() if k != "seeds"}
@@ -567,12 +581,8 @@ def run_suite(
         raise ValueError(f"suite {name!r} has no run at sparsities {list(sparsities or [])}"
                          f"{' for ' + str(list(archs)) if archs else ''}; it has "
                          f"{sorted({r['sparsity'] for r in suite.runs})}")
-    if seeds is not None:  # the command's seeds replace every run's
-        planned = [(Path(out) / result_name(suite, run, seed), run, seed) for seed in seeds for run in runs]
-    else:
-        every = sorted({seed for run in runs for seed in seeds_of(suite, run)})
-        planned = [(Path(out) / result_name(suite, run, seed), run, seed)
-                   for seed in every for run in runs if seed in seeds_of(suite, run)]
+    planned = [(Path(out) / result_name(suite, run, seed), run, seed)
+               for run, seed in planned_runs(suite, runs, seeds)]
     if not overwrite:
         check_existing([(path, dict(requested_settings(run, epochs=epochs, limit_train=limit_train), seed=seed))
                         for path, run, seed in planned])

@@ -220,6 +220,11 @@ def _torch_prune_hooks(module: nn.Module) -> list[tuple[int, prune.BasePruningMe
     return [(k, h) for k, h in module._forward_pre_hooks.items() if isinstance(h, prune.BasePruningMethod)]
 
 
+def _torch_pruned_modules(model: nn.Module) -> list[str]:
+    """Names of the modules carrying ``torch.nn.utils.prune`` pruning ("<root>" for the model itself)."""
+    return [p or "<root>" for p, mod in model.named_modules() if _torch_prune_hooks(mod)]
+
+
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
@@ -258,7 +263,7 @@ def _validated(model: nn.Module, masks: Mapping[str, Any]) -> dict[str, tuple[st
     """Check every mask against ``model``; return name -> (module name, leaf, bool mask)."""
     if not isinstance(masks, Mapping):
         raise TypeError(f"masks must be a dict {{parameter name: BoolTensor}}, got {type(masks).__name__}")
-    pruned_by_torch = [p or "<root>" for p, mod in model.named_modules() if _torch_prune_hooks(mod)]
+    pruned_by_torch = _torch_pruned_modules(model)
     if pruned_by_torch:
         # one mask mechanism per model: mixing the two would leave masks that get_masks cannot see
         raise ValueError(
@@ -549,7 +554,7 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
             "model has no 'snip_arch' attribute: it was not built by snip_lib.models.build, so "
             "load_pruned could not rebuild it; save model.state_dict() with torch.save instead"
         )
-    pruned_by_torch = [p or "<root>" for p, mod in model.named_modules() if _torch_prune_hooks(mod)]
+    pruned_by_torch = _torch_pruned_modules(model)
     if pruned_by_torch:
         raise ValueError(
             f"modules {pruned_by_torch} carry torch.nn.utils.prune pruning, which load_pruned could not "

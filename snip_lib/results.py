@@ -387,6 +387,17 @@ def _id_ranges(ids: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def _date_range(stamps) -> str:
+    """'2026-11-23' or '2026-11-23 to 2026-12-06' from ISO timestamps (non-strings ignored); '?' if none."""
+    days = sorted(t[:10] for t in stamps if isinstance(t, str))
+    return "?" if not days else days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
+
+
+def _machine_names(platforms) -> list[str]:
+    """The kernel builds in ``platform`` strings ('Linux 6.18.44-fc-v657 x86_64' -> '6.18.44-fc-v657'), sorted."""
+    return sorted({str(m).split()[1] if len(str(m).split()) > 2 else str(m) for m in platforms})
+
+
 def provenance_line(frame) -> str:
     """Where a table's recorded numbers come from, in one line, for printing under the table.
 
@@ -402,9 +413,8 @@ def provenance_line(frame) -> str:
         return [v for v in frame[name] if isinstance(v, str)] if name in frame else []
 
     seeds = sorted({int(s) for s in frame["seed"]}) if "seed" in frame else []
-    stamps = sorted(t[:10] for t in column("provenance.timestamp_utc"))
-    dates = "?" if not stamps else stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
-    machines = sorted({m.split()[1] if len(m.split()) > 2 else m for m in column("provenance.platform")})
+    dates = _date_range(column("provenance.timestamp_utc"))
+    machines = _machine_names(column("provenance.platform"))
     devices = sorted(set(column("provenance.device_name"))) or ["?"]
     dirty = frame["provenance.git_dirty"] if "provenance.git_dirty" in frame else [False] * len(frame)
     commits = sorted({c[:8] + ("+dirty" if d is True else "") for c, d in

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from torch.nn.utils import prune as torch_prune
+
+from snip_lib.masking import _torch_pruned_modules
 
 __all__ = [
     "BN_MODES", "prunable_parameters", "indicator_gradients", "connection_sensitivity", "masks_from_scores",
@@ -70,8 +71,7 @@ def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> dict
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(include_bias, bool):
         raise TypeError(f"include_bias must be True or False, got {include_bias!r}")
-    pruned_by_torch = [name or "<root>" for name, module in model.named_modules()
-                       if any(isinstance(h, torch_prune.BasePruningMethod) for h in module._forward_pre_hooks.values())]
+    pruned_by_torch = _torch_pruned_modules(model)
     if pruned_by_torch:
         # its weights live in '<name>_orig', which would silently drop out of the ranking (and of κ)
         raise ValueError(

@@ -127,9 +127,7 @@ def _check_suite(suite: str) -> experiments.Suite:
 def expected_files(suite: str) -> list[str]:
     """File names (in ``results/<suite>/``) of every run of ``suite``, in the suite's order."""
     s = _check_suite(suite)
-    every = sorted({seed for run in s.runs for seed in experiments.seeds_of(s, run)})
-    return [experiments.result_name(s, run, seed) for seed in every for run in s.runs
-            if seed in experiments.seeds_of(s, run)]
+    return [experiments.result_name(s, run, seed) for run, seed in experiments.planned_runs(s)]
 
 
 def missing_runs(suite: str, folder=None) -> list[str]:

@@ -219,31 +219,30 @@ def run_suite(
         raise ValueError(f"unknown suite {name!r}; available: {', '.join(KEEPS_SUITES)}")
     suite = KEEPS_SUITES[name]
     folder = Path(out) if out is not None else keeps.results_dir() / keeps.RESULTS_SUBDIR / name
+    runs = tuple(suite.runs)  # built once: the mode cannot change between the check and the runs
     planned = [(folder / result_name(run, seed), run, seed)
-               for run in suite.runs for seed in (seeds if seeds is not None else suite.seeds)]
+               for run in runs for seed in (seeds if seeds is not None else suite.seeds)]
     if not overwrite:
         experiments.check_existing([(path, dict(_requested(suite, run, epochs), seed=seed))
                                     for path, run, seed in planned])
     written = []
-    for run in suite.runs:
-        for seed in (seeds if seeds is not None else suite.seeds):
-            path = folder / result_name(run, seed)
-            if path.exists() and not overwrite:
-                print(f"{path} exists, skipped", flush=True)
-                written.append(path)
-                continue
-            kwargs = dict(run, seed=seed, device=device, progress=progress)
-            if epochs is not None:
-                kwargs["epochs"] = epochs
-            res = suite.runner(**kwargs)
-            results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
-                                 seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
-                                 extra={"suite": name})
-            m = res["metrics"]
-            summary = (f"final test error {m['final_test_error']:.2f}%"
-                       + (f", final train loss {m['final_train_loss']:.3f}" if "final_train_loss" in m else ""))
-            print(f"[{name}] {result_name(run, seed)[:-5]}: {summary}; {res['wall_time']:.0f} s -> {path}", flush=True)
+    for path, run, seed in planned:  # the runs checked above, not a second (possibly other-mode) listing
+        if path.exists() and not overwrite:
+            print(f"{path} exists, skipped", flush=True)
             written.append(path)
+            continue
+        kwargs = dict(run, seed=seed, device=device, progress=progress)
+        if epochs is not None:
+            kwargs["epochs"] = epochs
+        res = suite.runner(**kwargs)
+        results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
+                             seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
+                             extra={"suite": name})
+        m = res["metrics"]
+        summary = (f"final test error {m['final_test_error']:.2f}%"
+                   + (f", final train loss {m['final_train_loss']:.3f}" if "final_train_loss" in m else ""))
+        print(f"[{name}] {path.stem}: {summary}; {res['wall_time']:.0f} s -> {path}", flush=True)
+        written.append(path)
     return written
 
 

@@ -411,6 +411,7 @@ def summarize(frame):
     """
     import pandas as pd
 
+    from snip_lib.results import _date_range, _machine_names
     from snip_lib.results import _id_ranges as _results_id_ranges
 
     if frame is None or len(frame) == 0:
@@ -435,10 +436,8 @@ def summarize(frame):
             commits.add("none" if c is None else c[:8] + ("+dirty" if d else ""))
         row["commit"] = ", ".join(sorted(commits))
         row["seed_ids"] = _results_id_ranges(sorted(int(v) for v in g["seed"])) if "seed" in g else "?"
-        stamps = sorted(str(t)[:10] for t in g.get("provenance.timestamp_utc", []) if isinstance(t, str))
-        row["recorded"] = (stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}") if stamps else "?"
-        row["machine"] = ", ".join(sorted({str(m).split()[1] if len(str(m).split()) > 2 else str(m)
-                                           for m in g.get("provenance.platform", ["?"])}))
+        row["recorded"] = _date_range(g.get("provenance.timestamp_utc", []))
+        row["machine"] = ", ".join(_machine_names(g.get("provenance.platform", ["?"])))
         rows.append(row)
     return pd.DataFrame(rows)
 
