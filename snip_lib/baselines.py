@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
+from snip_lib.init import check_seed
 from snip_lib.snip import _check_sparsity, masks_from_scores, prunable_parameters
 
 __all__ = [
@@ -67,16 +68,6 @@ def _check_scope(scope: str) -> str:
     return scope
 
 
-def _check_seed(seed: int | None) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-    return int(seed)
-
-
 def _select(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
     """Top-κ masks, globally or tensor by tensor."""
     sparsity = _check_sparsity(sparsity)
@@ -103,7 +94,7 @@ def random_scores(model: nn.Module, *, seed: int | None = None, include_bias: bo
     The weights' values play no part.
     """
     params = prunable_parameters(model, include_bias=include_bias)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     return {
         name: torch.rand(p.shape, generator=generator, dtype=torch.float32).to(p.device)

@@ -40,7 +40,7 @@ from torch import nn
 
 __all__ = [
     "SCHEMES", "ALIASES", "BIAS_OPTIONS", "TRUNCATED_NORMAL_STD_FACTOR",
-    "canonical_scheme", "fan_in_fan_out", "init_std", "apply",
+    "canonical_scheme", "fan_in_fan_out", "init_std", "apply", "check_seed",
 ]
 
 SCHEMES: tuple[str, ...] = (
@@ -176,6 +176,25 @@ def _fill(param: torch.Tensor, values: torch.Tensor) -> None:
         param.copy_(values.to(device=param.device, dtype=param.dtype))
 
 
+
+def check_seed(seed: int | None, *, allow_none: bool = True) -> int | None:
+    """``seed`` as a plain ``int`` (or ``None`` where allowed), else a clear error.
+
+    One check for every seeded function of the library, so a bad seed gets the same message
+    everywhere: ``TypeError`` for a non-integer (``bool`` included, since ``True`` is almost
+    always a mistake for ``seed=1``), ``ValueError`` for a negative one.
+    """
+    allowed = "a non-negative int or None" if allow_none else "a non-negative int"
+    if seed is None:
+        if allow_none:
+            return None
+        raise TypeError(f"seed must be {allowed}, got None")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be {allowed}, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"seed must be {allowed}, got {seed!r}")
+    return int(seed)
+
 def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
           bias: str = "zeros", std: float | None = None) -> nn.Module:
     """Initialise ``model`` in place with ``scheme`` and return it.
@@ -202,13 +221,8 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     std = _check_std(name, std)
     if bias not in BIAS_OPTIONS:
         raise ValueError(f"unknown bias option {bias!r}; allowed: {', '.join(BIAS_OPTIONS)}")
-    generator = None
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        generator = torch.Generator().manual_seed(int(seed))
+    seed = check_seed(seed)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     layers = [m for m in model.modules() if isinstance(m, _WEIGHT_MODULES)]
     if not layers:

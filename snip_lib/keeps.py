@@ -331,9 +331,10 @@ def shuffled_labels(dataset, seed: int = 0):
         raise TypeError(
             f"shuffled_labels needs a snip_lib.data.InMemoryImageDataset (from load_dataset), got {type(dataset).__name__}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(int(seed)))
+    from snip_lib.init import check_seed
+
+    seed = check_seed(seed, allow_none=False)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     copy = data.InMemoryImageDataset(
         dataset.images, dataset.targets[order], dataset.mean, dataset.std,
         name=dataset.name, split=dataset.split, augment=dataset.augment, sequential=dataset.sequential,

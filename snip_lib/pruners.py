@@ -39,6 +39,7 @@ from torch import nn
 from torch.func import functional_call
 
 from snip_lib import baselines
+from snip_lib.init import check_seed
 from snip_lib.snip import (
     Batches,
     _as_batches,
@@ -394,8 +395,7 @@ def prune_masks(
     opts = dict(options)
     sparsity = _check_sparsity(sparsity)
     _check_bn_mode(bn_mode)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+    seed = check_seed(seed)
     params = prunable_parameters(model, include_bias=include_bias)
     if method not in DATA_FREE and (inputs is None or targets is None):
         raise ValueError(f"method {method!r} scores on data: give inputs and targets (a batch)")
@@ -452,9 +452,7 @@ def shuffle_within_layers(masks: Mapping[str, torch.Tensor], seed: int) -> dict[
     _check_masks(masks)
     if not masks:
         raise ValueError("masks is empty; give a dict of name -> bool Tensor")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed, allow_none=False))
     out = {}
     for name, mask in masks.items():
         order = torch.randperm(mask.numel(), generator=generator).to(mask.device)

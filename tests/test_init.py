@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -197,3 +198,47 @@ def test_bad_options_raise():
 def test_model_without_linear_or_conv_raises():
     with pytest.raises(ValueError, match="Sequential.*Linear"):
         init.apply(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()), "he_normal")
+
+
+# ----------------------------------------------------------------------------- one seed check
+
+
+def _seeded_calls():
+    """Every public function that takes a seed for a local generator, called with ``seed``."""
+    from snip_lib import baselines, data, keeps, pruners
+    from snip_lib import snip as snip_mod
+
+    images = torch.zeros(20, 1, 28, 28, dtype=torch.uint8)
+    dataset = data.InMemoryImageDataset(images, torch.arange(20) % 10, torch.tensor([0.0]), torch.tensor([255.0]),
+                                        name="mnist", split="train")
+
+    x, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 0])
+    masks = {"fc.weight": torch.ones(3, 5, dtype=torch.bool)}
+    return {
+        "init.apply": lambda s: init.apply(_Net(), "glorot_normal", seed=s),
+        "snip_masks(scoring_init=...)": lambda s: snip_mod.snip_masks(
+            nn.Sequential(nn.Linear(5, 3)), x, y, 0.5, scoring_init="glorot_normal", seed=s),
+        "baselines.random_masks": lambda s: baselines.random_masks(nn.Sequential(nn.Linear(5, 3)), 0.5, seed=s),
+        "prune_masks('random')": lambda s: pruners.prune_masks("random", nn.Sequential(nn.Linear(5, 3)), None, None, 0.5, seed=s),
+        "shuffle_within_layers": lambda s: pruners.shuffle_within_layers(masks, s),
+        "keeps.shuffled_labels": lambda s: keeps.shuffled_labels(dataset, seed=s),
+    }
+
+
+@pytest.mark.parametrize("bad, error", [("3", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)])
+def test_every_seeded_function_rejects_a_bad_seed_with_the_same_message(bad, error):
+    for call in _seeded_calls().values():
+        with pytest.raises(error, match=rf"^seed must be a non-negative int( or None)?, got {re.escape(repr(bad))}"):
+            call(bad)
+
+
+def test_check_seed_returns_plain_ints_and_none_only_where_allowed():
+    import numpy as np
+
+    assert init.check_seed(None) is None
+    value = init.check_seed(np.int64(7))
+    assert value == 7 and type(value) is int
+    with pytest.raises(TypeError, match="seed must be a non-negative int, got None"):
+        init.check_seed(None, allow_none=False)
+    for call in _seeded_calls().values():   # each good seed is accepted, and gives a result
+        assert call(3) is not None
