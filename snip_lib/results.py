@@ -29,8 +29,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "load_results", "provenance", "provenance_line", "read_result", "validate_result",
-           "write_result"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "provenance", "provenance_line", "read_result",
+           "validate_result", "write_result"]
 
 SCHEMA_VERSION = 1
 
@@ -398,6 +398,18 @@ def _machine_names(platforms) -> list[str]:
     return sorted({str(m).split()[1] if len(str(m).split()) > 2 else str(m) for m in platforms})
 
 
+def commit_label(commit: Any, dirty: Any = False) -> str:
+    """How every table names a run's commit: ``'1a2b3c4d'``, ``'1a2b3c4d+dirty'`` or ``'none'``.
+
+    ``'none'`` is a run recorded outside a git checkout (``git_commit`` null, or missing, which a
+    DataFrame shows as NaN); ``+dirty`` marks a working tree with uncommitted changes. One
+    function, so the line under a table and the table's own column always agree.
+    """
+    if not isinstance(commit, str) or not commit:
+        return "none"
+    return commit[:8] + ("+dirty" if isinstance(dirty, (bool, np.bool_)) and bool(dirty) else "")
+
+
 def provenance_line(frame) -> str:
     """Where a table's recorded numbers come from, in one line, for printing under the table.
 
@@ -417,8 +429,7 @@ def provenance_line(frame) -> str:
     machines = _machine_names(column("provenance.platform"))
     devices = sorted(set(column("provenance.device_name"))) or ["?"]
     dirty = frame["provenance.git_dirty"] if "provenance.git_dirty" in frame else [False] * len(frame)
-    commits = sorted({c[:8] + ("+dirty" if d is True else "") for c, d in
-                      zip(frame.get("provenance.git_commit", [None] * len(frame)), dirty) if isinstance(c, str)})
+    commits = sorted({commit_label(c, d) for c, d in zip(frame.get("provenance.git_commit", [None] * len(frame)), dirty)})
     minutes = float(frame["wall_time"].mean()) / 60 if "wall_time" in frame else float("nan")
     return (f"recorded: {len(frame)} run(s), seed(s) {_id_ranges(seeds) or '?'}, {dates} (UTC), "
             f"{', '.join(devices)} ({', '.join(machines) or '?'}), commit(s) {', '.join(commits) or '?'}, "

@@ -168,6 +168,8 @@ def tidy(frame):
     """
     import pandas as pd
 
+    from snip_lib.results import commit_label
+
     rows = []
     for _, r in frame.iterrows():
         sparsity = float(r["config.sparsity"])
@@ -189,8 +191,8 @@ def tidy(frame):
             "prune_time": r["metrics.prune_time"], "wall_time": r["wall_time"],
             "mode": r.get("provenance.mode", r["config.mode"]),
             "device": device if isinstance(device, str) else r["config.device"],
-            "commit": ("this run" if "provenance.git_commit" not in r else "none" if not isinstance(commit, str)
-                       else commit[:8] + ("+dirty" if r.get("provenance.git_dirty") else "")),
+            "commit": ("this run" if "provenance.git_commit" not in r
+                       else commit_label(commit, r.get("provenance.git_dirty"))),
         })
     columns = ["arch", "method", "label", "shuffle", "sparsity", "seed", "epochs", "final_error", "error_at_best_val",
                "kept", "collapsed", "collapsed_layers", "min_density", "prune_time", "wall_time", "mode", "device",

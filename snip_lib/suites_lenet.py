@@ -404,14 +404,14 @@ def summarize(frame):
     learning rate or budget get their own row, never a shared mean. Columns: ``arch``,
     ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
     ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
-    ``wall_time_mean`` (s), ``device`` and ``commit`` (first 8 hex digits; ``+dirty`` when the
-    working tree had uncommitted changes), ``seed_ids`` ("0-9"), ``recorded`` (UTC date or date
+    ``wall_time_mean`` (s), ``device`` and ``commit`` (:func:`snip_lib.results.commit_label`: first 8
+    hex digits, ``+dirty`` for uncommitted changes, ``none`` outside git), ``seed_ids`` ("0-9"), ``recorded`` (UTC date or date
     range) and ``machine`` (the kernel build of each recording machine, which tells apart machines
     with the same CPU name). The std is the sample std (NaN for one seed).
     """
     import pandas as pd
 
-    from snip_lib.results import _date_range, _machine_names
+    from snip_lib.results import _date_range, _machine_names, commit_label
     from snip_lib.results import _id_ranges as _results_id_ranges
 
     if frame is None or len(frame) == 0:
@@ -431,10 +431,8 @@ def summarize(frame):
             row[f"{name}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")
         row["wall_time_mean"] = float(g["wall_time"].mean())
         row["device"] = ", ".join(sorted(set(g.get("provenance.device_name", g.get("config.device", ["?"])))))
-        commits = set()
-        for c, d in zip(g.get("provenance.git_commit", [None] * len(g)), g.get("provenance.git_dirty", [None] * len(g))):
-            commits.add("none" if c is None else c[:8] + ("+dirty" if d else ""))
-        row["commit"] = ", ".join(sorted(commits))
+        row["commit"] = ", ".join(sorted({commit_label(c, d) for c, d in zip(
+            g.get("provenance.git_commit", [None] * len(g)), g.get("provenance.git_dirty", [None] * len(g)))}))
         row["seed_ids"] = _results_id_ranges(sorted(int(v) for v in g["seed"])) if "seed" in g else "?"
         row["recorded"] = _date_range(g.get("provenance.timestamp_utc", []))
         row["machine"] = ", ".join(_machine_names(g.get("provenance.platform", ["?"])))

@@ -675,11 +675,11 @@ def _group_summary(g: pd.DataFrame) -> dict[str, Any]:
     row["wall_time_mean"] = float(g["wall_time"].mean())
     names = g["provenance.device_name"] if "provenance.device_name" in g else g["config.device"]
     row["device"] = ", ".join(sorted({str(d) for d in names}))
-    commits = set()
+    from snip_lib.results import commit_label
+
     dirty = g["provenance.git_dirty"] if "provenance.git_dirty" in g else [None] * len(g)
-    for c, d in zip(g.get("provenance.git_commit", [None] * len(g)), dirty):
-        commits.add("none" if c is None else c[:8] + ("+dirty" if d else ""))
-    row["commit"] = ", ".join(sorted(commits))
+    row["commit"] = ", ".join(sorted({commit_label(c, d) for c, d in
+                                      zip(g.get("provenance.git_commit", [None] * len(g)), dirty)}))
     stamps = g["provenance.timestamp_utc"] if "provenance.timestamp_utc" in g else []
     row["recorded"] = max(stamps)[:16].replace("T", " ") if len(stamps) else ""
     return row

@@ -201,3 +201,25 @@ def test_provenance_line_says_where_a_tables_numbers_come_from(tmp_path):
     today = results.provenance()["timestamp_utc"][:10]
     assert f"{today} (UTC)" in line and "2.0 min per run" in line and "commit(s) " in line
     assert results.provenance_line(None) == "no recorded runs"
+
+
+def test_commit_label_is_the_same_under_a_table_and_in_its_columns(tmp_path):
+    from snip_lib import suites_lenet
+
+    assert results.commit_label("0123456789abcdef", False) == "01234567"
+    assert results.commit_label("0123456789abcdef", np.bool_(True)) == "01234567+dirty"
+    for missing in (None, float("nan"), ""):
+        assert results.commit_label(missing, float("nan")) == "none"
+    # three runs: clean, dirty and one recorded outside git (null commit and null dirty flag)
+    for seed, (commit, dirty) in enumerate([("a" * 40, False), ("b" * 40, True), (None, None)]):
+        path = tmp_path / f"r{seed}.json"
+        results.write_result(path, kind="prune_and_train", seed=seed, wall_time=60.0, device="cpu",
+                             config={"arch": "lenet300", "sparsity": 0.9, "train": {"lr": 0.1, "epochs": 50}},
+                             metrics={"final_test_error": 2.0, "best_test_error": 1.9, "test_error_at_best_val": 2.0})
+        data = json.loads(path.read_text())
+        data["provenance"]["git_commit"], data["provenance"]["git_dirty"] = commit, dirty
+        path.write_text(json.dumps(data))
+    frame = results.load_results(tmp_path)
+    expected = "aaaaaaaa, bbbbbbbb+dirty, none"
+    assert f"commit(s) {expected}," in results.provenance_line(frame)
+    assert suites_lenet.summarize(frame)["commit"].tolist() == [expected]
