@@ -321,7 +321,8 @@ def prune_and_train(
             flush=True,
         )
     if collapsed:
-        print(f"warning: layer collapse, no connection kept in {', '.join(collapsed)}", flush=True)
+        print(f"warning: layer collapse in {arch}, {method}{' (shuffled)' if shuffle else ''} at sparsity "
+              f"{sparsity:.4g}, seed {seed}: no connection kept in {', '.join(collapsed)}", flush=True)
 
     loader_device = dev if dev.type != "cpu" else None
     train_loader = data.make_loader(train_ds, batch_size, shuffle=True, seed=seed, device=loader_device)

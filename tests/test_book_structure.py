@@ -324,6 +324,22 @@ def test_hand_numbered_exercise_references_fail(book: Path, text: str, flagged: 
         assert problems == []
 
 
+@pytest.mark.parametrize("text, found", [
+    ("At 98% sparsity the error is 2.4%.", ["98%", "2.4%"]),
+    ("the error is {glue:text}`err_98:.1f`% after retraining", ["{glue:text}`err_98:.1f`%"]),
+    ("At 98 % sparsity the error is {glue:text}`err_98:.1f` %.", []),
+    ("`f\"{x:.0%}\"` in code, and $\\bar\\kappa = 100\\%$ in a formula", []),
+], ids=["numbers", "glue", "house style", "code and math"])
+def test_unspaced_percents_are_found_in_prose_only(text: str, found: list[str]):
+    assert nbtools.unspaced_percents(text) == found
+
+
+def test_an_unspaced_percent_fails_the_check(book: Path):
+    add_chapter(book, "04_snip_algorithm.ipynb", [nbformat.v4.new_markdown_cell("SNIP keeps 2% at 98 % sparsity.")])
+    problems = nbtools.check(book)
+    assert len(problems) == 1 and "'2%'" in problems[0] and "'98 %'" in problems[0], problems
+
+
 @pytest.mark.parametrize("source", [
     "import sys\nsys.path.append('..')",
     "import sys\nsys.path.insert(0, '../tools')",

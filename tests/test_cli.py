@@ -217,6 +217,15 @@ def test_prune_and_train_masks_and_returns_model(monkeypatch):
     assert res["config"]["scoring_init"] == "vs-x"
 
 
+def test_prune_and_train_names_the_run_whose_mask_collapsed_a_layer(monkeypatch, capsys):
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    res = experiments.prune_and_train("lenet300", 0.999, method="magnitude", seed=2, limit_train=200, epochs=1,
+                                      progress=False, device="cpu")
+    assert res["metrics"]["collapsed_layers"] == ["fc1.weight"]   # the smallest-scale layer goes first
+    out = capsys.readouterr().out
+    assert "warning: layer collapse in lenet300, magnitude at sparsity 0.999, seed 2: no connection kept in fc1.weight" in out
+
+
 def test_prune_and_train_rejects_bad_arguments():
     with pytest.raises(ValueError, match="1.0"):
         experiments.prune_and_train("lenet300", 1.0)

@@ -31,6 +31,9 @@ Rules checked by ``check``:
 * no markdown cell names an exercise by a hand-written number ("Exercise 2"): sphinx-exercise
   numbers exercises across the whole book, so the rendered number differs; write
   ``{numref}`ex-NN-k``` (the exercise's label) and the build prints the right one;
+* percentages in prose are written with a space, "98 %" (the house style of every chapter):
+  ``98%`` or a glued number followed directly by ``%`` is flagged; code spans and ``\\%`` in
+  formulas are left alone;
 * every ``{cite}`` key used in the book exists in ``book/references.bib``;
 * ``_config.yml`` makes a failing notebook fail the build, ``jupyter-book`` is pinned below 2 and
   ``ipykernel`` below 7 (:data:`REQUIRED_RANGES`).
@@ -398,6 +401,22 @@ def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
 HAND_NUMBERED_EXERCISE = re.compile(r"\b[Ee]xercises? \d+\b")
 
 
+#: A number, or a ``{glue:text}`` role, written directly against "%" in prose ("98%").
+_INLINE_CODE = re.compile(r"(\{[\w:-]+\})?`[^`\n]*`")
+_NUMBER_PERCENT = re.compile(r"(?<![\\\w.$])\d+(?:\.\d+)?%")
+
+
+def unspaced_percents(markdown: str) -> list[str]:
+    """Each "98%" in ``markdown`` (house style: "98 %"); code spans are skipped, glue roles are not."""
+    found, pos = [], 0
+    for match in _INLINE_CODE.finditer(markdown):
+        found += _NUMBER_PERCENT.findall(markdown[pos:match.start()])
+        if (match.group(1) or "").startswith("{glue") and markdown[match.end():match.end() + 1] == "%":
+            found.append(match.group(0) + "%")
+        pos = match.end()
+    return found + _NUMBER_PERCENT.findall(markdown[pos:])
+
+
 def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
     """Problems with one notebook: set-up cell, local paths, committed outputs, kernelspec, exercise references."""
     path = Path(path)
@@ -434,6 +453,8 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
             for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):
                 problems.append(f"cell {index}: names {match.group(0)!r} by number; exercises are numbered across "
                                 "the book, so refer to the label: {numref}`ex-NN-k`")
+            for text in unspaced_percents(cell.source):
+                problems.append(f"cell {index}: writes {text!r}; the book's style puts a space before % ('98 %')")
     for index, cell in code_cells:
         if cell.get("outputs"):
             problems.append(f"cell {index}: outputs are committed; run `python tools/nbtools.py strip {path.name}`")
