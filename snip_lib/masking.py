@@ -56,12 +56,21 @@ module's current parameter objects the first time a copy runs forward; it also r
 a parameter is replaced (``load_state_dict(assign=True)``) or swapped (``module.to()`` with
 ``torch.__future__.set_swap_module_params_on_conversion(True)``). The guard does no tensor work:
 per forward it costs one identity check per masked parameter plus the hook dispatch (about a
-microsecond per masked module on CPU).
+microsecond per masked module on CPU). The parent of each masked module carries a ``_ParentGuard``
+that runs the same check from the parent's forward, for modules whose weight is read without
+calling them (``nn.MultiheadAttention`` reads ``out_proj.weight`` directly).
+
+Mixing with ``torch.nn.utils.prune``. Both use a buffer named ``<leaf>_mask``; pruning a masked
+module with torch afterwards replaces this library's mask. Every function here then stops with an
+error that says so (convert with :func:`to_torch_prune` first), instead of working on torch's mask.
+The reports warn when pruned entries are no longer zero (weights re-initialised or loaded behind
+the masks' back), since they count the masks, not the weights.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -164,6 +173,8 @@ class _MaskGuard:
             return
         for leaf in self.leaves:
             param = module._parameters.get(leaf)
+            if param is None and f"{leaf}_orig" in module._parameters:
+                raise RuntimeError(_mixed_pruning_message(type(module).__name__, leaf))
             entry = self._hooked.get(leaf)
             if entry is not None and entry[0] is param and entry[2] == param._cdata:
                 continue
@@ -197,6 +208,37 @@ class _MaskGuard:
         return f"_MaskGuard(leaves={self.leaves!r})"
 
 
+class _ParentGuard:
+    """Forward pre-hook on the parent of masked modules: runs their guards from the parent's forward.
+
+    Some modules never call a child's forward but read its weight directly: ``nn.MultiheadAttention``
+    uses ``out_proj.weight`` inside ``F.multi_head_attention_forward``. The child's own guard would
+    then never run, and a copy of the model would train without its gradient hooks. ``children``
+    are the local names of the masked children.
+    """
+
+    def __init__(self, children: tuple[str, ...] = ()) -> None:
+        self.children: tuple[str, ...] = tuple(children)
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        for name in self.children:
+            child = module._modules.get(name)
+            found = None if child is None else _find_guard(child)
+            if found is not None:
+                found[1].ensure(child)
+
+    def __repr__(self) -> str:
+        return f"_ParentGuard(children={self.children!r})"
+
+
+def _mixed_pruning_message(where: str, leaf: str) -> str:
+    return (f"{where}: '{leaf}' was pruned with torch.nn.utils.prune after snip_lib's masks were applied "
+            f"(it is now '{leaf}_orig' times torch's '{leaf}_mask', which replaced snip_lib's mask); the two "
+            "mechanisms cannot be mixed on one model. To prune further with torch, convert first with "
+            "snip_lib.masking.to_torch_prune(model); to keep snip_lib's masks, start again from the model "
+            "before torch's pruning")
+
+
 def _find_guard(module: nn.Module) -> tuple[int, _MaskGuard] | None:
     for key, hook in module._forward_pre_hooks.items():
         if isinstance(hook, _MaskGuard):
@@ -205,10 +247,23 @@ def _find_guard(module: nn.Module) -> tuple[int, _MaskGuard] | None:
 
 
 def _masked_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, _MaskGuard]]:
-    """Yield (module name, module, guard) for every module owning masked parameters."""
+    """Yield (module name, module, guard) for every module owning masked parameters.
+
+    Raises a clear error where ``torch.nn.utils.prune`` (or a hand edit) has since taken a masked
+    parameter or its mask buffer away, instead of a ``KeyError`` deep inside.
+    """
     for prefix, module in model.named_modules():
         found = _find_guard(module)
         if found is not None and found[1].leaves:
+            for leaf in found[1].leaves:
+                if leaf not in module._parameters and f"{leaf}_orig" in module._parameters:
+                    raise RuntimeError(_mixed_pruning_message(f"module {prefix or '<root>'!r}", leaf))
+                if f"{leaf}_mask" not in module._buffers or module._parameters.get(leaf) is None:
+                    raise RuntimeError(
+                        f"module {prefix or '<root>'!r}: the mask buffer or the parameter of its masked '{leaf}' "
+                        "is gone (removed by torch.nn.utils.prune.remove or by hand); call "
+                        "snip_lib.masking.apply_masks again with the masks you want"
+                    )
             yield prefix, module, found[1]
 
 
@@ -334,6 +389,14 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
             if leaf not in guard.leaves:
                 guard.leaves = guard.leaves + (leaf,)
         guard.ensure(module)
+        if prefix:  # the parent's forward runs the guard too (see _ParentGuard)
+            parent_name, _, child = prefix.rpartition(".")
+            parent = model.get_submodule(parent_name)
+            parent_guard = next((h for h in parent._forward_pre_hooks.values() if isinstance(h, _ParentGuard)), None)
+            if parent_guard is None:
+                parent.register_forward_pre_hook(_ParentGuard((child,)))
+            elif child not in parent_guard.children:
+                parent_guard.children = parent_guard.children + (child,)
     return model
 
 
@@ -444,6 +507,9 @@ def remove_masks(model: nn.Module) -> nn.Module:
         for leaf in guard.leaves:
             module._buffers.pop(f"{leaf}_mask", None)
         guard.leaves = ()
+    for module in model.modules():
+        for key in [k for k, h in module._forward_pre_hooks.items() if isinstance(h, _ParentGuard)]:
+            del module._forward_pre_hooks[key]
     return model
 
 
@@ -457,6 +523,14 @@ def _masks_of(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> dict[st
         masks = get_masks(model_or_masks)
         if not masks:
             raise ValueError("the model has no masks; apply them first with snip_lib.masking.apply_masks")
+        moved = pruned_nonzero(model_or_masks)
+        if moved:
+            warnings.warn(
+                f"{sum(moved.values()):,} pruned entries are not zero ({', '.join(f'{k}: {v:,}' for k, v in moved.items())}): "
+                "the weights changed outside the optimizer (re-initialised, loaded or edited), so the model is "
+                "denser than its masks, which this report counts; snip_lib.masking.enforce_masks(model) re-zeroes them",
+                UserWarning, stacklevel=3,
+            )
         return masks
     if isinstance(model_or_masks, Mapping):
         if not model_or_masks:

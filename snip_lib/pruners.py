@@ -48,7 +48,9 @@ from snip_lib.snip import (
     _check_masks,
     _check_sparsity,
     _functional_loss,
+    _refuse_unscorable,
     _ScoringMode,
+    _warn_unprunable,
     masks_from_scores,
     prunable_parameters,
     snip_masks,
@@ -340,7 +342,7 @@ def _progressive(
         scores = score(masks)
         if monotone:
             scores = _exclude_pruned(scores, masks)
-        masks = masks_from_scores(scores, round_sparsity)
+        masks = masks_from_scores(scores, round_sparsity, warn_zero_ties=False)  # pruned ones score 0
     return masks
 
 
@@ -397,6 +399,10 @@ def prune_masks(
     _check_bn_mode(bn_mode)
     seed = check_seed(seed)
     params = prunable_parameters(model, include_bias=include_bias)
+    if method != "snip":  # snip_masks does both itself
+        if method not in ("random", "magnitude"):  # the methods that take gradients
+            _refuse_unscorable(model)
+        _warn_unprunable(model)
     if method not in DATA_FREE and (inputs is None or targets is None):
         raise ValueError(f"method {method!r} scores on data: give inputs and targets (a batch)")
 

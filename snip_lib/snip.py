@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ from snip_lib.masking import _torch_pruned_modules
 
 __all__ = [
     "BN_MODES", "prunable_parameters", "indicator_gradients", "connection_sensitivity", "masks_from_scores",
-    "snip_masks", "layerwise_density", "kept_count", "kept_for",
+    "snip_masks", "layerwise_density", "kept_count", "kept_for", "unprunable_weights",
 ]
 
 #: How BatchNorm layers run during the scoring pass: "eval" uses the running statistics
@@ -43,7 +44,12 @@ __all__ = [
 #: (mil-ad, ShrinkBench, Frankle et al.).
 BN_MODES: tuple[str, ...] = ("eval", "train")
 
-_PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Every convolution (Conv1d/2d/3d, ConvTranspose1d/2d/3d, their lazy forms) is a _ConvNd.
+_PRUNABLE_MODULES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+# nn.MultiheadAttention keeps its input projections as its own parameters (its out_proj is a Linear).
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+# Layers whose weights are lookup tables or per-feature scales, never pruned and never worth a warning.
+_NEVER_PRUNED = (nn.Embedding, nn.EmbeddingBag, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batches = torch.Tensor | Sequence[torch.Tensor]
 
@@ -55,17 +61,59 @@ def _prunable_names_in(module: nn.Module, include_bias: bool) -> list[str]:
         return [n for n in own if n == "weight" or (include_bias and n == "bias")]
     if isinstance(module, nn.RNNBase):
         return [n for n in own if n.startswith("weight_") or (include_bias and n.startswith("bias_"))]
+    if isinstance(module, nn.MultiheadAttention):
+        return [n for n in own if n in _ATTENTION_WEIGHTS or (include_bias and n == "in_proj_bias")]
     return []
+
+
+def unprunable_weights(model: nn.Module) -> list[str]:
+    """Trainable weight matrices of ``model`` that SNIP does not score: parameters with two or more
+    dimensions outside the layers :func:`prunable_parameters` knows (custom layers, for instance).
+
+    Embeddings and normalisation layers are left out on purpose and not listed. The scoring
+    functions warn with this list, so a model is never left partly dense without a word.
+    """
+    prunable = {id(p) for m in model.modules() for n in _prunable_names_in(m, True) for p in [m._parameters[n]]}
+    return [f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules() if not isinstance(module, _NEVER_PRUNED)
+            for name, p in module._parameters.items()
+            if p is not None and p.requires_grad and p.dim() >= 2 and id(p) not in prunable]
+
+
+def _warn_unprunable(model: nn.Module) -> None:
+    left = unprunable_weights(model)
+    if left:
+        warnings.warn(
+            f"{len(left)} weight tensor(s) of {type(model).__name__} are not prunable by snip_lib and stay dense: "
+            f"{', '.join(left[:8])}{', ...' if len(left) > 8 else ''}; the sparsity counts only the prunable "
+            "weights (Linear, Bilinear, Conv/ConvTranspose, RNN/LSTM/GRU, MultiheadAttention)",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _refuse_unscorable(model: nn.Module) -> None:
+    """Clear errors for the two set-ups in which the functional scoring pass cannot run."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        raise TypeError(
+            f"got a {type(model).__name__}; score and mask the model inside it, "
+            "snip_masks(model.module, ...) and apply_masks(model.module, masks), then train the wrapper "
+            "(for several processes see snip_lib.distributed)"
+        )
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("SNIP's scores are gradients: call it outside torch.inference_mode()")
 
 
 def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> dict[str, nn.Parameter]:
     """The parameters SNIP scores and prunes, keyed and ordered as in ``model.named_parameters()``.
 
-    These are the weights of ``nn.Linear``, ``nn.Conv1d/2d/3d`` and the ``weight_*`` matrices of
-    torch recurrent modules (``nn.RNN/LSTM/GRU``), plus their biases when ``include_bias``
-    (the official code also prunes biases; most PyTorch ports do not). Normalisation layers
-    and embeddings are never pruned. A weight shared by several layers appears once. A model
-    pruned with ``torch.nn.utils.prune`` is refused (its weights hide in ``<name>_orig``).
+    These are the weights of ``nn.Linear``, ``nn.Bilinear``, every convolution
+    (``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``), the ``weight_*`` matrices of torch
+    recurrent modules (``nn.RNN/LSTM/GRU``) and the input projections of ``nn.MultiheadAttention``
+    (its output projection is a Linear), plus their biases when ``include_bias`` (the official
+    code also prunes biases; most PyTorch ports do not). Normalisation layers and embeddings are
+    never pruned; other weights (custom layers) are listed by :func:`unprunable_weights`, and
+    the scoring functions warn about them. A weight shared by several layers appears once. A
+    model pruned with ``torch.nn.utils.prune`` is refused (its weights hide in ``<name>_orig``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -128,7 +176,9 @@ def _as_batches(inputs: Batches, targets: Batches) -> list[tuple[torch.Tensor, t
             raise ValueError(f"inputs batch {i} is empty (shape {tuple(x.shape)}); SNIP needs examples")
         if x.shape[0] != y.shape[0]:
             raise ValueError(
-                f"batch {i} has {x.shape[0]} inputs but {y.shape[0]} targets; they must match"
+                f"batch {i} has {x.shape[0]} inputs but {y.shape[0]} targets; they must match (the first "
+                "dimension is the batch: one target per example, and sequences batch-first, as with "
+                "batch_first=True)"
             )
     return pairs
 
@@ -197,6 +247,11 @@ def _functional_loss(model: nn.Module, weights: Mapping[str, torch.Tensor], x: t
     # Clones of the buffers absorb any running-statistics update of BatchNorm in train mode.
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     outputs = functional_call(model, ({**weights}, buffers), (x,))
+    if loss_fn is F.cross_entropy and not isinstance(outputs, torch.Tensor):
+        raise TypeError(
+            f"the model returned a {type(outputs).__name__}, not a Tensor of logits, so the default loss "
+            "(cross-entropy) cannot use it; pass loss_fn=lambda outputs, targets: ... that picks the logits"
+        )
     if temperature != 1.0:
         outputs = outputs / temperature
     return _scalar_loss(loss_fn(outputs, y), batch)
@@ -220,6 +275,7 @@ def indicator_gradients(
     weighted by batch size. Arguments as for :func:`connection_sensitivity`; the model's
     parameters, ``.grad``, buffers and train/eval flags are unchanged afterwards.
     """
+    _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
     _check_bn_mode(bn_mode)
@@ -314,7 +370,8 @@ def kept_for(sparsity: float, m: int) -> int:
     return kappa
 
 
-def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, *,
+                      warn_zero_ties: bool = True) -> dict[str, torch.Tensor]:
     """Keep the κ = round((1 − sparsity)·m) highest scores globally; one bool mask per key.
 
     m is the total number of entries of all tensors in ``scores``. ``round`` is Python's
@@ -324,6 +381,11 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[
     Ties are broken deterministically: entries are numbered by concatenating the flattened
     tensors in the dict's order, and among equal scores the lower number is kept (as a stable
     sort by descending score would do). Masks have each tensor's shape and device.
+
+    When non-negative scores (SNIP's, magnitudes) run out before κ, the rest of the mask is chosen
+    among zero scores by that numbering alone, which says nothing about those connections; a
+    ``UserWarning`` then says how many (``warn_zero_ties=False`` silences it, for the rounds of
+    an iterative method, where pruned connections score zero by construction).
     """
     sparsity = _check_sparsity(sparsity)
     if not isinstance(scores, dict) or not scores:
@@ -346,8 +408,17 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float) -> dict[
         threshold = torch.kthvalue(flat, m - kappa + 1).values
         keep = flat > threshold
         missing = kappa - int(keep.sum().item())
-        tied = torch.nonzero(flat == threshold).reshape(-1)[:missing]
-        keep[tied] = True
+        tied = torch.nonzero(flat == threshold).reshape(-1)
+        if warn_zero_ties and threshold.item() == 0 and tied.numel() > missing and flat.min().item() >= 0:
+            warnings.warn(
+                f"only {kappa - missing:,} of the κ = {kappa:,} connections to keep have a non-zero score; the "
+                f"other {missing:,} are picked among {tied.numel():,} zero scores by position (layer order), "
+                "which says nothing about them. Zero scores come from weights the loss does not depend on at "
+                "this point (zero-initialised layers, dead units, an unused branch); a lower sparsity, another "
+                "batch or another initialisation gives a meaningful ranking",
+                UserWarning, stacklevel=2,
+            )
+        keep[tied[:missing]] = True
     masks, start = {}, 0
     for name, s in scores.items():
         masks[name] = keep[start:start + s.numel()].reshape(s.shape).to(s.device)
@@ -400,6 +471,10 @@ def snip_masks(
     """
     sparsity = _check_sparsity(sparsity)
     check_scoring(scoring_init, scoring_bias)  # reject a bad name before copying anything
+    if isinstance(model, nn.Module):
+        _refuse_unscorable(model)
+        prunable_parameters(model, include_bias=include_bias)  # refuses torch-pruned models first
+        _warn_unprunable(model)
     scored = model
     if scoring_init is not None:
         from snip_lib import init

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from snip_lib.masking import (
     is_masked,
     layer_collapse,
     load_pruned,
+    pruned_nonzero,
     remove_masks,
     save_pruned,
     sparsity_report,
@@ -665,3 +667,69 @@ def test_pruned_nonzero_counts_only_pruned_entries_that_moved() -> None:
     assert masking.pruned_nonzero(model) == {name: 3}
     enforce_masks(model)
     assert masking.pruned_nonzero(model) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# attention, torch.nn.utils.prune afterwards, weights changed behind the masks' back
+# --------------------------------------------------------------------------------------------
+
+
+class _Attention(nn.Module):
+    """A transformer block + classifier: MultiheadAttention reads out_proj.weight without calling it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x).mean(dim=1))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_attention_block_keeps_every_pruned_weight_at_zero(how: str) -> None:
+    from snip_lib import snip
+
+    torch.manual_seed(0)
+    model = _Attention()
+    x, y = torch.randn(8, 5, 16), torch.randint(0, 3, (8,))
+    masks = snip.snip_masks(model, x, y, 0.9)
+    assert "block.self_attn.in_proj_weight" in masks and "block.self_attn.out_proj.weight" in masks
+    apply_masks(model, masks)
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    opt = torch.optim.SGD(clone.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(clone(x), y).backward()
+        opt.step()
+    assert pruned_nonzero(clone) == {}          # out_proj too, whose own forward never runs
+    remove_masks(clone)
+    assert not any(type(h).__name__.endswith("Guard") for m in clone.modules() for h in m._forward_pre_hooks.values())
+
+
+def test_torch_prune_after_apply_masks_is_named_not_half_done() -> None:
+    model, masks = masked("mlp")
+    first = next(n for n in masks if n.endswith("weight")).rpartition(".")[0]
+    prune.l1_unstructured(model.get_submodule(first), "weight", amount=0.2)
+    for call in (get_masks, pruned_nonzero, enforce_masks, remove_masks, sparsity_report):
+        with pytest.raises(RuntimeError, match=r"pruned with torch.nn.utils.prune after snip_lib's masks.*to_torch_prune"):
+            call(model)
+    prune.remove(model.get_submodule(first), "weight")   # torch's remove also drops the mask buffer
+    with pytest.raises(RuntimeError, match="mask buffer or the parameter of its masked 'weight' is gone"):
+        get_masks(model)
+
+
+def test_reports_warn_when_pruned_weights_changed_outside_the_optimizer() -> None:
+    model, masks = masked("mlp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert global_sparsity(model) == pytest.approx(global_sparsity(masks))   # no warning while exact
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight)        # "prune, then initialise": the zeros are gone
+    with pytest.warns(UserWarning, match=r"pruned entries are not zero .*enforce_masks"):
+        sparsity_report(model)
+    enforce_masks(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sparsity_report(model)

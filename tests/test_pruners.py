@@ -197,8 +197,8 @@ def test_force_lets_pruned_weights_return_and_iterative_snip_does_not(monkeypatc
     rounds = []
     original = pruners.masks_from_scores
 
-    def recording(scores, sparsity):
-        rounds.append(original(scores, sparsity))
+    def recording(scores, sparsity, **options):
+        rounds.append(original(scores, sparsity, **options))
         return rounds[-1]
 
     monkeypatch.setattr(pruners, "masks_from_scores", recording)

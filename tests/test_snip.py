@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -566,3 +567,84 @@ def test_all_zero_scores_cannot_be_normalised():
     assert all(torch.count_nonzero(v) == 0 for v in raw.values())
     with pytest.raises(ValueError, match="all connection sensitivities are zero.*arbitrary"):
         snip.snip_masks(model, X, Y, 0.5)
+
+
+# ----------------------------------------------------------------------------- models of your own
+
+
+def test_transposed_convolutions_bilinear_and_attention_are_pruned_too():
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ConvTranspose2d(8, 3, 3, padding=1))
+    masks = snip.snip_masks(decoder, torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), 0.9, loss_fn=F.mse_loss)
+    assert list(masks) == ["0.weight", "1.weight"]
+    assert snip.kept_count(masks) == round(0.1 * (8 * 3 * 9 + 8 * 3 * 9))
+    attention = nn.MultiheadAttention(8, 2, kdim=4, vdim=4)
+    names = list(snip.prunable_parameters(attention, include_bias=True))
+    assert names == ["q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "out_proj.weight",
+                     "out_proj.bias"]
+    assert list(snip.prunable_parameters(nn.Bilinear(3, 4, 2))) == ["weight"]
+
+
+class _Scaled(nn.Module):
+    """A custom layer SNIP does not know: its weight matrix would silently stay dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.table = nn.Embedding(10, 6)         # embeddings are not pruned, and not worth a warning
+        self.custom = nn.Parameter(torch.randn(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) @ self.custom
+
+
+def test_weights_left_dense_are_named_in_a_warning():
+    model = _Scaled()
+    assert snip.unprunable_weights(model) == ["custom"]
+    with pytest.warns(UserWarning, match=r"1 weight tensor\(s\) of _Scaled are not prunable .*: custom;"):
+        snip.snip_masks(model, torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), 0.5)
+    from snip_lib import pruners
+
+    with pytest.warns(UserWarning, match="custom"):
+        pruners.prune_masks("magnitude", model, None, None, 0.5)
+    model.custom.requires_grad_(False)             # a frozen matrix is not part of training: no warning
+    assert snip.unprunable_weights(model) == []
+
+
+def test_wrappers_inference_mode_and_tuple_outputs_get_clear_errors():
+    net = nn.Sequential(nn.Linear(6, 3))
+    x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(TypeError, match=r"DataParallel.*snip_masks\(model.module, \.\.\.\)"):
+        snip.snip_masks(nn.DataParallel(net), x, y, 0.5)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
+        snip.snip_masks(net, x, y, 0.5)
+
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.fc(x), x
+
+    with pytest.raises(TypeError, match="returned a tuple, not a Tensor of logits.*loss_fn="):
+        snip.snip_masks(TwoHeads(), x, y, 0.5)
+    masks = snip.snip_masks(TwoHeads(), x, y, 0.5, loss_fn=lambda out, t: F.cross_entropy(out[0], t))
+    assert snip.kept_count(masks) == 9
+    with pytest.raises(ValueError, match=r"7 inputs but 4 targets.*batch_first=True"):
+        snip.snip_masks(nn.Sequential(nn.Linear(6, 3)), torch.randn(7, 4, 6), y, 0.5)
+
+
+def test_a_mask_chosen_among_zero_scores_says_so():
+    scores = {"a": torch.tensor([3.0, 2.0, 0.0, 0.0]), "b": torch.tensor([0.0, 0.0, 1.0, 0.0])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snip.masks_from_scores(scores, 0.625)                 # κ = 3 non-zero scores: a real ranking
+    with pytest.warns(UserWarning, match=r"only 3 of the κ = 5 .* other 2 are picked among 5 zero scores"):
+        masks = snip.masks_from_scores(scores, 0.375)
+    assert masks["a"].tolist() == [True, True, True, True]    # ties by position: the first zeros
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snip.masks_from_scores(scores, 0.375, warn_zero_ties=False)
+        signed = {"a": torch.tensor([3.0, -2.0, 0.0, 0.0])}   # GraSP-like signed scores: 0 is not "no information"
+        snip.masks_from_scores(signed, 0.5)
