@@ -152,7 +152,10 @@ def test_student_notebook_keeps_prompts_and_checks_and_drops_solutions(chapter: 
         checks = [ids.index(book.cells[i].id) for i in ex.checks]
         assert prompt + stubs + checks == list(range(prompt[0], prompt[0] + len(prompt + stubs + checks)))
         for i in ex.prompt + ex.checks:
-            assert student.cells[ids.index(book.cells[i].id)].source == book.cells[i].source
+            source = student.cells[ids.index(book.cells[i].id)].source
+            guard = source[:len(source) - len(book.cells[i].source)]   # placeholder guards, first check only
+            assert source.endswith(book.cells[i].source) and (guard == "" or i == ex.checks[0])
+            assert all(line.startswith("assert ") and "is still None" in line for line in guard.splitlines())
         first_stub = student.cells[stubs[0]]
         assert first_stub.source.startswith(f"{se.ANSWER_MARK} (exercise {ex.number})")
         assert first_stub.metadata["tags"] == [se.STUB_TAG]
@@ -224,14 +227,20 @@ def test_stub_keeps_signatures_and_placeholders_only_what_the_check_needs():
         "depth = None"
     )  # not `helper`/`leftover` (the check does not use them), not `base` (the chapter defines it)
     assert "the formula" not in "".join(c.source for c in student.cells)
-    assert [c.source for c in student.cells if c.cell_type == "code"][-1] == CHECK
+    check = [c.source for c in student.cells if c.cell_type == "code"][-1]
+    guard = ('assert side is not None, "exercise 7.1: side is still None; write your answer in the cell above"\n'
+             'assert depth is not None, "exercise 7.1: depth is still None; write your answer in the cell above"\n')
+    assert check == guard + CHECK     # a placeholder left as None is named before the check uses it
     namespace: dict = {}
     exec(nb.cells[1].source, namespace)
     exec(stub.source, namespace)
+    with pytest.raises(AssertionError, match="exercise 7.1: side is still None"):
+        exec(check, namespace)
+    namespace["side"] = namespace["depth"] = 1.0
     with pytest.raises(NotImplementedError, match="exercise 7.1: write area"):
-        exec(CHECK, namespace)
+        exec(check, namespace)
     exec(SOLUTION, namespace)
-    exec(CHECK, namespace)
+    exec(check, namespace)
 
 
 def test_student_notebook_layout_and_determinism():
@@ -306,24 +315,27 @@ def test_html_edition_removes_gated_solutions_and_keeps_prompts(tmp_path: Path):
     import yaml
 
     src = tmp_path / "src"
-    src.mkdir()
-    (src / "_toc.yml").write_text("format: jb-book\nroot: index\n")
+    (src / "book").mkdir(parents=True)
+    (src / "_toc.yml").write_text("format: jb-book\nroot: book/index\n")
     (src / "_config.yml").write_text(yaml.safe_dump({
         "title": "Scratch", "only_build_toc_files": True, "execute": {"execute_notebooks": "off"},
-        "sphinx": {"extra_extensions": ["sphinx_exercise"]}}))
+        "sphinx": {"extra_extensions": ["sphinx_exercise"]},
+        "repository": {"url": "https://github.com/org/repo", "branch": "main"},
+        "html": {"use_repository_button": True},
+        "launch_buttons": {"colab_url": "https://colab.research.google.com"}}))
     nb = scratch(*exercise("ex-07-1", "PROMPT_TEXT: write `area`.",
                            [code("SOLUTION_CODE = 1", "solution"), md("SOLUTION_PROSE."),
                             code("assert SOLUTION_CODE  # CHECK_CODE", "check")]),
                  md("AFTER_TEXT"))
-    nbformat.write(nb, str(src / "index.ipynb"))
+    nbformat.write(nb, str(src / "book" / "index.ipynb"))
     config = tmp_path / "student_config.yml"
     config.write_text(yaml.safe_dump(se.student_config(src, tmp_path / "student")))
     for name, extra in (("teacher", []), ("student", ["--config", str(config)])):
         result = subprocess.run(["jupyter-book", "build", str(src), "--path-output", str(tmp_path / name),
                                  "-W", "--keep-going", *extra], capture_output=True, text=True, cwd=src)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    teacher = (tmp_path / "teacher" / "_build" / "html" / "index.html").read_text()
-    student = (tmp_path / "student" / "_build" / "html" / "index.html").read_text()
+    teacher = (tmp_path / "teacher" / "_build" / "html" / "book" / "index.html").read_text()
+    student = (tmp_path / "student" / "_build" / "html" / "book" / "index.html").read_text()
     for marker in ("PROMPT_TEXT", "AFTER_TEXT", "SOLUTION_CODE", "SOLUTION_PROSE", "CHECK_CODE"):
         assert marker in teacher, marker  # the markers are there to be removed
     for marker in ("PROMPT_TEXT", "AFTER_TEXT"):
@@ -331,6 +343,13 @@ def test_html_edition_removes_gated_solutions_and_keeps_prompts(tmp_path: Path):
     for marker in ("SOLUTION_CODE", "SOLUTION_PROSE", "CHECK_CODE"):
         assert marker not in student, marker
     assert "(student edition)" in student
+    # nothing on or behind the student page leads to the instructor notebook
+    colab = "https://colab.research.google.com/github/org/repo/blob/main/"
+    assert colab + "book/index.ipynb" in teacher and "_sources/book/index.ipynb" in teacher
+    assert colab + "student/index.ipynb" in student and colab + "book/index.ipynb" not in student
+    assert "_sources" not in student
+    assert not any("SOLUTION_CODE" in f.read_text(errors="ignore")
+                   for f in (tmp_path / "student" / "_build" / "html").rglob("*") if f.is_file())
 
 
 def test_student_config_is_the_book_config_plus_the_extension(tmp_path: Path):

@@ -41,6 +41,9 @@ the crash it would leave the cells between ``solution-start`` and ``solution-end
 ``--html`` therefore builds the book with a copy of ``_config.yml`` that loads this file as a
 Sphinx extension (:func:`setup`), which removes every solution after sphinx-exercise has merged
 the gated blocks. It writes only below ``_build/student*``, never to the main build.
+The same extension keeps the instructor notebooks out of reach: the page sources are not copied
+(``html_copy_source: false``), the download buttons for them are dropped, and the launch
+buttons (Colab) open ``student/NN_*.ipynb`` instead of ``book/NN_*.ipynb``.
 """
 
 from __future__ import annotations
@@ -323,6 +326,17 @@ def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], n
     return header + "\n" + "\n\n\n".join(chunks) if chunks else header
 
 
+def placeholder_guard(stubs: Sequence[str], number: str) -> str:
+    """Lines for the top of an exercise's first check cell: one clear failure per unanswered placeholder.
+
+    Without them a check on a placeholder still ``None`` fails with whatever its first use raises
+    (``'NoneType' object is not iterable``, a bare ``AssertionError``), far from the answer cell.
+    """
+    names = [line.split(" = ")[0] for stub in stubs for line in stub.splitlines() if line.endswith(" = None")]
+    return "".join(f'assert {name} is not None, "exercise {number}: {name} is still None; '
+                   'write your answer in the cell above"\n' for name in dict.fromkeys(names))
+
+
 def names_defined_before(nb: nbformat.NotebookNode, index: int, skip: set[int]) -> set[str]:
     """Top-level names bound by the code cells before ``index`` that the student edition keeps."""
     names: set[str] = set()
@@ -389,12 +403,16 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     out.metadata = copy.deepcopy(nb.metadata)
     out.metadata.pop("widgets", None)
     cells = [_clean(nb.cells[0]), _banner(source_name, bool(exercises))]
+    stubs: dict[str, list[str]] = {}   # exercise number -> its stub sources so far
     for index, cell in enumerate(nb.cells[1:], start=1):
         exercise = in_solution.get(index)
         if exercise is None:
             cells.append(_clean(cell))
         elif index in exercise.checks:
-            cells.append(_clean(cell))
+            check = _clean(cell)
+            if index == exercise.checks[0]:
+                check.source = placeholder_guard(stubs.get(exercise.number, []), exercise.number) + check.source
+            cells.append(check)
         elif index in exercise.solution_code:
             position = exercise.solution_code.index(index)
             sources = [nb.cells[i].source for i in exercise.solution_code[:position + 1]]
@@ -404,6 +422,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
                                                          first=position == 0))
             stub.id = f"{cell.id}-stub"[:64]
             stub.metadata = {"tags": [STUB_TAG]}
+            stubs.setdefault(exercise.number, []).append(stub.source)
             cells.append(stub)
         # every other cell of a solution block (the fences, the explanation) is dropped
     out.cells = cells
@@ -479,6 +498,7 @@ def student_config(root: Path, work: Path) -> dict[str, Any]:
     if not isinstance(sphinx.get("config"), dict):
         sphinx["config"] = {}
     sphinx["config"]["hide_solutions"] = False
+    sphinx["config"]["html_copy_source"] = False   # _sources/ would hold the instructor notebooks
     config.setdefault("execute", {})["cache"] = str((work / "_build" / ".jupyter_cache").resolve())
     return config
 
@@ -536,7 +556,34 @@ def setup(app: Any) -> dict[str, Any]:
 
     app.setup_extension("sphinx_exercise")
     app.add_transform(RemoveSolutions)
+    # After sphinx-book-theme has built the header buttons (its handlers run at priority 500).
+    app.connect("html-page-context", student_header_buttons, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+#: Header buttons that would hand out the instructor notebook (sphinx-book-theme's labels).
+SOURCE_DOWNLOADS = ("download-notebook-button", "download-source-button")
+
+
+def student_header_buttons(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Drop the source downloads and point launch links at ``student/`` instead of ``book/``."""
+    def fix(buttons: list[dict]) -> list[dict]:
+        kept = []
+        for button in buttons:
+            if button.get("label") in SOURCE_DOWNLOADS:
+                continue
+            if isinstance(button.get("buttons"), list):
+                button = {**button, "buttons": fix(button["buttons"])}
+                if not button["buttons"]:
+                    continue
+            url = button.get("url")
+            if isinstance(url, str):
+                button = {**button, "url": re.sub(r"(?<=/)book/(?=[^/]+\.ipynb)", f"{STUDENT_DIR}/", url)}
+            kept.append(button)
+        return kept
+
+    if isinstance(context.get("header_buttons"), list):
+        context["header_buttons"] = fix(context["header_buttons"])
 
 
 # --------------------------------------------------------------------------- command line
