@@ -97,6 +97,7 @@ __all__ = [
     "layer_collapse",
     "save_pruned",
     "load_pruned",
+    "load_masked_state_dict",
     "to_torch_prune",
     "from_torch_prune",
 ]
@@ -618,7 +619,8 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
     ``masks == {}``. ``metadata`` must be plain data (numbers, strings, lists, dicts, tensors).
 
     Only models with ``snip_arch``/``snip_options`` can be saved this way; for any other model save
-    ``model.state_dict()`` with ``torch.save`` (it includes the ``*_mask`` buffers). Returns the path.
+    ``model.state_dict()`` with ``torch.save`` (it includes the ``*_mask`` buffers) and load it into
+    a fresh model with :func:`load_masked_state_dict`. Returns the path.
     """
     _check_module(model)
     arch = getattr(model, "snip_arch", None)
@@ -645,6 +647,27 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
     torch.save({"format": FORMAT, "arch": arch, "options": dict(options), "state_dict": state,
                 "masks": masks, "metadata": dict(metadata)}, path)
     return path
+
+
+def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = True) -> nn.Module:
+    """Load a masked model's ``state_dict()`` into a fresh, unmasked ``model``: masks first, then the state.
+
+    A plain ``model.load_state_dict(state_dict)`` fails on the ``*_mask`` buffers
+    (``Unexpected key(s)``), and ``strict=False`` would silently drop them, leaving a model that
+    trains its pruned weights back. Every ``<parameter>_mask`` entry becomes a mask
+    (:func:`apply_masks`), then the whole state is loaded (``strict`` as in
+    ``load_state_dict``). Returns ``model``.
+    """
+    _check_module(model)
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of name -> Tensor, got {type(state_dict).__name__}")
+    params = dict(model.named_parameters())
+    masks = {key.removesuffix("_mask"): value for key, value in state_dict.items()
+             if key.endswith("_mask") and key.removesuffix("_mask") in params}
+    if masks:
+        apply_masks(model, masks)
+    model.load_state_dict(state_dict, strict=strict)
+    return model
 
 
 def load_pruned(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:

@@ -733,3 +733,20 @@ def test_reports_warn_when_pruned_weights_changed_outside_the_optimizer() -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sparsity_report(model)
+
+
+def test_a_state_dict_of_any_masked_model_loads_into_a_fresh_one_with_its_masks() -> None:
+    from snip_lib.masking import load_masked_state_dict
+
+    model, masks = masked("nested")
+    state = model.state_dict()
+    assert any(k.endswith("_mask") for k in state)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        make("nested").load_state_dict(state)               # what plain torch does with the masks
+    fresh = load_masked_state_dict(make("nested"), state)
+    assert all(torch.equal(get_masks(fresh)[n], masks[n]) for n in masks)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), state.values()))
+    train(fresh, OPTIMIZERS["sgd-momentum-wd"](fresh.parameters()), "nested", steps=10)
+    assert_pruned_exactly_zero(fresh, masks)                # the hooks came with the masks
+    with pytest.raises(TypeError, match="state_dict must be a mapping"):
+        load_masked_state_dict(make("nested"), [1, 2])

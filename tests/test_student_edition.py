@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -364,3 +365,18 @@ def test_student_config_is_the_book_config_plus_the_extension(tmp_path: Path):
     for key in ("execute_notebooks", "raise_on_error", "timeout"):
         assert config["execute"][key] == book["execute"][key]
     assert config["exclude_patterns"] == book["exclude_patterns"]
+
+
+def test_exercise_index_lists_every_exercise_with_a_title_and_its_student_notebook(capsys):
+    rows = se.exercise_index(REPO)
+    labels = [row["label"] for row in rows]
+    assert len(labels) == len(set(labels)) >= 25
+    for row in rows:
+        chapter, k = re.fullmatch(r"ex-(\d+)-(\d+)", row["label"]).groups()
+        assert row["number"] == f"{int(chapter)}.{int(k)}" and row["chapter"].startswith(chapter)
+        assert row["title"] and "**" not in row["title"]
+        assert row["colab"].endswith(f"/blob/main/student/{row['chapter']}")
+        assert (REPO / "student" / row["chapter"]).is_file()
+    assert se.main(["--list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| exercise | title | student notebook |" and len(table) == len(rows) + 2

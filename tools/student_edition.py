@@ -366,6 +366,11 @@ def _banner(source_name: str, has_exercises: bool) -> nbformat.NotebookNode:
             "placeholders with your answer, then run the check cell under it, which fails until your "
             "answer is right."
         )
+    text += (
+        "\n>\n> **Short on time or on a CPU (Colab's free tier)?** Run `%env SNIP_QUICK=1` before the "
+        "first code cell: the chapter then runs its quick version (smaller data, fewer epochs), and the "
+        "exercises and checks work the same."
+    )
     cell = nbformat.v4.new_markdown_cell(text)
     cell.id = "student-edition-banner"
     return cell
@@ -586,6 +591,33 @@ def student_header_buttons(app: Any, pagename: str, templatename: str, context: 
         context["header_buttons"] = fix(context["header_buttons"])
 
 
+# --------------------------------------------------------------------------- the exercise index
+
+TITLE_RE = re.compile(r"\*\*(.+?)\*\*", re.DOTALL)
+
+
+def exercise_index(root: Path | str | None = None) -> list[dict[str, str]]:
+    """Every exercise of the book: number, label, chapter file, title (its first bold phrase) and
+    the Colab address of the student notebook, for a teacher's assignment sheet."""
+    import yaml
+
+    root = Path(root or REPO_ROOT)
+    repo = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")).get("repository", {})
+    base = (f"https://colab.research.google.com/github/{repo['url'].removeprefix('https://github.com/')}"
+            f"/blob/{repo.get('branch', 'main')}/{STUDENT_DIR}/") if repo.get("url") else ""
+    rows = []
+    for path in chapter_paths(root):
+        nb = nbformat.read(str(path), as_version=4)
+        exercises, _ = parse_exercises(nb)
+        for ex in exercises:
+            prompt = "\n".join(nb.cells[i].source for i in ex.prompt)
+            title = TITLE_RE.search(prompt)
+            rows.append({"number": ex.number, "label": ex.label, "chapter": path.name,
+                         "title": " ".join(title[1].split()).rstrip(".") if title else "",
+                         "colab": base + path.name if base else ""})
+    return rows
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -595,10 +627,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if student/ is out of date; write nothing")
     mode.add_argument("--html", action="store_true", help="build the HTML book without solutions")
+    mode.add_argument("--list", action="store_true",
+                      help="print every exercise (number, title, student notebook on Colab) as a Markdown table")
     args = parser.parse_args(argv)
     try:
         if args.html:
             return build_html(args.root)
+        if args.list:
+            print("| exercise | title | student notebook |\n|---|---|---|")
+            for row in exercise_index(args.root):
+                link = f"[{row['chapter']}]({row['colab']})" if row["colab"] else row["chapter"]
+                print(f"| {row['number']} | {row['title']} | {link} |")
+            return 0
         if args.check:
             stale = stale_files(args.root)
             for name in stale:
