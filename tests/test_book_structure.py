@@ -524,3 +524,18 @@ def test_the_introductions_table_of_chapter_times_is_the_recorded_one():
         assert _close(_seconds(full, full_unit), recorded[(key, "full")]), (number, full, recorded[(key, "full")])
     obj = json.loads((REPO / "benchmarks" / "results" / "notebook_times.json").read_text())
     assert f"Recorded on {obj['provenance']['timestamp_utc'][:10]}" in intro
+
+
+def test_every_python_example_of_the_readme_runs(monkeypatch):
+    """The README's library examples are code a reader copies: each must run as written."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 2
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+        if "masking" in namespace and "fresh" in namespace:   # the 'your own model' recipe did what it says
+            masks = namespace["masking"].get_masks(namespace["fresh"])
+            assert set(masks) == {"0.weight"} and abs(namespace["masking"].global_sparsity(masks) - 0.95) < 1e-3
