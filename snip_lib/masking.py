@@ -65,6 +65,10 @@ module with torch afterwards replaces this library's mask. Every function here t
 error that says so (convert with :func:`to_torch_prune` first), instead of working on torch's mask.
 The reports warn when pruned entries are no longer zero (weights re-initialised or loaded behind
 the masks' back), since they count the masks, not the weights.
+
+Export. ``torch.compile``, ``torch.export`` and ``torch.jit.trace`` work on a masked model;
+``torch.jit.script`` cannot compile the Python guards, so call :func:`remove_masks` first (the
+pruned weights stay zero) when scripting a trained model for deployment.
 """
 
 from __future__ import annotations
