@@ -177,9 +177,9 @@ class _MaskGuard:
         if self.paused:
             return
         for leaf in self.leaves:
-            param = module._parameters.get(leaf)
-            if param is None and f"{leaf}_orig" in module._parameters:
+            if _taken_by_torch_prune(module, leaf):
                 raise RuntimeError(_mixed_pruning_message(type(module).__name__, leaf))
+            param = module._parameters.get(leaf)
             entry = self._hooked.get(leaf)
             if entry is not None and entry[0] is param and entry[2] == param._cdata:
                 continue
@@ -236,6 +236,11 @@ class _ParentGuard:
         return f"_ParentGuard(children={self.children!r})"
 
 
+def _taken_by_torch_prune(module: nn.Module, leaf: str) -> bool:
+    """Whether ``torch.nn.utils.prune`` replaced the masked parameter ``leaf`` by ``<leaf>_orig``."""
+    return module._parameters.get(leaf) is None and f"{leaf}_orig" in module._parameters
+
+
 def _mixed_pruning_message(where: str, leaf: str) -> str:
     return (f"{where}: '{leaf}' was pruned with torch.nn.utils.prune after snip_lib's masks were applied "
             f"(it is now '{leaf}_orig' times torch's '{leaf}_mask', which replaced snip_lib's mask); the two "
@@ -244,9 +249,10 @@ def _mixed_pruning_message(where: str, leaf: str) -> str:
             "before torch's pruning")
 
 
-def _find_guard(module: nn.Module) -> tuple[int, _MaskGuard] | None:
+def _find_guard(module: nn.Module, kind: type = _MaskGuard) -> tuple[int, Any] | None:
+    """(hook key, hook) of the ``kind`` guard (``_MaskGuard`` or ``_ParentGuard``) on ``module``, if any."""
     for key, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, _MaskGuard):
+        if isinstance(hook, kind):
             return key, hook
     return None
 
@@ -261,7 +267,7 @@ def _masked_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, _MaskGua
         found = _find_guard(module)
         if found is not None and found[1].leaves:
             for leaf in found[1].leaves:
-                if leaf not in module._parameters and f"{leaf}_orig" in module._parameters:
+                if _taken_by_torch_prune(module, leaf):
                     raise RuntimeError(_mixed_pruning_message(f"module {prefix or '<root>'!r}", leaf))
                 if f"{leaf}_mask" not in module._buffers or module._parameters.get(leaf) is None:
                     raise RuntimeError(
@@ -397,11 +403,11 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
         if prefix:  # the parent's forward runs the guard too (see _ParentGuard)
             parent_name, _, child = prefix.rpartition(".")
             parent = model.get_submodule(parent_name)
-            parent_guard = next((h for h in parent._forward_pre_hooks.values() if isinstance(h, _ParentGuard)), None)
-            if parent_guard is None:
+            found = _find_guard(parent, _ParentGuard)
+            if found is None:
                 parent.register_forward_pre_hook(_ParentGuard((child,)))
-            elif child not in parent_guard.children:
-                parent_guard.children = parent_guard.children + (child,)
+            elif child not in found[1].children:
+                found[1].children = found[1].children + (child,)
     return model
 
 
@@ -513,8 +519,9 @@ def remove_masks(model: nn.Module) -> nn.Module:
             module._buffers.pop(f"{leaf}_mask", None)
         guard.leaves = ()
     for module in model.modules():
-        for key in [k for k, h in module._forward_pre_hooks.items() if isinstance(h, _ParentGuard)]:
-            del module._forward_pre_hooks[key]
+        found = _find_guard(module, _ParentGuard)   # apply_masks puts at most one on a module
+        if found is not None:
+            del module._forward_pre_hooks[found[0]]
     return model
 
 

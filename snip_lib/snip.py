@@ -73,7 +73,7 @@ def unprunable_weights(model: nn.Module) -> list[str]:
     Embeddings and normalisation layers are left out on purpose and not listed. The scoring
     functions warn with this list, so a model is never left partly dense without a word.
     """
-    prunable = {id(p) for m in model.modules() for n in _prunable_names_in(m, True) for p in [m._parameters[n]]}
+    prunable = {id(m._parameters[n]) for m in model.modules() for n in _prunable_names_in(m, True)}
     return [f"{prefix}.{name}" if prefix else name
             for prefix, module in model.named_modules() if not isinstance(module, _NEVER_PRUNED)
             for name, p in module._parameters.items()

@@ -288,29 +288,39 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return f"{keyword} {node.name}({ast.unparse(node.args)}){returns}:"
 
 
-def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], number: str,
-                known_before: set[str], *, first: bool = True) -> str:
-    """The student's cell for one solution cell: the answer mark and the placeholders.
+def answer_bindings(solution_sources: Sequence[str], check_sources: Sequence[str],
+                    known_before: set[str]) -> dict[str, ast.stmt]:
+    """The top-level bindings of the last solution cell that become placeholders, name -> statement.
 
-    Placeholders are made for the names that the solution binds at top level and the checks
-    use, except names the chapter already defined before the exercise (``known_before``):
-    overwriting those would break the chapter's own values.
+    Those are the names the checks use, except names the chapter already defined before the
+    exercise (``known_before``; overwriting them would break the chapter's own values) and names
+    an earlier solution cell of the same exercise binds.
     """
-    solution_tree = ast.parse(python_source(solution_sources[-1]))
     needed: set[str] = set()
     for check in check_sources:
         needed |= names_used(ast.parse(python_source(check)))
     earlier_solutions: set[str] = set()
     for source in solution_sources[:-1]:
         earlier_solutions |= set(top_level_bindings(ast.parse(python_source(source))))
+    return {name: stmt for name, stmt in top_level_bindings(ast.parse(python_source(solution_sources[-1]))).items()
+            if name in needed and name not in known_before and name not in earlier_solutions}
+
+
+def _is_variable(stmt: ast.stmt) -> bool:
+    """A binding whose placeholder is ``name = None`` (not an import, function or class)."""
+    return not isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+
+
+def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], number: str,
+                known_before: set[str], *, first: bool = True) -> str:
+    """The student's cell for one solution cell: the answer mark and the placeholders
+    (for :func:`answer_bindings`)."""
     header = (f"{ANSWER_MARK} (exercise {number})\n# Replace the placeholders with your answer; the check "
               "cell below tests it." if first else f"{ANSWER_MARK} (exercise {number}, continued)")
     imports: list[str] = []
     blocks: list[str] = []
     variables: list[str] = []
-    for name, stmt in top_level_bindings(solution_tree).items():
-        if name not in needed or name in known_before or name in earlier_solutions:
-            continue
+    for name, stmt in answer_bindings(solution_sources, check_sources, known_before).items():
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             # An import is not an answer, and without it the check would fail with a NameError.
             if ast.unparse(stmt) not in imports:
@@ -326,13 +336,12 @@ def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], n
     return header + "\n" + "\n\n\n".join(chunks) if chunks else header
 
 
-def placeholder_guard(stubs: Sequence[str], number: str) -> str:
+def placeholder_guard(names: Sequence[str], number: str) -> str:
     """Lines for the top of an exercise's first check cell: one clear failure per unanswered placeholder.
 
     Without them a check on a placeholder still ``None`` fails with whatever its first use raises
     (``'NoneType' object is not iterable``, a bare ``AssertionError``), far from the answer cell.
     """
-    names = [line.split(" = ")[0] for stub in stubs for line in stub.splitlines() if line.endswith(" = None")]
     return "".join(f'assert {name} is not None, "exercise {number}: {name} is still None; '
                    'write your answer in the cell above"\n' for name in dict.fromkeys(names))
 
@@ -408,7 +417,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     out.metadata = copy.deepcopy(nb.metadata)
     out.metadata.pop("widgets", None)
     cells = [_clean(nb.cells[0]), _banner(source_name, bool(exercises))]
-    stubs: dict[str, list[str]] = {}   # exercise number -> its stub sources so far
+    placeholders: dict[str, list[str]] = {}   # exercise number -> its `name = None` placeholders so far
     for index, cell in enumerate(nb.cells[1:], start=1):
         exercise = in_solution.get(index)
         if exercise is None:
@@ -416,7 +425,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
         elif index in exercise.checks:
             check = _clean(cell)
             if index == exercise.checks[0]:
-                check.source = placeholder_guard(stubs.get(exercise.number, []), exercise.number) + check.source
+                check.source = placeholder_guard(placeholders.get(exercise.number, []), exercise.number) + check.source
             cells.append(check)
         elif index in exercise.solution_code:
             position = exercise.solution_code.index(index)
@@ -427,7 +436,8 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
                                                          first=position == 0))
             stub.id = f"{cell.id}-stub"[:64]
             stub.metadata = {"tags": [STUB_TAG]}
-            stubs.setdefault(exercise.number, []).append(stub.source)
+            placeholders.setdefault(exercise.number, []).extend(
+                name for name, stmt in answer_bindings(sources, checks, known).items() if _is_variable(stmt))
             cells.append(stub)
         # every other cell of a solution block (the fences, the explanation) is dropped
     out.cells = cells
