@@ -2,7 +2,8 @@
 
 Per page: it loads (HTTP 200) with no console error, uncaught exception or failed load, and asks
 for nothing that is not served locally; no script is written twice; the colour mode of a first
-visit is set; every formula is typeset by MathJax; every image decodes and a chapter that plots
+visit is set; exercises, figures and tables carry their chapter's number ("Exercise 5.2", as
+the notebooks and the student edition say) and cross-references to them agree; every formula is typeset by MathJax; every image decodes and a chapter that plots
 shows a picture; every navigation and cross-reference link resolves; a notebook's page has a
 Colab button that opens its committed .ipynb. On a page with ipywidgets
 the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and
@@ -14,6 +15,7 @@ _build/screenshots/.
 from __future__ import annotations
 
 import collections
+import re
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -76,6 +78,35 @@ def test_no_script_is_written_twice(page, page_reports):
     twice = [s[:120] for s, n in collections.Counter(scripts).items() if n > 1]
     assert twice == [], f"scripts written more than once: {twice}"
     assert sum("THEBE_JS_URL =" in s for s in scripts) <= 1
+
+
+CAPTION_NUMBER = re.compile(r'class="caption-number">(Exercise|Fig\.|Table|Listing) ([\d.]+) ')
+EXERCISE_TITLE = re.compile(r'id="ex-(\d+)-(\d+)">\s*<p class="admonition-title"><span class="caption-number">Exercise ([\d.]+) ')
+EXERCISE_LINK = re.compile(r'href="[^"]*#ex-(\d+)-(\d+)"><span class="std std-numref">Exercise ([\d.]+)<')
+CHAPTER_PAGES = [p for p in PAGES if re.match(r"\d+_", p.docname.rsplit("/", 1)[-1])]
+
+
+@by_name(CHAPTER_PAGES)
+def test_numbers_follow_the_chapter(page):
+    """tools/chapter_numbers.py: the k-th exercise (figure, table) of chapter C is C.k, not its place in the book."""
+    html = (BOOK_HTML / page.html_path).read_text(encoding="utf-8")
+    chapter = int(page.docname.rsplit("/", 1)[-1].split("_")[0])
+    numbers = collections.defaultdict(list)
+    for kind, number in CAPTION_NUMBER.findall(html):
+        numbers[kind].append(number)
+    for kind, found in numbers.items():
+        assert found == [f"{chapter}.{k}" for k in range(1, len(found) + 1)], f"{kind}: {found}"
+    titles = EXERCISE_TITLE.findall(html)
+    assert len(titles) == len(numbers["Exercise"])
+    for label_chapter, k, number in titles + EXERCISE_LINK.findall(html):
+        assert number == f"{int(label_chapter)}.{int(k)}", f"ex-{label_chapter}-{k} is shown as Exercise {number}"
+
+
+def test_chapter_numbering_checks_something():
+    """The page checks above must not pass on empty matches: the book has numbered exercises and links."""
+    pages = [(BOOK_HTML / p.html_path).read_text(encoding="utf-8") for p in CHAPTER_PAGES]
+    assert sum(len(EXERCISE_TITLE.findall(h)) for h in pages) >= 25
+    assert sum(len(EXERCISE_LINK.findall(h)) for h in pages) >= 5
 
 
 @by_name(PAGES)

@@ -315,7 +315,7 @@ def test_missing_title_cell_fails(book: Path):
     ("Table 1 of the paper; Figure 2.", False),
 ], ids=lambda v: str(v)[:30])
 def test_hand_numbered_exercise_references_fail(book: Path, text: str, flagged: bool):
-    """sphinx-exercise numbers exercises across the book: 'Exercise 2' in chapter 4 renders as 14."""
+    """A hand-written 'Exercise 2' is neither a link nor kept right when exercises move: use {numref}."""
     add_chapter(book, "04_snip_algorithm.ipynb", [nbformat.v4.new_markdown_cell(text)])
     problems = nbtools.check(book)
     if flagged:

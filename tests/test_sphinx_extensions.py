@@ -1,4 +1,4 @@
-"""The book's own Sphinx extensions (tools/book_html_fixes.py, tools/quick_cell_timeout.py), without a build.
+"""The book's own Sphinx extensions (tools/book_html_fixes.py, quick_cell_timeout.py, chapter_numbers.py), without a build.
 
 The browser test (browser_tests/) checks their effect on the built pages; these tests check their
 logic on the objects Sphinx hands them, so they run in `make test`.
@@ -24,6 +24,7 @@ def _load(name: str):
 
 fixes = _load("book_html_fixes")
 qct = _load("quick_cell_timeout")
+chapters = _load("chapter_numbers")
 JavaScript = pytest.importorskip("sphinx.builders.html._assets")._JavaScript
 
 REQUIRE_JS = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js"
@@ -112,3 +113,34 @@ def test_config_inited_handler_follows_snip_quick(monkeypatch, mode: str, expect
     config = SimpleNamespace(nb_execution_timeout=1800, quick_cell_timeout=300)
     qct.apply_quick_timeout(None, config)
     assert config.nb_execution_timeout == expected
+
+
+def test_numbers_restart_in_each_chapter_in_sphinx_order():
+    """Sphinx numbers across the book (Exercise 17); each chapter page gets (chapter, k) instead."""
+    fignumbers = {
+        "book/intro": {"figure": {"fig-overview": (1,)}},
+        "book/04_snip_algorithm": {"exercise": {"ex-04-1": (14,), "ex-04-3": (16,), "ex-04-2": (15,)},
+                                   "figure": {"mask-grid": (3,)}},
+        "book/05_lenet_results": {"exercise": {"ex-05-1": (17,)}, "table": {"t1": (2,), "t0": (1,)}},
+    }
+    changed = chapters.by_chapter(fignumbers)
+    assert changed == ["book/04_snip_algorithm", "book/05_lenet_results"]
+    assert fignumbers["book/04_snip_algorithm"] == {
+        "exercise": {"ex-04-1": (4, 1), "ex-04-2": (4, 2), "ex-04-3": (4, 3)}, "figure": {"mask-grid": (4, 1)}}
+    assert fignumbers["book/05_lenet_results"] == {"exercise": {"ex-05-1": (5, 1)}, "table": {"t0": (5, 1), "t1": (5, 2)}}
+    assert fignumbers["book/intro"] == {"figure": {"fig-overview": (1,)}}  # no chapter number: left as it was
+    assert chapters.by_chapter(fignumbers) == []  # a second pass changes nothing
+
+
+@pytest.mark.parametrize("docname, chapter", [
+    ("book/05_lenet_results", 5), ("book/10_performance", 10), ("book/intro", None), ("book/bibliography", None),
+    ("05_top_level", 5), ("book/v2_notes", None)])
+def test_chapter_comes_from_the_leading_digits_of_the_file_name(docname: str, chapter):
+    assert chapters.chapter_of(docname) == chapter
+
+
+def test_the_book_loads_the_chapter_numbers_extension():
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["local_extensions"].get("chapter_numbers") == "tools"

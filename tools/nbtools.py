@@ -28,9 +28,10 @@ Rules checked by ``check``:
   and a CPU-only machine still runs the notebook;
 * notebooks are committed without outputs, with ``execution_count`` null, without saved
   widget state, and with the ``python3`` kernelspec;
-* no markdown cell names an exercise by a hand-written number ("Exercise 2"): sphinx-exercise
-  numbers exercises across the whole book, so the rendered number differs; write
-  ``{numref}`ex-NN-k``` (the exercise's label) and the build prints the right one;
+* no markdown cell names an exercise by a hand-written number ("Exercise 2"): write
+  ``{numref}`ex-NN-k``` (the exercise's label), which the build turns into a link with the
+  number the page shows (tools/chapter_numbers.py: "Exercise 4.2"), and which stays right when an
+  exercise is added or moved;
 * percentages in prose are written with a space, "98 %" (the house style of every chapter):
   ``98%`` or a glued number followed directly by ``%`` is flagged; code spans and ``\\%`` in
   formulas are left alone;
@@ -451,8 +452,8 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
     for index, cell in enumerate(cells):
         if cell.cell_type == "markdown":
             for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):
-                problems.append(f"cell {index}: names {match.group(0)!r} by number; exercises are numbered across "
-                                "the book, so refer to the label: {numref}`ex-NN-k`")
+                problems.append(f"cell {index}: names {match.group(0)!r} by number; refer to the label, "
+                                "{numref}`ex-NN-k`, which links to it and keeps the number right")
             for text in unspaced_percents(cell.source):
                 problems.append(f"cell {index}: writes {text!r}; the book's style puts a space before % ('98 %')")
     for index, cell in code_cells:

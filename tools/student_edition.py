@@ -103,7 +103,7 @@ class Exercise:
 
     @property
     def number(self) -> str:
-        """``ex-03-2`` -> ``3.2``, the number sphinx-exercise shows; other labels as they are."""
+        """``ex-03-2`` -> ``3.2``, the number the HTML shows (tools/chapter_numbers.py); other labels as they are."""
         match = EXERCISE_LABEL_RE.match(self.label)
         return f"{int(match[1])}.{int(match[2])}" if match else self.label
 
