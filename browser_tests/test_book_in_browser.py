@@ -109,6 +109,20 @@ def test_chapter_numbering_checks_something():
     assert sum(len(EXERCISE_LINK.findall(h)) for h in pages) >= 5
 
 
+IMG_ALT = re.compile(r'<img\b[^>]*?\balt="([^"]*)"[^>]*>|<img\b(?![^>]*\balt=)[^>]*>')
+
+
+@by_name(PAGES)
+def test_every_image_has_a_description(page):
+    """A plot without alt text is read out as its file name ('../_images/0bff...png'): each cell that draws
+    one carries mystnb image alt text in its metadata, or a figure caption."""
+    html = (BOOK_HTML / page.html_path).read_text(encoding="utf-8")
+    images = list(IMG_ALT.finditer(html))
+    missing = [m.group(0)[:120] for m in images if not (m.group(1) or "").strip()
+               or m.group(1).endswith((".png", ".svg", ".jpg")) or "_images/" in m.group(1)]
+    assert missing == [], f"{len(missing)} of {len(images)} images have no description: {missing}"
+
+
 @by_name(PAGES)
 def test_colour_mode_of_a_first_visit_is_set(page, page_reports):
     """Unset, pydata-sphinx-theme logs "Got invalid theme mode" (html_context.default_mode)."""
