@@ -3,7 +3,8 @@
 Per page: it loads (HTTP 200) with no console error, uncaught exception or failed load, and asks
 for nothing that is not served locally; no script is written twice; the colour mode of a first
 visit is set; exercises, figures and tables carry their chapter's number ("Exercise 5.2", as
-the notebooks and the student edition say) and cross-references to them agree; every formula is typeset by MathJax; every image decodes and a chapter that plots
+the notebooks and the student edition say) and cross-references to them agree; every image has
+a description; every formula is typeset by MathJax; every image decodes and a chapter that plots
 shows a picture; every navigation and cross-reference link resolves; a notebook's page has a
 Colab button that opens its committed .ipynb. On a page with ipywidgets
 the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and

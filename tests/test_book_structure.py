@@ -540,34 +540,3 @@ def test_every_python_example_of_the_readme_runs(monkeypatch):
             masks = namespace["masking"].get_masks(namespace["fresh"])
             assert set(masks) == {"0.weight"} and abs(namespace["masking"].global_sparsity(masks) - 0.95) < 1e-3
 
-
-def _exercise(label: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_markdown_cell(f"```{{exercise-start}}\n:label: {label}\n```\n**A question.**")
-
-
-@pytest.mark.parametrize("labels, flagged", [
-    (["ex-04-1", "ex-04-2"], False),
-    (["ex-04-2", "ex-04-1"], True),     # out of order: the HTML would call ex-04-2 "Exercise 4.1"
-    (["ex-04-1", "ex-04-3"], True),     # a gap
-    (["ex-03-1"], True),                # another chapter's number
-    (["ex-4-1"], True),                 # not the file's two digits
-], ids=lambda v: str(v))
-def test_exercise_labels_follow_the_chapter_and_its_order(book: Path, labels: list[str], flagged: bool):
-    add_chapter(book, "04_snip_algorithm.ipynb", [_exercise(label) for label in labels])
-    problems = nbtools.check(book)
-    if flagged:
-        assert len(problems) == 1 and "must number them in order" in problems[0] and "ex-04-1" in problems[0], problems
-    else:
-        assert problems == []
-
-
-def test_every_exercise_of_the_book_is_found_by_the_label_check():
-    """The check above reads labels with a pattern; it must see every exercise the student edition sees."""
-    spec = importlib.util.spec_from_file_location("student_edition_for_labels", REPO / "tools" / "student_edition.py")
-    se = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = se   # its dataclasses look their module up there
-    spec.loader.exec_module(se)
-    for path in sorted((REPO / "book").glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        found = [m for c in nb.cells if c.cell_type == "markdown" for m in nbtools._EXERCISE_LABEL.findall(c.source)]
-        assert found == [e.label for e in se.parse_exercises(nb)[0]], path.name

@@ -380,3 +380,30 @@ def test_exercise_index_lists_every_exercise_with_a_title_and_its_student_notebo
     assert se.main(["--list"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| exercise | title | student notebook |" and len(table) == len(rows) + 2
+
+
+@pytest.mark.parametrize("labels, flagged", [
+    (["ex-07-1", "ex-07-2"], False),
+    (["ex-07-2", "ex-07-1"], True),     # out of order: the HTML would call ex-07-2 "Exercise 7.1"
+    (["ex-07-1", "ex-07-3"], True),     # a gap
+    (["ex-03-1"], True),                # another chapter's number
+    (["ex-7-1"], True),                 # not the file's two digits
+], ids=lambda v: str(v))
+def test_exercise_labels_follow_the_chapter_and_its_order(labels: list[str], flagged: bool):
+    nb = scratch(*[cell for label in labels
+                   for cell in exercise(label, "p", [code("x = 1", "solution"), code("assert x", "check")])])
+    exercises, problems = se.parse_exercises(nb)
+    assert problems == []
+    order = se.label_order_problems(exercises, "07_scratch.ipynb")
+    if flagged:
+        assert len(order) == 1 and "must number them in order" in order[0] and "ex-07-1" in order[0], order
+        with pytest.raises(ValueError, match="must number them in order"):
+            se.student_notebook(nb, "07_scratch.ipynb")
+    else:
+        assert order == []
+        se.student_notebook(nb, "07_scratch.ipynb")
+
+
+@chapter_param
+def test_every_chapter_numbers_its_exercises_in_order(chapter: Path):
+    assert se.label_order_problems(se.parse_exercises(read(chapter))[0], chapter.name) == []

@@ -31,8 +31,8 @@ Rules checked by ``check``:
 * no markdown cell names an exercise by a hand-written number ("Exercise 2"): write
   ``{numref}`ex-NN-k``` (the exercise's label), which the build turns into a link with the
   number the page shows (tools/chapter_numbers.py: "Exercise 4.2"), and which stays right when an
-  exercise is added or moved; chapter NN labels its exercises ``ex-NN-1``, ``ex-NN-2``, ... in
-  order, so that the number the HTML shows is the one in the label and the student edition;
+  exercise is added or moved (that the labels follow the chapter's order is an exercise
+  convention, checked by tools/student_edition.py);
 * percentages in prose are written with a space, "98 %" (the house style of every chapter):
   ``98%`` or a glued number followed directly by ``%`` is flagged; code spans and ``\\%`` in
   formulas are left alone;
@@ -403,26 +403,6 @@ def _code_problems(source: str, allowed: frozenset[str]) -> list[str]:
 HAND_NUMBERED_EXERCISE = re.compile(r"\b[Ee]xercises? \d+\b")
 
 
-#: The label of an ``{exercise}``/``{exercise-start}`` directive.
-_EXERCISE_LABEL = re.compile(r"\{exercise(?:-start)?\}[^\n]*\n(?:[ \t]*:[\w-]+:[^\n]*\n)*?[ \t]*:label:[ \t]*(\S+)")
-
-
-def exercise_label_problems(path: Path, cells: list) -> list[str]:
-    """Chapter NN's exercises are labelled ex-NN-1, ex-NN-2, ... in order.
-
-    The HTML numbers them by their place in the chapter (tools/chapter_numbers.py) and the student
-    edition by their label, so the two agree only if the labels follow the order.
-    """
-    match = re.match(r"(\d+)_", path.name)
-    labels = [m for c in cells if c.cell_type == "markdown" for m in _EXERCISE_LABEL.findall(c.source)]
-    if not match or not labels:
-        return []
-    wanted = [f"ex-{match[1]}-{k}" for k in range(1, len(labels) + 1)]
-    if labels != wanted:
-        return [f"exercise labels are {labels}; chapter {int(match[1])} must number them in order: {wanted}"]
-    return []
-
-
 #: A number, or a ``{glue:text}`` role, written directly against "%" in prose ("98%").
 _INLINE_CODE = re.compile(r"(\{[\w:-]+\})?`[^`\n]*`")
 _NUMBER_PERCENT = re.compile(r"(?<![\\\w.$])\d+(?:\.\d+)?%")
@@ -470,7 +450,6 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
         missing_tags = [t for t in COLAB_TAGS if t not in first.metadata.get("tags", [])]
         if missing_tags:
             problems.append(f"cell {index}: the Colab set-up cell lacks the tags {missing_tags}")
-    problems += exercise_label_problems(path, cells)
     for index, cell in enumerate(cells):
         if cell.cell_type == "markdown":
             for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):

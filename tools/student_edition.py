@@ -400,11 +400,28 @@ def _ensure_ids(nb: nbformat.NotebookNode, source_name: str) -> None:
             cell.id = hashlib.sha1(f"{source_name}:{index}".encode()).hexdigest()[:8]
 
 
+def label_order_problems(exercises: Sequence[Exercise], source_name: str) -> list[str]:
+    """Chapter NN labels its exercises ex-NN-1, ex-NN-2, ... in order.
+
+    The HTML numbers an exercise by its place in the chapter (tools/chapter_numbers.py), this
+    edition by its label (:attr:`Exercise.number`): the two agree only if the labels follow the order.
+    """
+    match = re.match(r"(\d+)_", source_name)
+    if not match or not exercises:
+        return []
+    labels = [e.label for e in exercises]
+    wanted = [f"ex-{match[1]}-{k}" for k in range(1, len(labels) + 1)]
+    if labels != wanted:
+        return [f"exercise labels are {labels}; chapter {int(match[1])} must number them in order: {wanted}"]
+    return []
+
+
 def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.NotebookNode:
     """The student edition of one instructor notebook (raises ValueError on convention breaks)."""
     nb = copy.deepcopy(nb)
     _ensure_ids(nb, source_name)
     exercises, problems = parse_exercises(nb)
+    problems += label_order_problems(exercises, source_name)
     if problems:
         raise ValueError(f"{BOOK_DIR}/{source_name} does not follow the exercise conventions:\n  "
                          + "\n  ".join(problems))
