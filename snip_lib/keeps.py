@@ -37,6 +37,7 @@ import torch
 __all__ = [
     "LABEL_KINDS",
     "RESULTS_SUBDIR",
+    "chance_overlap",
     "class_mask_images",
     "class_mean_images",
     "correlation_matrix",
@@ -229,17 +230,39 @@ def disjoint_batches(dataset: str, sizes: Sequence[int], *, seed: int = 0, split
     return out
 
 
-def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of ``a``'s kept connections that ``b`` keeps too (symmetric when both keep κ)."""
+def _kept_by_a(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> int:
+    """Checks a pair of masks for the overlap functions; returns how many connections ``a`` keeps."""
     if not isinstance(a, Mapping) or not isinstance(b, Mapping) or not a:
         raise ValueError("a and b must be non-empty dicts {parameter name: bool Tensor}")
     if set(a) != set(b):
         raise ValueError(f"the masks cover different parameters: {sorted(a)} vs {sorted(b)}")
+    for k in a:
+        if a[k].shape != b[k].shape:
+            raise ValueError(f"the masks of {k!r} have different shapes: {tuple(a[k].shape)} vs {tuple(b[k].shape)}")
     kept = sum(int(m.sum()) for m in a.values())
     if kept == 0:
         raise ValueError("mask a keeps no connection; the overlap is undefined")
+    return kept
+
+
+def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of ``a``'s kept connections that ``b`` keeps too (symmetric when both keep κ)."""
+    kept = _kept_by_a(a, b)
     both = sum(int((a[k].bool() & b[k].bool().to(a[k].device)).sum()) for k in a)
     return both / kept
+
+
+def chance_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """The :func:`mask_overlap` of ``a`` and ``b`` expected by chance, given how much each layer keeps.
+
+    It is the expected overlap if ``b`` kept the same number of connections in every tensor but
+    chose them uniformly at random: sum over tensors of kept_a * density_b, over kept_a. This is
+    the baseline to compare an overlap with. Two masks from one global threshold share their very
+    uneven layer densities, so they agree by chance far more often than two uniformly random masks
+    of the same overall density would (a 50 %-dense classifier alone contributes half its share).
+    """
+    kept = _kept_by_a(a, b)
+    return sum(int(a[k].sum()) * int(b[k].sum()) / b[k].numel() for k in a) / kept
 
 
 def _chunked(x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -261,7 +284,8 @@ def mask_stability(
     are scored on ``model``; a third, disjoint ``reference`` batch (default: all training
     examples left over, about 34k for MNIST when b goes up to 10k) stands in for the whole
     training set. Returns a DataFrame with one row per b: ``overlap`` (fraction of connections kept
-    by both masks of size b), ``overlap_reference`` (mask A against the reference mask), and
+    by both masks of size b), ``overlap_chance`` (what the two masks would share by chance, given
+    their layer densities: :func:`chance_overlap`), ``overlap_reference`` (mask A against the reference mask), and
     ``image_corr_reference`` (correlation of their first-layer images, when the first layer
     reads 28x28 images; NaN otherwise), plus the per-layer densities of mask A.
     """
@@ -307,6 +331,7 @@ def mask_stability(
         corr = (float(correlation_matrix(img_a[None], ref_image[None])[0, 0])
                 if img_a is not None and ref_image is not None else math.nan)
         row = {"batch_size": b, "overlap": mask_overlap(mask_a, mask_b),
+               "overlap_chance": chance_overlap(mask_a, mask_b),
                "overlap_reference": mask_overlap(mask_a, ref_mask), "image_corr_reference": corr}
         row.update({f"density {name}": d for name, d in snip.layerwise_density(mask_a).items()})
         rows.append(row)

@@ -129,10 +129,41 @@ def test_mask_overlap_counts_shared_kept_connections():
         keeps.mask_overlap({"w": torch.zeros(3, dtype=torch.bool)}, {"w": torch.ones(3, dtype=torch.bool)})
 
 
+def test_chance_overlap_is_the_expected_overlap_at_matched_layer_densities():
+    a = {"big": torch.tensor([True] + [False] * 99), "small": torch.tensor([True, False])}
+    b = {"big": torch.tensor([False] * 99 + [True]), "small": torch.tensor([False, True])}
+    # a keeps 2; by chance b's one of 100 hits a's big connection with p 0.01, its one of 2 with p 0.5
+    assert keeps.chance_overlap(a, b) == pytest.approx((0.01 + 0.5) / 2)
+    assert keeps.mask_overlap(a, b) == 0.0
+    # far above the 2 / 102 that two uniformly random masks of the same overall density would share
+    assert keeps.chance_overlap(a, b) > 10 * 2 / 102
+    # it is the mean overlap of random masks with b's per-layer counts
+    gen = torch.Generator().manual_seed(0)
+    a = {"w": torch.rand(300, generator=gen) < 0.1, "v": torch.rand(20, generator=gen) < 0.6}
+    b_counts = {"w": 30, "v": 10}
+    draws = []
+    for _ in range(2000):
+        rand_b = {}
+        for k, n in b_counts.items():
+            m = torch.zeros(a[k].numel(), dtype=torch.bool)
+            m[torch.randperm(a[k].numel(), generator=gen)[:n]] = True
+            rand_b[k] = m
+        draws.append(keeps.mask_overlap(a, rand_b))
+    assert keeps.chance_overlap(a, rand_b) == pytest.approx(sum(draws) / len(draws), abs=0.01)
+    with pytest.raises(ValueError, match="different parameters"):
+        keeps.chance_overlap(a, {"w": a["w"]})
+    with pytest.raises(ValueError, match="different shapes"):
+        keeps.chance_overlap({"w": a["w"]}, {"w": a["w"][:10]})
+    with pytest.raises(ValueError, match="keeps no connection"):
+        keeps.chance_overlap({"w": torch.zeros(3, dtype=torch.bool)}, {"w": torch.ones(3, dtype=torch.bool)})
+
+
 def test_mask_stability_rises_with_the_batch_size():
     table = keeps.mask_stability(lenet300(), [1, 1000], 0.9, seed=0, reference_size=2000)
     assert list(table["batch_size"]) == [1, 1000]
     assert table["overlap"].between(0, 1).all()
+    assert (table["overlap"] > table["overlap_chance"]).all(), table  # more than the layer densities explain
+    assert table["overlap_chance"].between(0.1, 1).all(), table  # a uniform 10 %-dense mask would share 10 %
     assert table["overlap"].iloc[1] > table["overlap"].iloc[0] + 0.2, table
     assert table["overlap_reference"].iloc[1] > table["overlap_reference"].iloc[0], table
     assert table["image_corr_reference"].iloc[1] > 0.9, table
