@@ -1,6 +1,7 @@
 # One command builds the book, one runs the tests; each installs what it needs first.
 #   make book        build the HTML book (notebooks executed in quick mode)
-#   make book-full   build it with full-mode execution (reproduces the paper; hours on CPU)
+#   make book-full   build it with full-mode execution (the paper's settings; loads the recorded
+#                    runs; about 50 min on a 2-core CPU; `make reproduce` redoes those runs)
 #   make test        pytest on the library + nbval on every notebook in book/, quick mode
 PYTHON ?= python3
 PIP    := $(PYTHON) -m pip
@@ -9,8 +10,8 @@ JOBS   ?= 2
 # on a loaded 2-core machine, so a hung kernel fails its test in minutes, not half an hour.
 # The book build has the same limit in quick mode (tools/quick_cell_timeout.py).
 NBVAL_TIMEOUT ?= 300
-# $(JOBS) workers share the cores: one thread each (torch with 2 threads on a shared 2-core
-# machine runs up to 20x slower). Notebook kernels inherit it from the environment.
+# $(JOBS) workers share the cores: one thread each, so that two workers do not oversubscribe a
+# 2-core machine. Notebook kernels inherit it from the environment.
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install test test-lib test-notebooks book book-full clean
@@ -100,4 +101,4 @@ reproduce: install
 	for suite in $(MNIST_SUITES); do \
 	    SNIP_QUICK=0 $(PYTHON) -m snip_lib reproduce $$suite --threads 1 --no-progress $(REPRODUCE_ARGS) || exit 1; \
 	done
-	SNIP_QUICK=0 $(PYTHON) -m snip_lib.suites_keeps figure4 --threads 1 --no-progress
+	SNIP_QUICK=0 $(PYTHON) -m snip_lib.suites_keeps figure4 --threads 1 --no-progress $(REPRODUCE_ARGS)

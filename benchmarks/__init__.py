@@ -17,6 +17,7 @@ The benchmarks (one module each):
   hooks (with and without ``enforce_masks``) and ``torch.nn.utils.prune``, side by side;
 - ``sparse_inference`` latency (batch 1 and 256) and memory of the sparse export
   (:mod:`snip_lib.sparse`) against the dense model, with the outputs checked;
-- ``notebook_times``   execution time of each chapter of the book, quick mode (``--notebook-modes
-  quick full`` adds full mode, which takes much longer).
+- ``notebook_times``   execution time of each chapter of the book in quick and full mode (about an
+  hour); written elsewhere than ``benchmarks/results/`` (``--out``, or ``--mode quick``) it runs
+  quick mode only unless ``--notebook-modes`` says otherwise.
 """

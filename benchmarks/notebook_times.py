@@ -1,4 +1,4 @@
-"""How long each chapter of the book takes to execute, in quick mode (and in full mode when asked).
+"""How long each chapter of the book takes to execute, in quick and in full mode.
 
 Each notebook runs top to bottom in a fresh Jupyter kernel (``nbclient``), as the book build and
 nbval run it: working directory ``book/``, ``SNIP_QUICK`` set for the mode, ``OMP_NUM_THREADS``
@@ -7,8 +7,10 @@ Outputs are discarded (notebooks are never rewritten). Recorded per notebook: wa
 (kernel start included), whether it ran without error (else the first error), its number of
 code cells, the slowest cells and a hash of its code cells
 (:func:`snip_lib.benchmarking.notebook_code_hash`), so a time can be matched to the version of
-the code it measured; prose edits do not change it. Full mode repeats each chapter's experiments at their real size and takes
-much longer; it runs only with ``--notebook-modes quick full`` (or ``full``).
+the code it measured; prose edits do not change it. Full mode repeats each chapter's experiments
+at their real size and takes much longer. Into ``benchmarks/results/`` (whose file feeds chapter 10
+and the introduction's time table) both modes are recorded; anywhere else quick mode only, unless
+``--notebook-modes`` says otherwise (:mod:`benchmarks.run`).
 """
 
 from __future__ import annotations

@@ -30,11 +30,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default=None, help="free text stored with the results (e.g. what else loads the machine)")
     parser.add_argument("--notebooks", nargs="+", type=Path, default=None,
                         help="notebooks for notebook_times (default: every chapter in book/)")
-    parser.add_argument("--notebook-modes", nargs="+", choices=("quick", "full"), default=["quick"],
-                        help="modes to execute the notebooks in (default: quick; full takes much longer)")
+    parser.add_argument("--notebook-modes", nargs="+", choices=("quick", "full"), default=None,
+                        help="modes to execute the notebooks in (default: quick and full when writing to "
+                             "benchmarks/results, whose file feeds the book's time tables; otherwise quick)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    from benchmarks import common
+
+    args.out = args.out or (common.RESULTS_DIR if args.mode == "full" else common.SCRATCH_DIR)
+    recorded = args.out.resolve() == common.RESULTS_DIR.resolve()
+    if args.notebook_modes is None:
+        args.notebook_modes = ["quick", "full"] if recorded else ["quick"]
+    if recorded and "notebook_times" in (args.only or NAMES) and set(args.notebook_modes) != {"quick", "full"}:
+        # The recorded file feeds chapter 10 and the introduction's time table, which need both modes.
+        parser.error(f"--notebook-modes {' '.join(args.notebook_modes)} would replace {common.RESULTS_DIR.name}/"
+                     "notebook_times.json without its other mode; record both (--notebook-modes quick full) "
+                     "or write elsewhere (--out DIR)")
     return args
 
 
@@ -51,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     modules = {"scoring_vs_step": scoring_vs_step, "masked_overhead": masked_overhead,
                "sparse_inference": sparse_inference, "notebook_times": notebook_times}
-    out = args.out or (common.RESULTS_DIR if args.mode == "full" else common.SCRATCH_DIR)
-    settings = common.Settings(mode=args.mode, threads=args.threads, out=out, note=args.note,
+    settings = common.Settings(mode=args.mode, threads=args.threads, out=args.out, note=args.note,
                                notebooks=list(args.notebooks or []), notebook_modes=tuple(dict.fromkeys(args.notebook_modes)))
     for name in args.only or NAMES:
         print(f"=== {name} ({args.mode}, {args.threads} thread(s)), load {benchmarking.machine_load()['loadavg_1_5_15']}",

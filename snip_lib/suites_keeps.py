@@ -154,7 +154,7 @@ KEEPS_SUITES: dict[str, KeepsSuite] = {
             for arch in ("lenet300", "lenet5") for scheme in TABLE3_SCHEMES.values()
         ),
         runner=_prune_and_train,
-        seeds=(0, 1, 2),
+        seeds=(0, 1),  # as recorded: two seeds against the paper's 20 (chapter 7 says so)
     ),
     "figure4": KeepsSuite(
         name="figure4",

@@ -120,6 +120,21 @@ def test_bad_arguments_are_refused():
         benchmarking.load_benchmark("nope")
 
 
+def test_the_recorded_notebook_times_keep_both_modes(capsys, tmp_path: Path):
+    """`make bench` must not replace the recorded chapter times (both modes) by a quick-only file."""
+    from benchmarks import common
+
+    assert run.parse_args([]).notebook_modes == ["quick", "full"]              # recorded: both by default
+    assert run.parse_args(["--out", str(tmp_path)]).notebook_modes == ["quick"]  # elsewhere: quick
+    assert run.parse_args(["--mode", "quick"]).notebook_modes == ["quick"]
+    assert run.parse_args(["--mode", "quick"]).out == common.SCRATCH_DIR
+    with pytest.raises(SystemExit):
+        run.parse_args(["--notebook-modes", "quick"])
+    assert "without its other mode" in capsys.readouterr().err
+    # ... unless notebook_times is not among the benchmarks run
+    assert run.parse_args(["--only", "sparse_inference", "--notebook-modes", "quick"]).out == common.RESULTS_DIR
+
+
 # --------------------------------------------------------------------------- snip_lib.benchmarking
 
 

@@ -172,10 +172,37 @@ def test_every_citation_in_the_book_resolves():
 
 def test_jupyter_book_is_pinned_below_2():
     assert nbtools.check_requirements(REPO) == []
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     book_extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["book"]
     assert any(nbtools._requirement_name(r) == "jupyter-book" and "<2" in r.replace(" ", "") for r in book_extra)
+
+
+def test_the_book_cache_follows_the_library_and_the_recorded_results(tmp_path, monkeypatch):
+    """make book must re-execute when snip_lib or a recorded result changes (jupyter-cache sees only code cells)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_book", REPO / "tools" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_book)
+    for path, text in (("snip_lib/a.py", "x = 1"), ("results/suite/run.json", "{}"),
+                       ("benchmarks/results/b.json", "{}"), ("requirements.txt", "torch"), ("_config.yml", "")):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.setattr(build_book, "ROOT", tmp_path)
+    monkeypatch.setenv("SNIP_QUICK", "1")
+    keys = [build_book.cache_key()]
+    for path in ("snip_lib/a.py", "results/suite/run.json", "benchmarks/results/b.json"):
+        (tmp_path / path).write_text((tmp_path / path).read_text() + " ")
+        keys.append(build_book.cache_key())
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    keys.append(build_book.cache_key())
+    assert len(set(keys)) == len(keys), keys
+    (tmp_path / "book.md").write_text("prose")  # anything else: the cache stays
+    assert build_book.cache_key() == keys[-1]
 
 
 def test_overview_figure_exists():

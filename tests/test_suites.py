@@ -197,6 +197,24 @@ def test_make_reproduce_runs_every_cpu_suite():
     assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
 
 
+def test_every_run_make_reproduce_plans_is_recorded():
+    """On a fresh clone `make reproduce` finds every planned run recorded, so it trains nothing and
+    the chapters' tables (means over the recorded seeds) stay what their prose describes."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", (repo / "Makefile").read_text(), re.M)
+    missing = []
+    for name in listed.group(1).replace("\\", " ").split():
+        suite = experiments.SUITES[name]
+        folder = repo / "results" / suite.results_folder
+        missing += [f"{name}: {experiments.result_name(suite, run, seed)}"
+                    for run, seed in experiments.planned_runs(suite)
+                    if not (folder / experiments.result_name(suite, run, seed)).exists()]
+    assert not missing, missing
+
+
 def _fake_prune_and_train(calls):
     """A stand-in for prune_and_train that records its call and returns a plausible Table 1 result."""
     def fake(**kwargs):
