@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,8 @@ __all__ = [
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Indices = Mapping[str, "torch.Tensor | Sequence[int] | np.ndarray"]
+# What rank_agreement compares: a 1-D array/tensor/sequence, or a dict of tensors flattened in key order.
+Scores = torch.Tensor | np.ndarray | Sequence[float] | Mapping[str, torch.Tensor]
 
 #: Largest number of float entries one vectorised chunk may hold in stacked copies of a
 #: parameter (2**24 float64 = 128 MiB); the chunk size shrinks for large layers to stay below.
@@ -413,7 +416,7 @@ def _top_set(values: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-values, kind="stable")[:k]
 
 
-def rank_agreement(a, b, sparsities: Sequence[float] = (0.9, 0.98)) -> dict:
+def rank_agreement(a: Scores, b: Scores, sparsities: Sequence[float] = (0.9, 0.98)) -> dict[str, Any]:
     """Do two scores rank the connections alike? Spearman's rho and top-κ overlaps.
 
     ``a`` and ``b`` are equal-length 1-D arrays/tensors (or dicts of tensors with the same keys,

@@ -77,7 +77,8 @@ TRUNCATED_NORMAL_STD_FACTOR = 0.87962566103423978
 
 # Schemes whose scale is a free parameter (TF default 1.0) rather than derived from the fans.
 _FREE_STD_SCHEMES = ("random_normal", "truncated_normal")
-_WEIGHT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Every convolution (Conv1d/2d/3d, ConvTranspose1d/2d/3d) is a _ConvNd.
+_WEIGHT_MODULES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 _NORM_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -107,6 +108,23 @@ def fan_in_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
         )
     receptive = math.prod(tensor.shape[2:])
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
+
+
+def _module_fans(module: nn.Module) -> tuple[int, int]:
+    """(fan_in, fan_out) of a layer's weight: :func:`fan_in_fan_out`, except for transposed convolutions.
+
+    A transposed convolution stores its weight as (in, out/groups, *kernel), the layout of the
+    convolution it is the gradient of, so reading the fans off the shape (as
+    ``torch.nn.init._calculate_fan_in_and_fan_out`` does) swaps them. Here they keep the meaning
+    they have for a convolution: each output sums over fan_in = (in/groups)·prod(kernel) inputs,
+    and fan_out = out·prod(kernel). (A Bilinear weight (out, in1, in2) gets fan_in = in1·in2, the
+    number of products each output sums, and fan_out = out·in2.)
+    """
+    weight = module.weight
+    if isinstance(module, nn.modules.conv._ConvNd) and module.transposed:
+        receptive = math.prod(weight.shape[2:])
+        return weight.shape[0] // module.groups * receptive, weight.shape[1] * module.groups * receptive
+    return fan_in_fan_out(weight)
 
 
 def _check_std(scheme: str, std: float | None) -> float | None:
@@ -199,7 +217,10 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
           bias: str = "zeros", std: float | None = None) -> nn.Module:
     """Initialise ``model`` in place with ``scheme`` and return it.
 
-    - Weights of ``nn.Linear`` and ``nn.Conv1d/2d/3d`` are drawn from ``scheme``.
+    - Weights of ``nn.Linear``, ``nn.Bilinear``, ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d``
+      are drawn from ``scheme``. A transposed convolution stores its weight as (in, out/groups,
+      *kernel), so its fans are not read off that shape but are those of the layer, as for a
+      convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel).
     - Their biases are set to zero (``bias="zeros"``, the official code's default for the
       trained network), drawn from PyTorch's default rule U(-1/√fan_in, 1/√fan_in)
       (``bias="default"``), or drawn from ``scheme`` itself with TensorFlow's fans of a 1-D
@@ -209,6 +230,9 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     - BatchNorm/InstanceNorm/LayerNorm/GroupNorm get weight 1 and bias 0, and BatchNorm
       running statistics are reset: a freshly initialised network has fresh statistics.
     - Other modules (embeddings, ``nn.LSTM``, ...) are left as they are.
+    - A model masked with :func:`snip_lib.masking.apply_masks` keeps its masks: after the draw its
+      pruned entries are set back to 0 (:func:`snip_lib.masking.enforce_masks`), so the model
+      stays as sparse as its masks say. The draw itself is that of the unmasked model.
 
     ``seed`` draws every number from a local ``torch.Generator`` (module order, weight then
     bias), so the result is deterministic and the global RNG is untouched; ``seed=None``
@@ -227,13 +251,13 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     layers = [m for m in model.modules() if isinstance(m, _WEIGHT_MODULES)]
     if not layers:
         raise ValueError(
-            f"{type(model).__name__} has no nn.Linear or nn.Conv1d/2d/3d layer to initialise"
+            f"{type(model).__name__} has no nn.Linear, nn.Bilinear or convolution layer to initialise"
         )
     for module in model.modules():
         if isinstance(module, _WEIGHT_MODULES):
             weight = module.weight
             dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
-            fan_in, fan_out = fan_in_fan_out(weight)
+            fan_in, fan_out = _module_fans(module)
             scale = _sampling_scale(name, fan_in, fan_out, std)
             _fill(weight, _draw(weight.shape, dtype, name, scale, generator))
             if module.bias is not None:
@@ -253,4 +277,7 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
                 _fill(module.bias, torch.zeros(module.bias.shape))
             if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
                 module.reset_running_stats()
+    from snip_lib import masking  # local: masking pulls in pandas
+
+    masking.enforce_masks(model)  # a masked model stays pruned: its pruned entries go back to 0
     return model

@@ -7,7 +7,8 @@ How a masked model is kept sparse
 ---------------------------------
 :func:`apply_masks` does three things per masked parameter ``p`` of module ``mod``:
 
-1. zero the pruned entries of ``p`` in place;
+1. zero the pruned entries of ``p`` in place (and of ``p.grad`` if it already holds a gradient,
+   so that an ``optimizer.step()`` right after :func:`apply_masks` cannot revive them);
 2. store the mask as a persistent buffer ``mod.<leaf>_mask`` (e.g. ``fc1.weight_mask``), so
    ``state_dict()`` carries it, ``.to(device)`` moves it and :func:`get_masks` can read it back;
 3. register a post-accumulate-grad hook on ``p`` that multiplies ``p.grad`` by the mask in place,
@@ -110,6 +111,7 @@ FORMAT = "snip_lib.pruned/1"
 """Format tag written by :func:`save_pruned` and checked by :func:`load_pruned`."""
 
 _MAX_NAMES_IN_ERROR = 40
+_EXTRA_STATE = torch.nn.modules.module._EXTRA_STATE_KEY_SUFFIX  # "_extra_state"
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,13 +143,19 @@ class _GradMask:
     def __call__(self, param: torch.Tensor) -> None:
         module = self.module_ref()
         mask = None if module is None else module._buffers.get(self.mask_name)
-        grad = param.grad
-        if mask is None or grad is None:
-            return
-        if grad.requires_grad:  # backward(create_graph=True): keep the gradient differentiable
-            param.grad = grad * mask
-        else:
-            grad.mul_(mask)
+        if mask is not None:
+            _mask_grad(param, mask)
+
+
+def _mask_grad(param: torch.Tensor, mask: torch.Tensor) -> None:
+    """Multiply ``param.grad`` (if any) by ``mask``, in place where it is not part of a graph."""
+    grad = param.grad
+    if grad is None:
+        return
+    if grad.requires_grad:  # backward(create_graph=True): keep the gradient differentiable
+        param.grad = grad * mask
+    else:
+        grad.mul_(mask)
 
 
 class _MaskGuard:
@@ -158,7 +166,8 @@ class _MaskGuard:
     installs it if not: after ``copy.deepcopy``/unpickling (hooks are not copied), after a
     parameter was replaced (``load_state_dict(assign=True)``) or swapped
     (``torch.utils.swap_tensors``), or after ``requires_grad`` was switched back on. Copies of the
-    guard start with no installed hooks.
+    guard start with no installed hooks. A tensor that is not a ``Parameter`` (swapped in for one
+    call by ``torch.func.functional_call``) is left alone: it is not what the optimizer updates.
     """
 
     def __init__(self, leaves: tuple[str, ...] = ()) -> None:
@@ -180,6 +189,10 @@ class _MaskGuard:
             if _taken_by_torch_prune(module, leaf):
                 raise RuntimeError(_mixed_pruning_message(type(module).__name__, leaf))
             param = module._parameters.get(leaf)
+            if param is not None and not isinstance(param, nn.Parameter):
+                # torch.func.functional_call (SNIP's scoring pass, MAML-style fast weights) swaps a
+                # computed tensor in for one call; the hook stays on the real Parameter.
+                continue
             entry = self._hooked.get(leaf)
             if entry is not None and entry[0] is param and entry[2] == param._cdata:
                 continue
@@ -376,7 +389,8 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
     ``masks`` maps parameter names (as in ``model.named_parameters()``) to bool tensors of the
     parameter's shape (numeric 0/1 tensors are accepted and converted; masks on another device are
-    moved). Everything is validated before anything changes.
+    moved). Everything is validated before anything changes. A gradient already in ``p.grad`` is
+    masked too, so pruned entries have weight 0 and gradient 0 from here on.
 
     Re-applying replaces the mask of each named parameter (it is not combined with the old one) and
     never stacks hooks; parameters not named in ``masks`` keep their current mask. Use
@@ -391,6 +405,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
         with torch.no_grad():
             param.mul_(stored)
         module.register_buffer(f"{leaf}_mask", stored, persistent=True)
+        _mask_grad(param, stored)  # a gradient already in .grad must not revive pruned weights
         found = _find_guard(module)
         if found is None:
             guard = _MaskGuard((leaf,))
@@ -650,14 +665,61 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> P
     options = {} if options is None else options
     _check_plain(options, "model.snip_options")
     _check_plain(metadata, "metadata")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path {str(path)!r} is a directory; give a file path such as {str(path / 'model.pt')!r}")
     masks = get_masks(model)
     mask_buffers = {f"{_qualify(p, leaf)}_mask" for p, _, g in _masked_modules(model) for leaf in g.leaves}
     state = {k: v for k, v in model.state_dict().items() if k not in mask_buffers}
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "arch": arch, "options": dict(options), "state_dict": state,
                 "masks": masks, "metadata": dict(metadata)}, path)
     return path
+
+
+def _check_loadable(model: nn.Module, state_dict: Mapping[str, Any], masks: Mapping[str, Any], strict: bool) -> None:
+    """Raise where ``model.load_state_dict(state_dict)`` would, once ``masks`` are applied, before anything changes.
+
+    ``load_state_dict`` reports its errors only after copying every entry it could, so calling it
+    to find out would leave the model half-loaded. The checks are its own: keys (with ``strict``),
+    tensor values and shapes (always).
+    """
+    params = dict(model.named_parameters())
+    expected = dict(model.state_dict(keep_vars=True))
+    expected.update({f"{name}_mask": params[name] for name in masks})
+    torch_pruned = sorted(key for key in state_dict
+                          if key.endswith("_orig") and key not in expected and key.removesuffix("_orig") in params)
+    if torch_pruned:
+        raise ValueError(
+            f"state_dict comes from a model pruned with torch.nn.utils.prune (it has {_names_for_error(torch_pruned)} "
+            "instead of the weights), which load_masked_state_dict does not read. Load it into a model pruned the same "
+            "way (e.g. torch.nn.utils.prune.identity(module, 'weight') on each pruned layer, then "
+            "model.load_state_dict(state_dict)) and convert that model with snip_lib.masking.from_torch_prune(model)"
+        )
+    errors = []
+    if strict:
+        missing = [key for key in expected if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in expected]
+        if missing:
+            errors.append(f"Missing key(s) in state_dict: {_names_for_error(missing)}.")
+        if unexpected:
+            errors.append(f"Unexpected key(s) in state_dict: {_names_for_error(unexpected)}.")
+    for key, target in expected.items():
+        if key not in state_dict or key.endswith(_EXTRA_STATE):  # extra state is any object
+            continue
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            errors.append(f"{key!r} must be a torch.Tensor, got {type(value).__name__}.")
+            continue
+        if nn.parameter.is_lazy(target) or value.shape == target.shape:
+            continue
+        if target.dim() == 0 and value.dim() == 1 and value.numel() == 1:  # accepted by load_state_dict
+            continue
+        errors.append(f"size mismatch for {key!r}: the state_dict has shape {tuple(value.shape)}, "
+                      f"the model {tuple(target.shape)}.")
+    if errors:
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(model).__name__} (the model was not changed):\n\t"
+                           + "\n\t".join(errors))
 
 
 def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = True) -> nn.Module:
@@ -667,14 +729,20 @@ def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     (``Unexpected key(s)``), and ``strict=False`` would silently drop them, leaving a model that
     trains its pruned weights back. Every ``<parameter>_mask`` entry becomes a mask
     (:func:`apply_masks`), then the whole state is loaded (``strict`` as in
-    ``load_state_dict``). Returns ``model``.
+    ``load_state_dict``). Masks, keys and shapes are all checked first, so a call that raises
+    leaves ``model`` as it was. A state dict of ``torch.nn.utils.prune`` (``<name>_orig`` keys) is
+    refused with a pointer to :func:`from_torch_prune`. Returns ``model``.
     """
     _check_module(model)
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping of name -> Tensor, got {type(state_dict).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     params = dict(model.named_parameters())
     masks = {key.removesuffix("_mask"): value for key, value in state_dict.items()
              if key.endswith("_mask") and key.removesuffix("_mask") in params}
+    _validated(model, masks)  # mask values and shapes
+    _check_loadable(model, state_dict, masks, strict)
     if masks:
         apply_masks(model, masks)
     model.load_state_dict(state_dict, strict=strict)

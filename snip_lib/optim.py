@@ -22,14 +22,14 @@ removes them (and their cost) for a training loop. :func:`snip_lib.train.fit` do
 on a masked model, unless it clips gradients or scales them for mixed precision (then the
 gradients themselves must be masked, and the hooks stay).
 
-The masks are read from the model's mask buffers at every step, so ``model.to(device)``,
-``load_state_dict`` and re-applying masks are honoured. Parameters the model does not mask are
-updated as by plain SGD.
+The masks are read from the model's mask buffers at every step, so masks applied after the
+optimizer was built, ``model.to(device)``, ``load_state_dict`` and re-applying masks are
+honoured. Parameters the model does not mask are updated as by plain SGD.
 """
 
 from __future__ import annotations
 
-import weakref
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -48,8 +48,8 @@ _SGD_FIXED: dict[str, Any] = {"dampening": 0.0, "nesterov": False, "maximize": F
 
 
 def _check_hyper(name: str, value: Any, *, below_one: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if below_one and not value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
@@ -59,9 +59,10 @@ class MaskedSGD(torch.optim.Optimizer):
     """SGD with momentum and weight decay whose update multiplies each gradient by its mask.
 
     ``params`` are parameters or parameter groups, as for ``torch.optim.SGD``; ``model`` is the
-    module whose masks (:func:`snip_lib.masking.apply_masks`) apply to them. Per group: ``lr``,
-    ``momentum`` (in [0, 1)) and ``weight_decay``. Dampening, Nesterov momentum and ``maximize``
-    are not offered. Without masks (``model`` unmasked) it is plain SGD.
+    module whose masks (:func:`snip_lib.masking.apply_masks`) apply to them, looked up at every
+    step (masks applied after the optimizer was built count). Per group: ``lr``, ``momentum`` (in
+    [0, 1)) and ``weight_decay``, checked here and in :meth:`add_param_group`. Dampening, Nesterov
+    momentum and ``maximize`` are not offered. Without masks (``model`` unmasked) it is plain SGD.
     """
 
     def __init__(
@@ -76,33 +77,33 @@ class MaskedSGD(torch.optim.Optimizer):
             raise TypeError(f"model must be the torch.nn.Module whose masks apply, got {type(model).__name__}")
         defaults = {"lr": _check_hyper("lr", lr), "momentum": _check_hyper("momentum", momentum, below_one=True),
                     "weight_decay": _check_hyper("weight_decay", weight_decay), **_SGD_FIXED}
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            _check_hyper("lr", group["lr"])
-            _check_hyper("momentum", group["momentum"], below_one=True)
-            _check_hyper("weight_decay", group["weight_decay"])
-            for key, value in _SGD_FIXED.items():
-                if group[key] != value:
-                    raise ValueError(f"MaskedSGD supports {key}={value!r} only, got {key}={group[key]!r}")
-        # parameter -> (owning module, name of its mask buffer); looked up at every step
-        self._mask_of: dict[int, tuple[weakref.ref, str]] = {
-            id(param): (weakref.ref(module), f"{leaf}_mask")
-            for _, param, module, leaf in masking.masked_parameters(model)
-        }
+        self._model: nn.Module | None = model
+        super().__init__(params, defaults)  # validates each group through add_param_group
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim.SGD`` does, after the checks of the constructor (nothing added on error)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = {**self.defaults, **param_group}
+        _check_hyper("lr", group["lr"])
+        _check_hyper("momentum", group["momentum"], below_one=True)
+        _check_hyper("weight_decay", group["weight_decay"])
+        for key, value in _SGD_FIXED.items():
+            if group[key] != value:
+                raise ValueError(f"MaskedSGD supports {key}={value!r} only, got {key}={group[key]!r}")
+        super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._mask_of = None  # a copy does not know its model's masks; it refuses to step
+        self._model = None  # a copy does not know its model; it refuses to step
 
-    def _mask(self, param: torch.Tensor) -> torch.Tensor | None:
-        if self._mask_of is None:
+    def _masks(self) -> dict[int, torch.Tensor]:
+        """id(parameter) -> its mask buffer, read from the model now (so later masks count)."""
+        if self._model is None:
             raise RuntimeError("this MaskedSGD was copied or unpickled and no longer knows its model's masks; "
                                "build a new one with MaskedSGD(params, model, ...) and load_state_dict into it")
-        entry = self._mask_of.get(id(param))
-        if entry is None:
-            return None
-        module = entry[0]()
-        return None if module is None else module._buffers.get(entry[1])
+        return {id(param): module._buffers[f"{leaf}_mask"]
+                for _, param, module, leaf in masking.masked_parameters(self._model)}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -111,6 +112,7 @@ class MaskedSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        mask_of = self._masks()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -121,7 +123,7 @@ class MaskedSGD(torch.optim.Optimizer):
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
             # d = g + decay * w, in a new list as torch.optim.SGD does (the .grad tensors are not touched)
             steps = torch._foreach_add(grads, params, alpha=decay) if decay != 0 else grads
-            masks = [self._mask(p) for p in params]
+            masks = [mask_of.get(id(p)) for p in params]
             masked = [i for i, m in enumerate(masks) if m is not None]
             plain = [i for i, m in enumerate(masks) if m is None]
             if momentum != 0:

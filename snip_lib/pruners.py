@@ -50,10 +50,10 @@ from snip_lib.snip import (
     _functional_loss,
     _refuse_unscorable,
     _ScoringMode,
+    _snip_masks,
     _warn_unprunable,
     masks_from_scores,
     prunable_parameters,
-    snip_masks,
 )
 
 __all__ = [
@@ -399,7 +399,7 @@ def prune_masks(
     _check_bn_mode(bn_mode)
     seed = check_seed(seed)
     params = prunable_parameters(model, include_bias=include_bias)
-    if method != "snip":  # snip_masks does both itself
+    if method != "snip":  # _snip_masks does both itself
         if method not in ("random", "magnitude"):  # the methods that take gradients
             _refuse_unscorable(model)
         _warn_unprunable(model)
@@ -408,10 +408,10 @@ def prune_masks(
 
     if method == "snip":
         scoring_init = opts.get("scoring_init")
-        return snip_masks(model, inputs, targets, sparsity, loss_fn=opts.get("loss_fn"),
-                          include_bias=include_bias, bn_mode=bn_mode, scoring_init=scoring_init,
-                          scoring_bias=opts.get("scoring_bias", "zeros"),
-                          seed=seed if scoring_init is not None else None)
+        return _snip_masks(model, inputs, targets, sparsity, loss_fn=opts.get("loss_fn"),
+                           include_bias=include_bias, bn_mode=bn_mode, scoring_init=scoring_init,
+                           scoring_bias=opts.get("scoring_bias", "zeros"),
+                           seed=seed if scoring_init is not None else None)
     if method == "random":
         return baselines.random_masks(model, sparsity, seed=seed, include_bias=include_bias)
     if method == "magnitude":

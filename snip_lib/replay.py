@@ -27,9 +27,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+
+if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is built
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -287,7 +290,7 @@ class Verification:
         """``"exact"``, ``"within tolerance"`` or ``"DIFFERS"``."""
         return "exact" if self.exact else "within tolerance" if self.agrees else "DIFFERS"
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
         """One row per compared epoch: recorded and replayed value of each curve."""
         import pandas as pd
 
@@ -428,7 +431,7 @@ def write_report(verifications: list[Verification], path: str | os.PathLike, *, 
     )
 
 
-def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = None):
+def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of every replay report under ``folder`` (a DataFrame), each tagged with its report.
 
     Columns: those of :meth:`Verification.row`, plus ``report`` (file name), ``replay_commit`` and
@@ -460,7 +463,7 @@ def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = Non
 AUDIT_GROUPS = ("folder", "recorded_machine")
 
 
-def audit_summary(rows, by: str = "folder"):
+def audit_summary(rows: pd.DataFrame, by: str = "folder") -> pd.DataFrame:
     """Per results folder (or per recording machine): how many replays were exact, within tolerance or differ.
 
     ``rows`` is :func:`load_reports`'s frame; ``by`` is ``"folder"`` (the folder holding the file)

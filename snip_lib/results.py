@@ -25,9 +25,12 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is built
+    import pandas as pd
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "provenance", "provenance_line", "read_result",
            "validate_result", "write_result"]
@@ -344,7 +347,7 @@ def _matching_files(folder_or_glob: str | os.PathLike) -> list[Path]:
     return [p for p in matches if p.is_file()]
 
 
-def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None):
+def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None) -> pd.DataFrame:
     """All result files under a folder (recursively) or matching a glob, as a DataFrame.
 
     One row per file. Columns: ``path``, ``kind``, ``seed``, ``wall_time``, and one column
@@ -410,7 +413,7 @@ def commit_label(commit: Any, dirty: Any = False) -> str:
     return commit[:8] + ("+dirty" if isinstance(dirty, (bool, np.bool_)) and bool(dirty) else "")
 
 
-def provenance_line(frame) -> str:
+def provenance_line(frame: pd.DataFrame | None) -> str:
     """Where a table's recorded numbers come from, in one line, for printing under the table.
 
     ``frame`` is a :func:`load_results` frame (one row per result file). The line gives the

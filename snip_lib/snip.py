@@ -80,15 +80,27 @@ def unprunable_weights(model: nn.Module) -> list[str]:
             if p is not None and p.requires_grad and p.dim() >= 2 and id(p) not in prunable]
 
 
-def _warn_unprunable(model: nn.Module) -> None:
+def _warn_unprunable(model: nn.Module, stacklevel: int = 3) -> None:
+    """Warn about :func:`unprunable_weights`; the default ``stacklevel`` points at the caller's caller."""
     left = unprunable_weights(model)
     if left:
         warnings.warn(
             f"{len(left)} weight tensor(s) of {type(model).__name__} are not prunable by snip_lib and stay dense: "
             f"{', '.join(left[:8])}{', ...' if len(left) > 8 else ''}; the sparsity counts only the prunable "
             "weights (Linear, Bilinear, Conv/ConvTranspose, RNN/LSTM/GRU, MultiheadAttention)",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=stacklevel,
         )
+
+
+def _check_and_warn(model: nn.Module, include_bias: bool, stacklevel: int = 3) -> None:
+    """What the public scoring functions check first, then their one warning about weights left dense.
+
+    ``stacklevel`` counts from here, as for ``warnings.warn``: the default points at the user's call
+    of the public function that calls this.
+    """
+    _refuse_unscorable(model)
+    prunable_parameters(model, include_bias=include_bias)  # refuses non-modules and torch-pruned models
+    _warn_unprunable(model, stacklevel=stacklevel + 1)
 
 
 def _refuse_unscorable(model: nn.Module) -> None:
@@ -275,6 +287,13 @@ def indicator_gradients(
     weighted by batch size. Arguments as for :func:`connection_sensitivity`; the model's
     parameters, ``.grad``, buffers and train/eval flags are unchanged afterwards.
     """
+    _check_and_warn(model, include_bias)
+    return _indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
+
+
+def _indicator_gradients(model: nn.Module, inputs: Batches, targets: Batches, loss_fn: LossFn | None, *,
+                         include_bias: bool, bn_mode: str) -> dict[str, torch.Tensor]:
+    """:func:`indicator_gradients` without the warning about unprunable weights (its callers warn once)."""
     _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
@@ -327,7 +346,15 @@ def connection_sensitivity(
     """
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be True or False, got {normalize!r}")
-    grads = indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
+    _check_and_warn(model, include_bias)
+    return _connection_sensitivity(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode,
+                                   normalize=normalize)
+
+
+def _connection_sensitivity(model: nn.Module, inputs: Batches, targets: Batches, loss_fn: LossFn | None, *,
+                            include_bias: bool, bn_mode: str, normalize: bool) -> dict[str, torch.Tensor]:
+    """:func:`connection_sensitivity` without the warning about unprunable weights."""
+    grads = _indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
     scores = {name: g.abs() for name, g in grads.items()}
     if not all(torch.isfinite(s).all().item() for s in scores.values()):
         raise ValueError("connection sensitivity is not finite (inf/nan gradients); "
@@ -393,6 +420,9 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, *,
     for name, s in scores.items():
         if not isinstance(s, torch.Tensor):
             raise TypeError(f"scores[{name!r}] must be a torch.Tensor, got {type(s).__name__}")
+        if s.dtype == torch.bool or s.is_complex():
+            raise TypeError(f"scores[{name!r}] has dtype {s.dtype}; scores must be real numbers "
+                            "(a floating-point or integer tensor) to be ranked")
     device = next(iter(scores.values())).device
     flat = torch.cat([s.detach().reshape(-1).to(device) for s in scores.values()])
     if flat.dtype not in (torch.float32, torch.float64):
@@ -469,12 +499,18 @@ def snip_masks(
     ``scoring_init``. The masks' keys are the names of
     ``prunable_parameters(model, include_bias=include_bias)``.
     """
+    return _snip_masks(model, inputs, targets, sparsity, loss_fn=loss_fn, include_bias=include_bias,
+                       bn_mode=bn_mode, scoring_init=scoring_init, scoring_bias=scoring_bias, seed=seed)
+
+
+def _snip_masks(model: nn.Module, inputs: Batches, targets: Batches, sparsity: float, *, loss_fn: LossFn | None,
+                include_bias: bool, bn_mode: str, scoring_init: str | None, scoring_bias: str,
+                seed: int | None) -> dict[str, torch.Tensor]:
+    """:func:`snip_masks`, for it and ``pruners.prune_masks``: its warning points at their caller."""
     sparsity = _check_sparsity(sparsity)
     check_scoring(scoring_init, scoring_bias)  # reject a bad name before copying anything
     if isinstance(model, nn.Module):
-        _refuse_unscorable(model)
-        prunable_parameters(model, include_bias=include_bias)  # refuses torch-pruned models first
-        _warn_unprunable(model)
+        _check_and_warn(model, include_bias, stacklevel=4)  # the user's call of snip_masks / prune_masks
     scored = model
     if scoring_init is not None:
         from snip_lib import init
@@ -487,7 +523,7 @@ def snip_masks(
             f"seed={seed!r} is only used with scoring_init (to re-initialise the scored copy); "
             "with scoring_init=None the model's own weights are scored"
         )
-    scores = connection_sensitivity(
+    scores = _connection_sensitivity(  # the warning about unprunable weights was given above
         scored, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode, normalize=False
     )
     # Normalising would not change the ranking, but all-zero scores would make the mask arbitrary.

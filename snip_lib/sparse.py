@@ -60,6 +60,12 @@ LAYOUTS: tuple[str, ...] = ("csr", "coo")
 CONV_MODES: tuple[str, ...] = ("dense", "sparse")
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
+# Parents that read a child Linear's weight directly instead of calling it (the reason for
+# masking._ParentGuard): nn.MultiheadAttention its out_proj, and the fast path of
+# nn.TransformerEncoderLayer its linear1/linear2. A SparseLinear there fails at forward time.
+_READS_CHILD_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer)
+# On the CPU, torch's CSR products (MKL) have no float16/bfloat16 kernel; COO ones do.
+_NO_CPU_CSR_DTYPES = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,7 +307,13 @@ def to_sparse(
     modules refuse ``.train()``. Its outputs equal the masked model's in eval mode up to
     floating-point rounding (sums are taken in another order). ``index_dtype=torch.int32``
     halves the index memory of CSR. The original model is not changed. Which layer became what is
-    in ``export_report(copy)``.
+    in ``export_report(copy)``, and why a masked weight stayed dense in ``copy.snip_export``.
+
+    A Linear whose parent reads its weight without calling it (``out_proj`` of
+    ``nn.MultiheadAttention``, ``linear1``/``linear2`` of ``nn.TransformerEncoderLayer``) stays
+    dense, since a sparse one would break the parent's forward. On the CPU, CSR products have no
+    float16/bfloat16 kernel, so such a model is refused with ``layout="csr"`` (``ValueError``):
+    use ``layout="coo"`` or ``model.float()``.
     """
     from snip_lib import masking  # local: masking pulls in pandas
 
@@ -336,19 +348,28 @@ def to_sparse(
         if leaf != "weight" or not isinstance(module, (nn.Linear, nn.Conv2d)):
             decisions[name] = f"dense ({type(module).__name__}.{leaf} has no sparse form here)"
             continue
+        parent_name, _, child = module_name.rpartition(".")
+        parent = exported.get_submodule(parent_name) if module_name else None
+        if isinstance(parent, _READS_CHILD_WEIGHTS):
+            decisions[name] = f"dense ({type(parent).__name__} reads {child}.weight directly, not through its forward)"
+            continue
         if sparsity < min_sparsity:
             decisions[name] = f"dense (sparsity {sparsity:.3f} < min_sparsity {min_sparsity:g})"
             continue
-        if isinstance(module, nn.Linear):
-            new: nn.Module = SparseLinear.from_linear(module, layout, index_dtype)
-        elif conv == "dense":
-            decisions[name] = "dense (conv='dense')"
-            continue
-        else:
-            reason = _conv_unsupported(module)
+        if isinstance(module, nn.Conv2d):
+            reason = "conv='dense'" if conv == "dense" else _conv_unsupported(module)
             if reason is not None:
                 decisions[name] = f"dense ({reason})"
                 continue
+        dtype = module.weight.dtype
+        if layout == "csr" and dtype in _NO_CPU_CSR_DTYPES and module.weight.device.type == "cpu":
+            raise ValueError(
+                f"layout='csr' cannot run {name!r} ({dtype}) on the CPU: torch has no CSR product for {dtype} "
+                "there; export with layout='coo', or convert the model with model.float() first"
+            )
+        if isinstance(module, nn.Linear):
+            new: nn.Module = SparseLinear.from_linear(module, layout, index_dtype)
+        else:
             new = SparseConv2d.from_conv(module, layout, index_dtype)
         if not module_name:
             root = new

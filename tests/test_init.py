@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -193,6 +194,48 @@ def test_bad_options_raise():
         init.init_std("he_normal", 0, 3)
     with pytest.raises(ValueError, match=r"\(5,\)"):
         init.fan_in_fan_out(torch.empty(5))
+
+
+@pytest.mark.parametrize("scheme", ["he_normal", "glorot_normal"])
+def test_transposed_conv_weights_use_the_fans_of_the_layer_not_of_the_stored_shape(scheme):
+    # weight (in, out/groups, kh, kw) = (96, 8, 3, 3); reading the fans off that shape would swap them
+    conv = init.apply(nn.ConvTranspose2d(96, 16, 3, groups=2), scheme, seed=0)
+    fan_in, fan_out = 96 // 2 * 9, 16 * 9
+    assert conv.weight.std().item() == pytest.approx(init.init_std(scheme, fan_in, fan_out), rel=0.03)
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_lecun_scaled_transposed_conv_keeps_the_variance_of_its_input():
+    conv = init.apply(nn.ConvTranspose2d(64, 8, 3), "lecun_truncated_normal", seed=0)
+    x = torch.randn(16, 64, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        inner = conv(x)[:, :, 2:12, 2:12]          # outputs that sum over the whole kernel
+    assert inner.var().item() == pytest.approx(1.0, rel=0.15)
+
+
+def test_bilinear_weights_are_drawn_with_fan_in_in1_times_in2():
+    layer = nn.Bilinear(20, 30, 40)
+    before = layer.weight.detach().clone()
+    init.apply(layer, "he_normal", seed=0)
+    assert not torch.equal(layer.weight, before) and torch.count_nonzero(layer.bias) == 0
+    assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / (20 * 30)), rel=0.03)
+
+
+def test_a_masked_model_stays_pruned_and_its_kept_weights_are_the_unmasked_draw():
+    from snip_lib import masking
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
+    g = torch.Generator().manual_seed(1)
+    masks = {n: torch.rand(p.shape, generator=g) < 0.3 for n, p in model.named_parameters() if p.dim() == 2}
+    twin = init.apply(copy.deepcopy(model), "he_normal", seed=4)
+    masking.apply_masks(model, masks)
+    init.apply(model, "he_normal", seed=4)
+    assert masking.pruned_nonzero(model) == {}
+    params, expected = dict(model.named_parameters()), dict(twin.named_parameters())
+    for name, mask in masks.items():
+        assert torch.equal(params[name][mask], expected[name][mask])
+        assert torch.count_nonzero(params[name][~mask]) == 0
 
 
 def test_model_without_linear_or_conv_raises():

@@ -750,3 +750,91 @@ def test_a_state_dict_of_any_masked_model_loads_into_a_fresh_one_with_its_masks(
     assert_pruned_exactly_zero(fresh, masks)                # the hooks came with the masks
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         load_masked_state_dict(make("nested"), [1, 2])
+
+
+def test_a_failing_load_leaves_the_model_exactly_as_it_was() -> None:
+    from snip_lib.masking import load_masked_state_dict
+
+    source, _ = masked("nested")
+    state = source.state_dict()
+    wrong_shape = {**state, "head.bias": torch.zeros(5)}
+    missing = {k: v for k, v in state.items() if k != "head.bias"}
+    not_a_tensor = {**state, "head.bias": [0.0] * 4}
+    bad_mask = {**state, "cell.0.weight_mask": state["cell.0.weight_mask"] * 2}
+    cases = [(wrong_shape, True, RuntimeError, r"size mismatch for 'head\.bias'.*\(5,\).*\(4,\)"),
+             (wrong_shape, False, RuntimeError, "size mismatch"),     # shapes are checked even when not strict
+             (missing, True, RuntimeError, r"Missing key\(s\).*'head\.bias'"),
+             (not_a_tensor, True, RuntimeError, r"'head\.bias' must be a torch\.Tensor, got list"),
+             (bad_mask, True, TypeError, "neither 0 nor 1")]
+    for bad, strict, error, pattern in cases:
+        for target in (make("nested", seed=5), masked("nested", density=0.6, seed=5)[0]):
+            before = {k: v.clone() for k, v in target.state_dict().items()}
+            hooks = {name: list(m._forward_pre_hooks.values()) for name, m in target.named_modules()}
+            with pytest.raises(error, match=pattern):
+                load_masked_state_dict(target, bad, strict=strict)
+            after = target.state_dict()
+            assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+            assert {name: list(m._forward_pre_hooks.values()) for name, m in target.named_modules()} == hooks
+
+
+def test_a_torch_prune_state_dict_is_refused_with_the_way_to_convert_it() -> None:
+    from snip_lib.masking import load_masked_state_dict
+
+    source = make("mlp")
+    prune.global_unstructured([(source.fc1, "weight"), (source.fc2, "weight")], prune.L1Unstructured, amount=0.8)
+    state = source.state_dict()
+    fresh = make("mlp", seed=7)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match=r"'fc1\.weight_orig', 'fc2\.weight_orig'.*from_torch_prune"):
+        load_masked_state_dict(fresh, state, strict=False)
+    assert not is_masked(fresh) and all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    # the way the message describes works
+    for module in (fresh.fc1, fresh.fc2):
+        prune.identity(module, "weight")
+    fresh.load_state_dict(state)
+    from_torch_prune(fresh)
+    x, _ = batch("mlp")
+    assert torch.equal(fresh(x), source(x))
+    assert torch.equal(get_masks(fresh)["fc1.weight"], source.fc1.weight_mask.bool())
+
+
+def test_apply_masks_masks_a_gradient_already_in_grad() -> None:
+    model = make("mlp")
+    masks = random_masks(model)
+    x, y = batch("mlp")
+    nn.functional.cross_entropy(model(x), y).backward()       # e.g. a scoring pass of one's own
+    apply_masks(model, masks)
+    for name, p in model.named_parameters():
+        if name in masks:
+            assert torch.equal(p.grad[~masks[name]], torch.zeros_like(p.grad[~masks[name]]))
+            assert (p.grad[masks[name]] != 0).any()
+    torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9).step()   # the step before any zero_grad
+    assert_pruned_exactly_zero(model, masks)
+
+
+def test_a_computed_weight_swapped_in_by_functional_call_leaves_the_hook_on_the_parameter() -> None:
+    from torch.func import functional_call
+
+    model, masks = masked("mlp")
+    x, y = batch("mlp")
+    params = dict(model.named_parameters())
+    loss = nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    fast = {n: p - 0.1 * g for (n, p), g in zip(params.items(), grads)}     # MAML-style non-leaf weights
+    fast_loss = nn.functional.cross_entropy(functional_call(model, fast, (x,)), y)
+    leaves = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
+    functional_call(model, leaves, (x,)).sum().backward()
+    assert all(grad_hook_count(t) == 0 for t in leaves.values())          # no hook on the temporary tensors
+    assert grad_hook_count(model.fc1.weight) == 1
+    fast_loss.backward()
+    g = model.fc1.weight.grad
+    assert torch.equal(g[~masks["fc1.weight"]], torch.zeros_like(g[~masks["fc1.weight"]]))
+    train(model, OPTIMIZERS["sgd-momentum-wd"](model.parameters()), "mlp", steps=5)
+    assert_pruned_exactly_zero(model, masks)
+
+
+def test_save_pruned_to_a_directory_names_it_and_writes_nothing(lenet300, tmp_path) -> None:
+    model, _ = lenet300
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path}.*is a directory.*model.pt"):
+        save_pruned(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -162,10 +162,13 @@ def test_closure_is_supported():
 
 
 @pytest.mark.parametrize("kwargs, error, needle", [
-    ({"lr": -0.1}, ValueError, "lr must be a number >= 0, got -0.1"),
+    ({"lr": -0.1}, ValueError, "lr must be a finite number >= 0, got -0.1"),
     ({"momentum": 1.0}, ValueError, r"momentum must be in \[0, 1\), got 1.0"),
-    ({"weight_decay": "5e-4"}, ValueError, "weight_decay must be a number >= 0, got '5e-4'"),
-    ({"lr": True}, ValueError, "lr must be a number >= 0, got True"),
+    ({"weight_decay": "5e-4"}, ValueError, "weight_decay must be a finite number >= 0, got '5e-4'"),
+    ({"lr": True}, ValueError, "lr must be a finite number >= 0, got True"),
+    ({"lr": float("inf")}, ValueError, "lr must be a finite number >= 0, got inf"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number >= 0, got nan"),
+    ({"weight_decay": float("inf")}, ValueError, "weight_decay must be a finite number >= 0, got inf"),
 ])
 def test_bad_hyperparameters_name_the_value(kwargs, error, needle):
     model = _make("mlp")
@@ -181,6 +184,36 @@ def test_bad_group_value_and_bad_model_are_refused():
         MaskedSGD([{"params": model.parameters(), "nesterov": True}], model, lr=0.1, momentum=0.9)
     with pytest.raises(TypeError, match="model must be the torch.nn.Module whose masks apply, got list"):
         MaskedSGD(model.parameters(), [model], lr=0.1)
+
+
+def test_add_param_group_checks_like_the_constructor_and_adds_nothing_on_error():
+    model = _make("mlp")
+    opt = MaskedSGD(model[0].parameters(), model, lr=0.1, momentum=0.9)
+    for bad, needle in [({"nesterov": True}, "MaskedSGD supports nesterov=False only, got nesterov=True"),
+                        ({"lr": -1.0}, "lr must be a finite number >= 0, got -1.0"),
+                        ({"lr": float("inf")}, "lr must be a finite number >= 0, got inf"),
+                        ({"momentum": 1.5}, r"momentum must be in \[0, 1\), got 1.5"),
+                        ({"dampening": 0.5}, "MaskedSGD supports dampening=0.0 only, got dampening=0.5")]:
+        with pytest.raises(ValueError, match=needle):
+            opt.add_param_group({"params": list(model[2].parameters()), **bad})
+        assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": list(model[2].parameters()), "lr": 0.01})
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01] and opt.param_groups[1]["momentum"] == 0.9
+
+
+def test_masks_applied_after_the_optimizer_was_built_are_honoured():
+    base = _make("mlp")
+    masks = _masks(base)
+    hooked, folded = copy.deepcopy(base), copy.deepcopy(base)
+    reference = torch.optim.SGD(hooked.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    ours = MaskedSGD(folded.parameters(), folded, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    masking.apply_masks(hooked, masks)
+    masking.apply_masks(folded, masks)                  # after MaskedSGD was built
+    _train(hooked, reference, "mlp", 5)
+    with masking.gradient_hooks_paused(folded):
+        _train(folded, ours, "mlp", 5)
+    assert masking.pruned_nonzero(folded) == {}
+    assert all(torch.equal(a, b) for a, b in zip(hooked.parameters(), folded.parameters()))
 
 
 def test_sparse_gradients_are_refused():

@@ -648,3 +648,65 @@ def test_a_mask_chosen_among_zero_scores_says_so():
         snip.masks_from_scores(scores, 0.375, warn_zero_ties=False)
         signed = {"a": torch.tensor([3.0, -2.0, 0.0, 0.0])}   # GraSP-like signed scores: 0 is not "no information"
         snip.masks_from_scores(signed, 0.5)
+
+
+def test_every_scoring_function_warns_once_about_weights_left_dense_at_the_callers_line():
+    from snip_lib import pruners
+
+    model, x, y = _Scaled(), torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    calls = {
+        "connection_sensitivity": lambda: snip.connection_sensitivity(model, x, y),
+        "indicator_gradients": lambda: snip.indicator_gradients(model, x, y),
+        "snip_masks": lambda: snip.snip_masks(model, x, y, 0.5),
+        "snip_masks(scoring_init)": lambda: snip.snip_masks(model, x, y, 0.5, scoring_init="he_normal", seed=0),
+        "prune_masks('snip')": lambda: pruners.prune_masks("snip", model, x, y, 0.5),
+    }
+    for label, call in calls.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        dense = [w for w in caught if "not prunable by snip_lib" in str(w.message)]
+        assert len(dense) == 1, f"{label}: {len(dense)} warnings"
+        assert "custom" in str(dense[0].message) and dense[0].filename == __file__, (label, dense[0].filename)
+
+
+def test_a_masked_model_can_be_scored_again_and_the_new_mask_lies_inside_the_old_one():
+    from snip_lib import masking, pruners
+
+    model = _cnn_with_stats(3)
+    x, y = _batch(8, (1, 6, 6), 4)
+    old = snip.snip_masks(model, x, y, 0.5)
+    masking.apply_masks(model, old)
+    before = _snapshot(model)
+    scores = snip.connection_sensitivity(model, x, y, normalize=False)
+    gradients = snip.indicator_gradients(model, x, y)
+    _assert_unchanged(model, before)
+    for name, mask in old.items():
+        assert torch.count_nonzero(scores[name][~mask]) == 0           # pruned weights score 0
+        assert torch.count_nonzero(gradients[name][~mask]) == 0
+        assert torch.count_nonzero(scores[name][mask]) > 0
+    new = snip.snip_masks(model, x, y, 0.8)
+    assert all(not (new[n] & ~old[n]).any() for n in old)
+    assert snip.kept_count(new) == snip.kept_for(0.8, sum(m.numel() for m in old.values()))
+    for other in (snip.snip_masks(model, x, y, 0.8, scoring_init="he_normal", seed=1),
+                  pruners.prune_masks("snip", model, x, y, 0.8)):
+        assert all(not (other[n] & ~old[n]).any() for n in old)
+    _assert_unchanged(model, before)
+
+    masking.apply_masks(model, new)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    model.train()
+    for step in range(5):
+        xb, yb = _batch(8, (1, 6, 6), 4, seed=10 + step)
+        optimizer.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+    assert masking.pruned_nonzero(model) == {}
+    params = dict(model.named_parameters())
+    assert all((params[n][new[n]] != 0).any() for n in new)
+
+
+def test_complex_and_bool_scores_are_refused_by_name():
+    for bad in (torch.rand(3, dtype=torch.complex64), torch.rand(3) > 0.5):
+        with pytest.raises(TypeError, match=rf"scores\['b'\] has dtype {bad.dtype}.*real numbers"):
+            snip.masks_from_scores({"a": torch.rand(3), "b": bad}, 0.5)

@@ -218,3 +218,57 @@ def test_bad_input_is_refused_with_a_clear_message():
         sparse.SparseConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=4))
     with pytest.raises(ValueError, match="last dimension 784"):
         sparse.to_sparse(model).fc1(torch.randn(2, 10))
+
+
+class _Blocks(nn.Module):
+    """Attention and transformer layers whose Linear children are read without being called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+        self.dec = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, _ = self.att(x, x, x)
+        return self.head(self.dec(self.enc(a), x)[:, -1])
+
+
+@pytest.mark.parametrize("layout", sparse.LAYOUTS)
+def test_linear_layers_read_directly_by_their_parent_stay_dense_and_say_why(layout):
+    torch.manual_seed(0)
+    model = _Blocks()
+    x, y = torch.randn(4, 5, 8), torch.randint(0, 3, (4,))
+    masking.apply_masks(model, snip.snip_masks(model, x, y, 0.8))
+    model.eval()
+    exported = sparse.to_sparse(model, layout)
+    assert_same_outputs(model, exported, x)
+    decisions = exported.snip_export
+    for name, parent in [("att.out_proj", "MultiheadAttention"), ("enc.self_attn.out_proj", "MultiheadAttention"),
+                         ("enc.linear1", "TransformerEncoderLayer"), ("enc.linear2", "TransformerEncoderLayer")]:
+        assert type(exported.get_submodule(name)) is not sparse.SparseLinear
+        child = name.rpartition(".")[2]
+        assert decisions[f"{name}.weight"] == f"dense ({parent} reads {child}.weight directly, not through its forward)"
+    # the decoder layer calls its feed-forward layers, and the head is a plain Linear: those go sparse
+    for name in ("dec.linear1", "dec.linear2", "head"):
+        assert isinstance(exported.get_submodule(name), sparse.SparseLinear) and decisions[f"{name}.weight"] == layout
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_for_csr_on_the_cpu_and_exports_as_coo(dtype):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
+    masking.apply_masks(model, random_masks(model, 0.2))
+    model = model.to(dtype).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=rf"layout='csr' cannot run '0.weight' \({dtype}\).*layout='coo'.*model.float\(\)"):
+        sparse.to_sparse(model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and masking.is_masked(model)
+    exported = sparse.to_sparse(model, "coo")
+    x = torch.randn(4, 10).to(dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x).float(), model(x).float(), rtol=2e-2, atol=2e-2)
+    as_float = sparse.to_sparse(copy.deepcopy(model).float())               # the other way out
+    with torch.no_grad():
+        torch.testing.assert_close(as_float(x.float()), model.float()(x.float()), rtol=1e-5, atol=1e-5)

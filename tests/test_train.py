@@ -187,7 +187,7 @@ def test_fit_stops_when_pruned_weights_move_during_an_epoch(monkeypatch, optimiz
     mask[:, 0] = False
     model = masking.apply_masks(_mlp(), {"0.weight": mask})
     # what keeps the zeros fails: MaskedSGD's masks (SGD) or the gradient hooks (Adam)
-    monkeypatch.setattr(MaskedSGD, "_mask", lambda self, param: None)
+    monkeypatch.setattr(MaskedSGD, "_masks", lambda self: {})
     monkeypatch.setattr(masking._GradMask, "__call__", lambda self, param: None)
     decay = {"weight_decay": 5e-4} if optimizer == "sgd" else {}
     with pytest.raises(RuntimeError, match="not zero after epoch 1: 0.weight"):
