@@ -29,10 +29,16 @@ import numbers
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from snip_lib.data import InMemoryImageDataset
 
 __all__ = [
     "LABEL_KINDS",
@@ -171,7 +177,7 @@ def correlation_matrix(images: Any, references: Any) -> np.ndarray:
 
 def plot_image_grid(images: Any, *, row_labels: Sequence[str] | None = None,
                     col_labels: Sequence[str] | None = None, cmap: str = "viridis",
-                    cell_size: float = 0.95, title: str | None = None):
+                    cell_size: float = 0.95, title: str | None = None) -> Figure:
     """Small multiples of ``images`` (R, C, H, W), each on its own 0-to-max colour scale.
 
     Rows are labelled on the left, columns on top. Returns the matplotlib Figure.
@@ -277,7 +283,7 @@ def mask_stability(
     seed: int = 0,
     reference_size: int | None = None,
     dataset: str = "mnist",
-):
+) -> pd.DataFrame:
     """How much a SNIP mask depends on *which* examples were scored, for each batch size.
 
     For every size b, two batches of b examples that share no example (:func:`disjoint_batches`)
@@ -342,7 +348,7 @@ def mask_stability(
 
 # ----------------------------------------------------------------------------- Figure 4
 
-def shuffled_labels(dataset, seed: int = 0):
+def shuffled_labels(dataset: InMemoryImageDataset, seed: int = 0) -> InMemoryImageDataset:
     """A copy of ``dataset`` whose labels are a fixed random permutation of its own labels.
 
     The images are shared, not copied; the label counts stay the same, but the link between an
@@ -471,7 +477,7 @@ def scoring_init_densities(
     seeds: Sequence[int] = (0,),
     init: str = "glorot_uniform",
     n: int = 100,
-):
+) -> pd.DataFrame:
     """Per-layer density of SNIP masks when only the *scoring* initialisation changes.
 
     For each seed, a network initialised with ``init`` (the one that would be trained) is
@@ -513,7 +519,7 @@ def results_dir() -> Path:
     return results.results_dir()
 
 
-def recorded_results(suite: str, kind: str | None = None, *, mode: str | None = "full"):
+def recorded_results(suite: str, kind: str | None = None, *, mode: str | None = "full") -> pd.DataFrame:
     """The result files of one of the chapter's suites, ``results/keeps/<suite>/``, as a DataFrame.
 
     One row per run (see :func:`snip_lib.results.load_results`). ``mode`` keeps only runs made
