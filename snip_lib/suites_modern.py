@@ -673,15 +673,19 @@ def _group_summary(g: pd.DataFrame) -> dict[str, Any]:
         row[f"{name}_mean"] = float(g[col].mean())
         row[f"{name}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else math.nan
     row["wall_time_mean"] = float(g["wall_time"].mean())
+    row["wall_time_min"], row["wall_time_max"] = float(g["wall_time"].min()), float(g["wall_time"].max())
     names = g["provenance.device_name"] if "provenance.device_name" in g else g["config.device"]
     row["device"] = ", ".join(sorted({str(d) for d in names}))
-    from snip_lib.results import commit_label
+    from snip_lib.results import _date_range, _machine_names, commit_label
+
+    platforms = [p for p in g["provenance.platform"] if isinstance(p, str)] if "provenance.platform" in g else []
+    row["machine"] = ", ".join(_machine_names(platforms)) or "?"
 
     dirty = g["provenance.git_dirty"] if "provenance.git_dirty" in g else [None] * len(g)
     row["commit"] = ", ".join(sorted({commit_label(c, d) for c, d in
                                       zip(g.get("provenance.git_commit", [None] * len(g)), dirty)}))
     stamps = g["provenance.timestamp_utc"] if "provenance.timestamp_utc" in g else []
-    row["recorded"] = max(stamps)[:16].replace("T", " ") if len(stamps) else ""
+    row["recorded"] = _date_range(stamps) if len(stamps) else ""
     return row
 
 
@@ -695,9 +699,10 @@ def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
     Columns: ``arch``, ``sparsity`` (%; 0 = dense reference), ``paper`` (Table 2's error for
     that row, None if the row is not in Table 2), ``n`` and ``seeds``, ``epochs``, then mean and
     sample std over seeds (NaN for one seed) of the ``final``, ``at_best_val`` (honest) and
-    ``best_test`` (official ``test.py``, optimistic) test errors, ``wall_time_mean`` (s),
-    ``device``, ``commit`` (``+dirty``: uncommitted changes) and ``recorded`` (UTC time of the
-    newest file).
+    ``best_test`` (official ``test.py``, optimistic) test errors, ``wall_time_mean``,
+    ``wall_time_min`` and ``wall_time_max`` (s), ``device``, ``machine`` (kernel build),
+    ``commit`` (every commit the runs were recorded at; ``+dirty``: uncommitted changes) and
+    ``recorded`` (UTC dates, first to last).
     """
     import pandas as pd
 
@@ -719,7 +724,7 @@ def summarize_table3(frame: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``arch``, ``scoring init`` (RN, TN, VS-X, VS-H), ``paper_mean`` and ``paper_std``
     (Table 3, 20 runs), then as :func:`summarize_table2` (``n``, ``seeds``, ``epochs``, the
-    three error protocols, ``wall_time_mean``, ``device``, ``commit``, ``recorded``).
+    three error protocols, the wall times, ``device``, ``machine``, ``commit``, ``recorded``).
     """
     import pandas as pd
 

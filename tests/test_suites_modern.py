@@ -219,6 +219,8 @@ def test_summarize_table2_puts_our_seeds_next_to_the_paper(tmp_path, monkeypatch
     assert row["paper"] == 1.57 and row["n"] == 2 and row["seeds"] == [0, 1]
     assert row["final_mean"] == pytest.approx(1.5) and row["final_std"] == pytest.approx(math.sqrt(0.5))
     assert row["best_test_mean"] == pytest.approx(1.4) and row["wall_time_mean"] == pytest.approx(60.5)
+    assert (row["wall_time_min"], row["wall_time_max"]) == (60.0, 61.0)  # runs of one row can differ a lot
+    assert row["machine"] != "?" and len(row["recorded"]) == 10              # written today: one date
     assert table.iloc[0]["paper"] == 1.88 and math.isnan(table.iloc[0]["final_std"])
     assert table.iloc[2]["paper"] == 1.87 and isinstance(row["commit"], str) and row["device"]
     with pytest.raises(ValueError, match="non-empty"):
