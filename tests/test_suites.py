@@ -183,15 +183,18 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     assert list(table.index[:2]) == ["plain (Table 1 recipe)", "Glorot initialisation"]  # the suite's order
 
 
+def _make_reproduce_suites() -> list[str]:
+    """The suites `make reproduce` runs: the Makefile's MNIST_SUITES, in order."""
+    import re
+
+    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", (REPO / "Makefile").read_text(), re.M)
+    assert listed, "Makefile has no MNIST_SUITES"
+    return listed.group(1).replace("\\", " ").split()
+
+
 def test_make_reproduce_runs_every_cpu_suite():
     """`make reproduce` is the README's one command for the recorded results: no CPU suite may be left out."""
-    import re
-    from pathlib import Path
-
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
-    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", makefile, re.M)
-    assert listed, "Makefile has no MNIST_SUITES"
-    names = set(listed.group(1).replace("\\", " ").split())
+    names = set(_make_reproduce_suites())
     assert names <= set(experiments.SUITES), names - set(experiments.SUITES)
     not_run = {"table2-cifar"}    # needs CIFAR-10 and a GPU
     assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
@@ -200,15 +203,10 @@ def test_make_reproduce_runs_every_cpu_suite():
 def test_every_run_make_reproduce_plans_is_recorded():
     """On a fresh clone `make reproduce` finds every planned run recorded, so it trains nothing and
     the chapters' tables (means over the recorded seeds) stay what their prose describes."""
-    import re
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", (repo / "Makefile").read_text(), re.M)
     missing = []
-    for name in listed.group(1).replace("\\", " ").split():
+    for name in _make_reproduce_suites():
         suite = experiments.SUITES[name]
-        folder = repo / "results" / suite.results_folder
+        folder = REPO / "results" / suite.results_folder
         missing += [f"{name}: {experiments.result_name(suite, run, seed)}"
                     for run, seed in experiments.planned_runs(suite)
                     if not (folder / experiments.result_name(suite, run, seed)).exists()]
