@@ -158,12 +158,14 @@ def distributed_snip_masks(
         if group is not None:
             raise ValueError("group was given but no torch.distributed process group is initialised; "
                              "call torch.distributed.init_process_group first (or pass group=None)")
-        return snip.snip_masks(model, inputs, targets, sparsity, loss_fn=loss_fn, include_bias=include_bias,
-                               bn_mode=bn_mode)
+        # the private entry point, so that its warning about unprunable weights names the caller's line
+        return snip._snip_masks(model, inputs, targets, sparsity, loss_fn=loss_fn, include_bias=include_bias,
+                                bn_mode=bn_mode, scoring_init=None, scoring_bias="zeros", seed=None)
 
+    snip._check_and_warn(model, include_bias)  # once, at the caller's line
     params = snip.prunable_parameters(model, include_bias=include_bias)
     check_identical([p.detach() for p in params.values()], "the model's prunable weights", group=group)
-    grads = snip.indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
+    grads = snip._indicator_gradients(model, inputs, targets, loss_fn, include_bias=include_bias, bn_mode=bn_mode)
     count = sum(len(x) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs]))
 
     # One collective: every rank's gradient times its example count, and the count itself.

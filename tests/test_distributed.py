@@ -8,6 +8,7 @@ instead of hanging CI. No network is needed: the ranks meet through a file.
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 import torch
@@ -66,12 +67,30 @@ def _rank_checks(rank: int, world: int, x: torch.Tensor, y: torch.Tensor, mnist_
         out["mismatch_error"] = None
     except RuntimeError as exc:
         out["mismatch_error"] = str(exc)
-    # 4. the training script, on real MNIST, in this process group
+    # 4. a weight SNIP cannot prune is named in one warning, at this line (not inside snip_lib)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distributed.distributed_snip_masks(_WithCustomWeight(), x[shard], y[shard], SPARSITY)
+    out["dense_warnings"] = [(str(w.message), w.filename) for w in caught if "not prunable" in str(w.message)]
+    # 5. the training script, on real MNIST, in this process group
     if mnist_ok:
         out["script"] = ddp_train.main(["--arch", "lenet300", "--sparsity", "0.98", "--epochs", "1",
                                         "--limit-train", "400", "--limit-test", "200", "--batch-size", "20",
                                         "--saliency-batch", "20", "--no-enforce"])
     return out
+
+
+class _WithCustomWeight(nn.Module):
+    """A net with a bare weight matrix that no prunable layer owns: it stays dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(64, 8)
+        self.custom = nn.Parameter(torch.randn(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) @ self.custom
 
 
 def _sleep(rank: int, world: int) -> None:
@@ -159,6 +178,20 @@ def test_without_process_group_it_is_plain_snip():
     want = snip.snip_masks(model, x, y, SPARSITY)
     assert list(got) == list(want)
     assert all(torch.equal(got[n], want[n]) for n in want)
+
+
+def test_the_warning_about_dense_weights_names_the_callers_line(two_ranks):
+    *_, results = two_ranks
+    for rank, out in enumerate(results):
+        assert len(out["dense_warnings"]) == 1, (rank, out["dense_warnings"])
+        message, filename = out["dense_warnings"][0]
+        assert "custom" in message and filename == __file__, (rank, message, filename)
+    x, y = batch(6, seed=2)                                    # no process group: the same warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distributed.distributed_snip_masks(_WithCustomWeight(), x, y, SPARSITY)
+    dense = [w for w in caught if "not prunable" in str(w.message)]
+    assert len(dense) == 1 and "custom" in str(dense[0].message) and dense[0].filename == __file__
 
 
 def test_group_without_process_group_is_an_error():
