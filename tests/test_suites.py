@@ -183,28 +183,19 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     assert list(table.index[:2]) == ["plain (Table 1 recipe)", "Glorot initialisation"]  # the suite's order
 
 
-def _make_reproduce_suites() -> list[str]:
-    """The suites `make reproduce` runs: the Makefile's MNIST_SUITES, in order."""
-    import re
-
-    listed = re.search(r"^MNIST_SUITES\s*:=((?:.*\\\n)*.*)$", (REPO / "Makefile").read_text(), re.M)
-    assert listed, "Makefile has no MNIST_SUITES"
-    return listed.group(1).replace("\\", " ").split()
-
-
-def test_make_reproduce_runs_every_cpu_suite():
+def test_make_reproduce_runs_every_cpu_suite(make_reproduce_suites):
     """`make reproduce` is the README's one command for the recorded results: no CPU suite may be left out."""
-    names = set(_make_reproduce_suites())
+    names = set(make_reproduce_suites)
     assert names <= set(experiments.SUITES), names - set(experiments.SUITES)
     not_run = {"table2-cifar"}    # needs CIFAR-10 and a GPU
     assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
 
 
-def test_every_run_make_reproduce_plans_is_recorded():
+def test_every_run_make_reproduce_plans_is_recorded(make_reproduce_suites):
     """On a fresh clone `make reproduce` finds every planned run recorded, so it trains nothing and
     the chapters' tables (means over the recorded seeds) stay what their prose describes."""
     missing = []
-    for name in _make_reproduce_suites():
+    for name in make_reproduce_suites:
         suite = experiments.SUITES[name]
         folder = REPO / "results" / suite.results_folder
         missing += [f"{name}: {experiments.result_name(suite, run, seed)}"
