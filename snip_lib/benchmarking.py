@@ -51,18 +51,42 @@ def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def _one_sample(fn: Callable[[], Any], number: int) -> float:
-    """Seconds per call of ``fn`` over ``number`` calls, with the garbage collector off (like timeit)."""
+def _one_sample(fn: Callable[[], Any], number: int, sync: Callable[[], None] | None = None) -> float:
+    """Seconds per call of ``fn`` over ``number`` calls, with the garbage collector off (like timeit).
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before the clock starts and before it stops, so
+    that asynchronous GPU work is inside the sample, and the previous sample's work outside it.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if sync is not None:
+            sync()
         start = time.perf_counter()
         for _ in range(number):
             fn()
+        if sync is not None:
+            sync()
         return (time.perf_counter() - start) / number
     finally:
         if enabled:
             gc.enable()
+
+
+def _synchronizer(device: Any) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize`` for a CUDA device, nothing for the CPU (its work is synchronous)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"device must be a torch.device or a device string such as 'cpu' or 'cuda:0', "
+                         f"got {device!r}") from exc
+    if dev.type == "cuda":
+        return lambda: torch.cuda.synchronize(dev)
+    return None
 
 
 def time_interleaved(
@@ -71,6 +95,7 @@ def time_interleaved(
     repeats: int = 30,
     warmup: int = 3,
     min_sample_time: float = 0.005,
+    device: Any = None,
 ) -> pd.DataFrame:
     """Time each callable ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
 
@@ -78,6 +103,8 @@ def time_interleaved(
     sample lasts at least ``min_sample_time`` seconds (timer resolution and per-sample noise stop
     mattering). Round ``r`` runs the variants in their given order rotated by ``r``. Returns one
     row per (round, variant): ``round``, ``variant``, ``seconds`` (per call), ``calls`` (per sample).
+    ``device``: where the variants run; for a CUDA device every sample waits for the GPU
+    (``torch.cuda.synchronize``), otherwise only the kernel launches would be timed.
     """
     if not isinstance(variants, Mapping) or not variants:
         raise ValueError("variants must be a non-empty mapping {name: callable}")
@@ -89,18 +116,20 @@ def time_interleaved(
     if not isinstance(min_sample_time, (int, float)) or not min_sample_time >= 0:
         raise ValueError(f"min_sample_time must be a number >= 0, got {min_sample_time!r}")
 
+    sync = _synchronizer(device)
+
     names = list(variants)
     calls: dict[str, int] = {}
     for name in names:  # warm-up, interleaved too
         for _ in range(warmup):
             variants[name]()
-        once = _one_sample(variants[name], 1)
+        once = _one_sample(variants[name], 1, sync)
         calls[name] = max(1, math.ceil(min_sample_time / once)) if once > 0 else 1
     rows = []
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            rows.append({"round": r, "variant": name, "seconds": _one_sample(variants[name], calls[name]),
+            rows.append({"round": r, "variant": name, "seconds": _one_sample(variants[name], calls[name], sync),
                          "calls": calls[name]})
     return pd.DataFrame(rows, columns=["round", "variant", "seconds", "calls"])
 

@@ -147,6 +147,23 @@ def test_variants_are_interleaved_in_rotating_order():
     assert list(frame.columns) == ["round", "variant", "seconds", "calls"] and len(frame) == 8
 
 
+def test_a_cuda_device_synchronises_around_every_sample(monkeypatch):
+    import torch
+
+    events: list[str] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(f"sync {device}"))
+    frame = benchmarking.time_interleaved({"a": lambda: events.append("a")}, repeats=2, warmup=1,
+                                          min_sample_time=0.0, device="cuda:0")
+    # warm-up, then calibration and two samples, each between two synchronisations
+    assert events == ["a"] + ["sync cuda:0", "a", "sync cuda:0"] * 3 and len(frame) == 2
+    events.clear()
+    benchmarking.time_interleaved({"a": lambda: events.append("a")}, repeats=2, warmup=0,
+                                  min_sample_time=0.0, device="cpu")
+    assert events == ["a"] * 3                                       # the CPU needs no synchronisation
+    with pytest.raises(ValueError, match="device must be .*got 'gpu0'"):
+        benchmarking.time_interleaved({"a": lambda: None}, device="gpu0")
+
+
 def test_median_ci_is_the_order_statistic_interval():
     import math
 
