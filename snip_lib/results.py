@@ -32,8 +32,8 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is built
     import pandas as pd
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "provenance", "provenance_line", "read_result",
-           "validate_result", "write_result"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "mean_ci", "provenance", "provenance_line",
+           "read_result", "validate_result", "write_result"]
 
 SCHEMA_VERSION = 1
 
@@ -437,6 +437,31 @@ def provenance_line(frame: pd.DataFrame | None) -> str:
     return (f"recorded: {len(frame)} run(s), seed(s) {_id_ranges(seeds) or '?'}, {dates} (UTC), "
             f"{', '.join(devices)} ({', '.join(machines) or '?'}), commit(s) {', '.join(commits) or '?'}, "
             f"{minutes:.1f} min per run")
+
+
+def mean_ci(values: Any, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-seed numbers and the Student-t confidence interval of that mean.
+
+    Returns ``(mean, low, high)``. Below three finite values the interval is ``(nan, nan)``: two
+    seeds give an interval too wide to say anything. NaNs (runs not recorded) are ignored. The
+    t-interval assumes the seeds' results are roughly normal, which errors over seeds of one
+    recipe are; it answers "does the paper's number lie inside the plausible range of our mean?".
+    """
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be a fraction strictly between 0 and 1 (e.g. 0.95), got {level!r}")
+    x = np.asarray(values, dtype=float).reshape(-1)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(x.mean())
+    if x.size < 3:
+        return mean, float("nan"), float("nan")
+    try:
+        from scipy import stats
+    except ImportError as exc:  # scipy is in the book and test extras, not in the core library
+        raise ImportError("mean_ci needs scipy: pip install scipy") from exc
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, mean - half, mean + half
 
 
 def results_dir() -> Path:

@@ -223,3 +223,17 @@ def test_commit_label_is_the_same_under_a_table_and_in_its_columns(tmp_path):
     expected = "aaaaaaaa, bbbbbbbb+dirty, none"
     assert f"commit(s) {expected}," in results.provenance_line(frame)
     assert suites_lenet.summarize(frame)["commit"].tolist() == [expected]
+
+
+def test_mean_ci_is_the_student_t_interval_of_the_mean():
+    mean, low, high = results.mean_ci([1.0, 2.0, 3.0, 4.0, float("nan")])     # the NaN is a missing run
+    assert mean == pytest.approx(2.5)
+    # t(0.975, 3) = 3.182446, sd = 1.290994, n = 4: half-width 2.05426
+    assert (low, high) == (pytest.approx(2.5 - 2.054260, abs=1e-5), pytest.approx(2.5 + 2.054260, abs=1e-5))
+    _, lo90, hi90 = results.mean_ci([1.0, 2.0, 3.0, 4.0], level=0.90)
+    assert low < lo90 < mean < hi90 < high                                     # a lower level, a narrower interval
+    two = results.mean_ci([1.0, 3.0])
+    assert two[0] == 2.0 and all(math.isnan(v) for v in two[1:])                # too few seeds for an interval
+    assert all(math.isnan(v) for v in results.mean_ci([]))
+    with pytest.raises(ValueError, match="level must be a fraction .* got 95"):
+        results.mean_ci([1.0, 2.0, 3.0], level=95)
