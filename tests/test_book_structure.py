@@ -181,28 +181,67 @@ def test_jupyter_book_is_pinned_below_2():
     assert any(nbtools._requirement_name(r) == "jupyter-book" and "<2" in r.replace(" ", "") for r in book_extra)
 
 
-def test_the_book_cache_follows_the_library_and_the_recorded_results(tmp_path, monkeypatch):
-    """make book must re-execute when snip_lib or a recorded result changes (jupyter-cache sees only code cells)."""
+def _build_book_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("build_book", REPO / "tools" / "build_book.py")
     build_book = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_book)
+    return build_book
+
+
+def _chapter(path, code: str, prose: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": prose},
+             {"cell_type": "code", "metadata": {}, "source": code, "outputs": [], "execution_count": None}]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+def test_the_book_cache_follows_the_library_the_recorded_results_and_every_chapters_code(tmp_path, monkeypatch):
+    """make book must re-execute when snip_lib, a recorded result, the mode or any chapter's code changes
+    (jupyter-cache sees only a notebook's own code cells; chapter 10 reads the others' code hashes)."""
+    build_book = _build_book_module()
     for path, text in (("snip_lib/a.py", "x = 1"), ("results/suite/run.json", "{}"),
                        ("benchmarks/results/b.json", "{}"), ("requirements.txt", "torch"), ("_config.yml", "")):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
+    _chapter(tmp_path / "book" / "01_a.ipynb", "x = 1", "prose")
     monkeypatch.setattr(build_book, "ROOT", tmp_path)
     monkeypatch.setenv("SNIP_QUICK", "1")
     keys = [build_book.cache_key()]
     for path in ("snip_lib/a.py", "results/suite/run.json", "benchmarks/results/b.json"):
         (tmp_path / path).write_text((tmp_path / path).read_text() + " ")
         keys.append(build_book.cache_key())
+    _chapter(tmp_path / "book" / "01_a.ipynb", "x = 2", "prose")
+    keys.append(build_book.cache_key())
     monkeypatch.setenv("SNIP_QUICK", "0")
     keys.append(build_book.cache_key())
     assert len(set(keys)) == len(keys), keys
     (tmp_path / "book.md").write_text("prose")  # anything else: the cache stays
+    _chapter(tmp_path / "book" / "01_a.ipynb", "x = 2", "other prose")
     assert build_book.cache_key() == keys[-1]
+    monkeypatch.setenv("SNIP_QUICK", "false")   # the same mode, spelled differently: the same key
+    assert build_book.cache_key() == keys[-1]
+    monkeypatch.setenv("SNIP_QUICK", "2")       # refused before anything is cleared
+    with pytest.raises(ValueError, match="SNIP_QUICK='2'"):
+        build_book.cache_key()
+
+
+def test_the_cache_stamp_is_written_before_the_build(tmp_path):
+    """An interrupted build leaves entries of the new key in the cache: the stamp must already name it."""
+    build_book = _build_book_module()
+    cache, stamp = tmp_path / "_build" / ".jupyter_cache", tmp_path / "_build" / ".stamp"
+    cache.mkdir(parents=True)
+    (cache / "entry").write_text("full-mode output")
+    stamp.write_text("full")
+    build_book.prepare_cache(cache, stamp, "full", "test")          # same key: the cache is kept
+    assert (cache / "entry").exists()
+    build_book.prepare_cache(cache, stamp, "quick", "test")         # new key: cleared, stamp written now
+    assert not cache.exists() and stamp.read_text() == "quick"
+    cache.mkdir()
+    (cache / "entry").write_text("quick-mode output")               # the build runs one chapter, then dies
+    build_book.prepare_cache(cache, stamp, "full", "test")          # back to full: the quick entry must go
+    assert not cache.exists() and stamp.read_text() == "full"
 
 
 def test_overview_figure_exists():
