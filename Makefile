@@ -36,7 +36,7 @@ test-lib: install
 
 test-notebooks: install
 	SNIP_QUICK=1 $(PYTHON) -m pytest book --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=$(NBVAL_TIMEOUT) -n $(JOBS) --dist loadscope
+	    --nbval-cell-timeout=$(NBVAL_TIMEOUT) -n $(JOBS) --dist loadscope -p no:cacheprovider
 
 # Jupyter Book's execution cache ignores changes to snip_lib, so the cache is keyed on a hash
 # of the library and the mode: a changed library or mode means every notebook runs again.
@@ -55,7 +55,7 @@ clean:
 # config, doctrees and execution cache under _build/student; the main build is not touched).
 .PHONY: student book-student
 
-student:
+student: install
 	$(PYTHON) tools/student_edition.py
 
 book-student: install

@@ -367,6 +367,29 @@ def test_colab_cell_without_its_tags_fails(book: Path):
     assert any("lacks the tags" in p for p in nbtools.check(book))
 
 
+@pytest.mark.parametrize("tag", ["raises-exception", "skip-execution", "nbval-skip"])
+def test_a_tag_that_lets_a_cell_go_unchecked_fails(book: Path, tag: str):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell("1 / 0", metadata={"tags": [tag]})))
+    assert any(f"tagged {tag!r}" in p for p in nbtools.check(book)), nbtools.check(book)
+
+
+def test_notebook_level_execution_settings_fail(book: Path):
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.metadata.update(mystnb={"execution_mode": "off"}))
+    assert any("notebook-level 'mystnb' metadata ['execution_mode']" in p for p in nbtools.check(book))
+
+
+def test_config_that_skips_a_chapter_or_overrides_execution_fails(book: Path):
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config["execute"]["exclude_patterns"] = ["book/06_*"]
+    config["sphinx"]["config"]["nb_execution_allow_errors"] = True
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    problems = nbtools.check(book)
+    assert any("execute.exclude_patterns is ['book/06_*']" in p for p in problems), problems
+    assert any("sphinx.config sets ['nb_execution_allow_errors']" in p for p in problems), problems
+
+
 def test_missing_title_cell_fails(book: Path):
     path = add_chapter(book, "03_variance_scaling.ipynb")
     edit(path, lambda nb: nb.cells.pop(0))

@@ -297,6 +297,9 @@ def strip_outputs(path: Path | str) -> bool:
             if cell.get("outputs") or cell.get("execution_count") is not None:
                 changed = True
             cell.outputs, cell.execution_count = [], None
+    if "mystnb" in nb.metadata:
+        problems.append(f"has notebook-level 'mystnb' metadata {sorted(nb.metadata['mystnb'])}; it can switch off "
+                        "execution or error checking for this chapter alone, so settings belong in _config.yml")
     if "widgets" in nb.metadata:
         del nb.metadata["widgets"]
         changed = True
@@ -419,6 +422,15 @@ def unspaced_percents(markdown: str) -> list[str]:
     return found + _NUMBER_PERCENT.findall(markdown[pos:])
 
 
+#: Cell tags that make nbval or the book build accept a cell without checking it.
+UNCHECKED_TAGS: dict[str, str] = {
+    "raises-exception": "so the build and nbval accept it whether or not it raises the error it should; "
+                        "catch the error in the cell and assert on its type and message",
+    "skip-execution": "so the book shows it without running it; every cell of the book runs",
+    "nbval-skip": "so the tests never run it; every cell of the book runs under nbval",
+}
+
+
 def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
     """Problems with one notebook: set-up cell, local paths, committed outputs, kernelspec, exercise references."""
     path = Path(path)
@@ -435,6 +447,9 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
     kernel = nb.metadata.get("kernelspec", {}).get("name")
     if kernel != "python3":
         problems.append(f"kernelspec name is {kernel!r}; use 'python3' so nbval, Jupyter Book and Colab agree")
+    if "mystnb" in nb.metadata:
+        problems.append(f"has notebook-level 'mystnb' metadata {sorted(nb.metadata['mystnb'])}; it can switch off "
+                        "execution or error checking for this chapter alone, so settings belong in _config.yml")
     if "widgets" in nb.metadata:
         problems.append("has saved widget state in its metadata; run `python tools/nbtools.py strip` before committing")
     cells = nb.cells
@@ -451,6 +466,8 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
         if missing_tags:
             problems.append(f"cell {index}: the Colab set-up cell lacks the tags {missing_tags}")
     for index, cell in enumerate(cells):
+        for tag in sorted(set(cell.metadata.get("tags", [])) & set(UNCHECKED_TAGS)):
+            problems.append(f"cell {index}: tagged {tag!r}, {UNCHECKED_TAGS[tag]}")
         if cell.cell_type == "markdown":
             for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):
                 problems.append(f"cell {index}: names {match.group(0)!r} by number; refer to the label, "
@@ -525,7 +542,16 @@ def check_config(root: Path | str | None = None) -> list[str]:
     if not (execute.get("raise_on_error") is True or sphinx_config.get("nb_execution_raise_on_error") is True):
         problems.append(f"{CONFIG_FILE}: execute.raise_on_error is not true, so a failing notebook only warns")
     if execute.get("allow_errors") is True:
-        problems.append(f"{CONFIG_FILE}: execute.allow_errors is true; tag single cells 'raises-exception' instead")
+        problems.append(f"{CONFIG_FILE}: execute.allow_errors is true; a cell that must raise catches its error "
+                        "and asserts on it instead")
+    if execute.get("exclude_patterns"):
+        problems.append(f"{CONFIG_FILE}: execute.exclude_patterns is {execute['exclude_patterns']!r}; those chapters "
+                        "would be published without running (every chapter runs, in quick mode on CI)")
+    overrides = sorted(k for k in sphinx_config
+                       if k.startswith("nb_execution_") and k not in ("nb_execution_raise_on_error", "nb_execution_show_tb"))
+    if overrides:
+        problems.append(f"{CONFIG_FILE}: sphinx.config sets {overrides}; execution is configured under execute:, "
+                        "which check_config checks")
     if execute.get("execute_notebooks") in (False, "off"):
         problems.append(f"{CONFIG_FILE}: execute.execute_notebooks is off, but notebooks are committed without outputs")
     if config.get("only_build_toc_files") is not True:

