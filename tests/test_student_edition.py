@@ -145,18 +145,30 @@ def test_student_notebook_keeps_prompts_and_checks_and_drops_solutions(chapter: 
     for cell in student.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-    # Order per exercise: prompt, then the stub(s), then the unchanged check(s).
+    # Jupyter and Colab render no MyST: exercises are headed "### Exercise N.k", references are numbers
+    assert "{exercise-start}" not in text and "{exercise-end}" not in text and "{numref}`ex-" not in text
+    # Order per exercise: prompt, then the stub(s), the written-answer cell (where the solution has
+    # prose), then the unchanged check(s).
     ids = [cell.id for cell in student.cells]
     for ex in exercises:
         prompt = [ids.index(book.cells[i].id) for i in ex.prompt]
         stubs = [ids.index(f"{book.cells[i].id}-stub") for i in ex.solution_code]
+        written = [ids.index(f"{ex.label}-written")] if ex.solution_prose else []
         checks = [ids.index(book.cells[i].id) for i in ex.checks]
-        assert prompt + stubs + checks == list(range(prompt[0], prompt[0] + len(prompt + stubs + checks)))
-        for i in ex.prompt + ex.checks:
+        order = prompt + stubs + written + checks
+        assert order == list(range(prompt[0], prompt[0] + len(order)))
+        assert f"### Exercise {ex.number}\n" in student.cells[prompt[0]].source
+        for i in ex.prompt:
+            assert student.cells[ids.index(book.cells[i].id)].source == se.student_markdown(
+                book.cells[i].source, ex.number)
+        for i in ex.checks:
             source = student.cells[ids.index(book.cells[i].id)].source
             guard = source[:len(source) - len(book.cells[i].source)]   # placeholder guards, first check only
             assert source.endswith(book.cells[i].source) and (guard == "" or i == ex.checks[0])
             assert all(line.startswith("assert ") and "is still None" in line for line in guard.splitlines())
+        for j in written:
+            assert student.cells[j].metadata["tags"] == [se.WRITTEN_TAG]
+            assert f"exercise {ex.number}" in student.cells[j].source
         first_stub = student.cells[stubs[0]]
         assert first_stub.source.startswith(f"{se.ANSWER_MARK} (exercise {ex.number})")
         assert first_stub.metadata["tags"] == [se.STUB_TAG]
@@ -229,8 +241,8 @@ def test_stub_keeps_signatures_and_placeholders_only_what_the_check_needs():
     )  # not `helper`/`leftover` (the check does not use them), not `base` (the chapter defines it)
     assert "the formula" not in "".join(c.source for c in student.cells)
     check = [c.source for c in student.cells if c.cell_type == "code"][-1]
-    guard = ('assert side is not None, "exercise 7.1: side is still None; write your answer in the cell above"\n'
-             'assert depth is not None, "exercise 7.1: depth is still None; write your answer in the cell above"\n')
+    guard = ('assert side is not None, "exercise 7.1: side is still None; write your answer in the # YOUR ANSWER HERE cell above"\n'
+             'assert depth is not None, "exercise 7.1: depth is still None; write your answer in the # YOUR ANSWER HERE cell above"\n')
     assert check == guard + CHECK     # a placeholder left as None is named before the check uses it
     namespace: dict = {}
     exec(nb.cells[1].source, namespace)
@@ -254,7 +266,8 @@ def test_student_notebook_layout_and_determinism():
     student = nbformat.reads(first.decode(), as_version=4)
     kinds = [(c.cell_type, c.metadata.get("tags", [])) for c in student.cells]
     assert kinds == [("markdown", []), ("markdown", []), ("code", []), ("code", []), ("markdown", []),
-                     ("code", [se.STUB_TAG]), ("code", ["check"]), ("markdown", [])]
+                     ("code", [se.STUB_TAG]), ("markdown", [se.WRITTEN_TAG]), ("code", ["check"]), ("markdown", [])]
+    assert student.cells[4].source.startswith("### Exercise 7.1\n") and "exercise-start" not in first.decode()
     assert "07_scratch.ipynb" in student.cells[1].source and "do not edit" in student.cells[1].source
     assert "Because pi." not in first.decode() and "After the exercises." in first.decode()
 
@@ -300,6 +313,15 @@ def test_check_mode_lists_missing_changed_and_stray_files(tmp_path: Path):
     assert se.stale_files(root) == ["07_scratch.ipynb", "99_old.ipynb"]
     se.write_student_edition(root)
     assert se.stale_files(root) == [] and not (root / "student" / "99_old.ipynb").exists()
+
+
+def test_student_markdown_turns_myst_exercise_markup_into_what_jupyter_shows():
+    prompt = "Intro.\n```{exercise-start}\n:label: ex-05-2\n```\n**Measure it.** See {numref}`ex-05-1`.\n```{exercise-end}\n```"
+    assert se.student_markdown(prompt, "5.2") == "Intro.\n### Exercise 5.2\n\n**Measure it.** See Exercise 5.1."
+    colons = ":::{exercise-start}\n:label: ex-05-3\n:::\nText.\n:::{exercise-end}\n:::\n"
+    assert se.student_markdown(colons, "5.3") == "### Exercise 5.3\n\nText."
+    other = "Prose with {numref}`ex-10-3` and {numref}`fig-ch5-sweep`."            # only exercise references
+    assert se.student_markdown(other) == "Prose with Exercise 10.3 and {numref}`fig-ch5-sweep`."
 
 
 def test_names_used_ignores_what_the_check_binds_itself():

@@ -11,9 +11,9 @@ work. Students need the same chapters without the answers, both as notebooks to 
 
 How a chapter marks its exercises (sphinx-exercise gated syntax)::
 
-    ```{exercise-start}          <- markdown: the prompt, kept
-    :label: ex-03-2
-    ```
+    ```{exercise-start}          <- markdown: the prompt, kept; in the student notebook the
+    :label: ex-03-2                  fences become a plain "### Exercise 3.2" heading (Jupyter and
+    ```                              Colab do not render MyST directives)
     ...
     ```{exercise-end}
     ```
@@ -21,7 +21,8 @@ How a chapter marks its exercises (sphinx-exercise gated syntax)::
     :class: dropdown
     ```
     code cell tagged "solution"  <- becomes a stub: "# YOUR ANSWER HERE" and placeholders
-    markdown explanation         <- dropped (it is part of the solution)
+    markdown explanation         <- dropped (it is part of the solution); in its place an empty
+                                    "your answer in words" cell, for the written part
     code cell tagged "check"     <- kept: public test, fails on the stub, passes on the answer
     ```{solution-end}
     ```                          <- dropped
@@ -73,6 +74,8 @@ SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
 #: Tag of the generated stub cells, so tools and tests can find them.
 STUB_TAG = "answer"
+#: Tag of the generated "your answer in words" markdown cells.
+WRITTEN_TAG = "answer-text"
 ANSWER_MARK = "# YOUR ANSWER HERE"
 
 #: Where ``--html`` writes: the HTML itself, and a scratch folder for its config, doctrees,
@@ -343,7 +346,7 @@ def placeholder_guard(names: Sequence[str], number: str) -> str:
     (``'NoneType' object is not iterable``, a bare ``AssertionError``), far from the answer cell.
     """
     return "".join(f'assert {name} is not None, "exercise {number}: {name} is still None; '
-                   'write your answer in the cell above"\n' for name in dict.fromkeys(names))
+                   f'write your answer in the {ANSWER_MARK} cell above"\n' for name in dict.fromkeys(names))
 
 
 def names_defined_before(nb: nbformat.NotebookNode, index: int, skip: set[int]) -> set[str]:
@@ -372,8 +375,9 @@ def _banner(source_name: str, has_exercises: bool) -> nbformat.NotebookNode:
         text += (
             "\n>\n"
             f"> Each exercise is followed by a code cell that starts with `{ANSWER_MARK}`: replace its "
-            "placeholders with your answer, then run the check cell under it, which fails until your "
-            "answer is right."
+            "placeholders with your answer, then run the check cell that follows, which fails until your "
+            "answer is right. Where the exercise also asks for an explanation or a prediction, write it in "
+            "the \"Your answer in words\" cell between the two (a prediction before you run the check)."
         )
     text += (
         "\n>\n> **Short on time or on a CPU (Colab's free tier)?** Run `%env SNIP_QUICK=1` before the "
@@ -382,6 +386,36 @@ def _banner(source_name: str, has_exercises: bool) -> nbformat.NotebookNode:
     )
     cell = nbformat.v4.new_markdown_cell(text)
     cell.id = "student-edition-banner"
+    return cell
+
+
+_EXERCISE_START_RE = re.compile(r"^[ \t]*(`{3,}|:{3,})\{exercise-start\}[^\n]*\n(?:[ \t]*:[\w-]+:[^\n]*\n)*[ \t]*\1[ \t]*(?:\n|$)",
+                                re.MULTILINE)
+_EXERCISE_END_RE = re.compile(r"^[ \t]*(`{3,}|:{3,})\{exercise-end\}[^\n]*\n[ \t]*\1[ \t]*(?:\n|$)", re.MULTILINE)
+_EXERCISE_REF_RE = re.compile(r"\{numref\}`(ex-(\d+)-(\d+))`")
+
+
+def student_markdown(source: str, number: str | None = None) -> str:
+    """Markdown as Jupyter and Colab show it: exercise fences become a heading, references a number.
+
+    The student notebooks are read in Jupyter or Colab, which render no MyST directive: the
+    fences of an exercise would show as code blocks and "{numref}`ex-05-2`" as itself, while the
+    assignment says "Exercise 5.2". ``number`` is the exercise whose prompt ``source`` holds.
+    """
+    if number is not None:
+        source = _EXERCISE_START_RE.sub(f"### Exercise {number}\n\n", source)
+        source = _EXERCISE_END_RE.sub("", source).rstrip("\n")
+    return _EXERCISE_REF_RE.sub(lambda m: f"Exercise {int(m[2])}.{int(m[3])}", source)
+
+
+def _written_answer(exercise: Exercise) -> nbformat.NotebookNode:
+    """Where the explanation goes that the instructor edition gives in prose after the code."""
+    cell = nbformat.v4.new_markdown_cell(
+        f"**Your answer in words (exercise {exercise.number}).** Where the exercise asks you to explain, "
+        "compare or predict, write it here (double-click to edit). Write a prediction *before* you run "
+        "the check below: the check tests the answer, so it gives it away.")
+    cell.id = f"{exercise.label}-written"[:64]
+    cell.metadata = {"tags": [WRITTEN_TAG]}
     return cell
 
 
@@ -428,6 +462,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     if not nb.cells or nb.cells[0].cell_type != "markdown" or not nb.cells[0].source.lstrip().startswith("# "):
         raise ValueError(f"{BOOK_DIR}/{source_name}: the first cell must be the '# Title' markdown cell")
     in_solution = {i: e for e in exercises for i in e.solution_block}
+    in_prompt = {i: e for e in exercises for i in e.prompt}
     solution_code = {i for e in exercises for i in e.solution_code}
     out = nbformat.v4.new_notebook()
     out.nbformat, out.nbformat_minor = nb.nbformat, nb.nbformat_minor
@@ -438,8 +473,14 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     for index, cell in enumerate(nb.cells[1:], start=1):
         exercise = in_solution.get(index)
         if exercise is None:
-            cells.append(_clean(cell))
+            kept = _clean(cell)
+            if kept.cell_type == "markdown":
+                prompt_of = in_prompt.get(index)
+                kept.source = student_markdown(kept.source, prompt_of.number if prompt_of else None)
+            cells.append(kept)
         elif index in exercise.checks:
+            if index == exercise.checks[0] and exercise.solution_prose:
+                cells.append(_written_answer(exercise))
             check = _clean(cell)
             if index == exercise.checks[0]:
                 check.source = placeholder_guard(placeholders.get(exercise.number, []), exercise.number) + check.source
