@@ -320,3 +320,84 @@ def test_beyond_suites_have_unique_file_names_and_valid_runs(suite):
     for run in experiments.SUITES[suite].runs:
         if run["sparsity"] > 0:
             assert pruners.check_method(run["method"]) == run["method"]
+
+
+# --------------------------------------------------------------------------- options and inputs every method must honour
+
+
+def _small_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _small_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(16, 12, generator=g), torch.randint(0, 4, (16,), generator=g)
+
+
+def test_synflow_linearises_the_biases_too():
+    """Hand computation on a biased MLP: R = 1'|W2|(|W1|1 + |b1|), so a negative bias counts by its size."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].bias.copy_(torch.tensor([-0.5, 0.3, -0.2]))
+    w1, b1, w2 = model[0].weight.detach().abs(), model[0].bias.detach().abs(), model[2].weight.detach().abs()
+    scores = pruners.synflow_scores(model, torch.zeros(5, 4))
+    torch.testing.assert_close(scores["2.weight"].float(), w2 * (w1.sum(1) + b1)[None, :])
+
+
+@pytest.mark.parametrize("method, options", [("snip", {}), ("force", {"steps": 1}), ("iterative-snip", {"steps": 1})])
+def test_the_loss_fn_option_reaches_the_score(method, options):
+    model = _small_mlp()
+    x, y = _small_batch(0)
+
+    def weighted(out, t):
+        return F.cross_entropy(out * torch.linspace(0.1, 3.0, out.shape[1]), t)
+
+    ours = pruners.prune_masks(method, model, x, y, 0.7, loss_fn=weighted, **options)
+    reference = snip.snip_masks(model, x, y, 0.7, loss_fn=weighted)
+    assert all(torch.equal(ours[n], reference[n]) for n in ours)
+    assert not all(torch.equal(ours[n], snip.snip_masks(model, x, y, 0.7)[n]) for n in ours)   # the loss matters
+
+
+@pytest.mark.parametrize("fn", ["grasp", "force"])
+def test_several_batches_are_one_batch_weighted_by_size(fn):
+    model = _small_mlp().double()
+    x, y = _small_batch(0)
+    x = x.double()
+    if fn == "grasp":
+        whole = pruners.grasp_scores(model, x, y, temperature=1.0)
+        parts = pruners.grasp_scores(model, [x[:5], x[5:]], [y[:5], y[5:]], temperature=1.0)
+    else:
+        kept = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(2)) < 0.5
+                for n, p in snip.prunable_parameters(model).items()}
+        whole = pruners.pruned_sensitivity(model, x, y, kept)
+        parts = pruners.pruned_sensitivity(model, [x[:5], x[5:]], [y[:5], y[5:]], kept)
+    for n in whole:
+        torch.testing.assert_close(parts[n], whole[n], rtol=1e-9, atol=1e-12)
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    with torch.no_grad():
+        net[1].running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        net[1].running_var.copy_(torch.tensor([3.0, 0.2, 7.0]))
+    return net
+
+
+def test_synflow_linearises_batchnorm_buffers():
+    """|running_mean| is used: flipping the sign of a running mean changes no score."""
+    a, b = _bn_net(), _bn_net()
+    with torch.no_grad():
+        b[1].running_mean.neg_()
+    sa, sb = pruners.synflow_scores(a, torch.zeros(1, 1, 6, 6)), pruners.synflow_scores(b, torch.zeros(1, 1, 6, 6))
+    assert all(torch.allclose(sa[n], sb[n]) for n in sa)
+
+
+def test_synflow_runs_batchnorm_on_its_running_statistics():
+    a, b = _bn_net(), _bn_net()
+    with torch.no_grad():
+        b[1].running_var.mul_(4.0)
+    sa, sb = pruners.synflow_scores(a, torch.zeros(1, 1, 6, 6)), pruners.synflow_scores(b, torch.zeros(1, 1, 6, 6))
+    assert not torch.allclose(sa["0.weight"], sb["0.weight"])

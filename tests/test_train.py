@@ -392,3 +392,28 @@ def test_amp_off_cuda_warns_and_still_trains():
     with pytest.warns(UserWarning, match="amp"):
         hist = fit(_mlp(), train_loader, test_loader, _cfg(epochs=1, amp=True), device="cpu", progress=False)
     assert math.isfinite(hist.train_loss[0])
+
+
+def test_clipping_sees_the_masked_gradients(monkeypatch):
+    """With clip_grad_norm, fit keeps the gradient hooks running, so the norm is the masked gradient's."""
+    from snip_lib import masking
+
+    calls = []
+    original = masking._GradMask.__call__
+
+    def counting(self, p):
+        calls.append(1)
+        return original(self, p)
+
+    monkeypatch.setattr(masking._GradMask, "__call__", counting)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 12, generator=g), torch.randint(0, 4, (200,), generator=g)
+    loader = DataLoader(TensorDataset(x, y), batch_size=20)
+    test = DataLoader(TensorDataset(x[:50], y[:50]), batch_size=50)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
+    gen = torch.Generator().manual_seed(1)
+    masking.apply_masks(model, {n: torch.rand(p.shape, generator=gen) < 0.3
+                                for n, p in model.named_parameters() if p.dim() > 1})
+    fit(model, loader, test, TrainConfig(epochs=1, lr=0.05, clip_grad_norm=1.0), progress=False)
+    assert len(calls) == 3 * len(loader)          # three masked weights, every step
