@@ -119,3 +119,25 @@ def test_the_stated_reproduction_time_is_the_sum_of_the_recorded_runs(make_repro
                  "\n".join("".join(c["source"]) for c in chapter10["cells"])):
         stated = [int(n) for n in re.findall(r"about\s+(\d+)\s+CPU-hours", text)]
         assert stated and all(abs(n - hours) <= 0.15 * hours for n in stated), (stated, round(hours, 1))
+
+
+def test_the_recorded_figure4_runs_are_the_ones_figure4_settings_describe():
+    """Figure 4's label-fitting files are not prune_and_train runs, so the suite check above skips
+    them; this checks them against suites_keeps.FIGURE4_SETTINGS and the four curves the figure draws."""
+    from snip_lib import suites_keeps
+
+    folder = RESULTS / "keeps" / "figure4"
+    runs = [results.read_result(p) for p in sorted(folder.glob("*.json"))]
+    assert runs, f"no recorded Figure 4 run in {folder}"
+    settings = suites_keeps.FIGURE4_SETTINGS
+    curves = set()
+    for obj in runs:
+        cfg = obj["config"]
+        assert obj["kind"] == "label_fitting" and obj["provenance"]["mode"] == "full", obj["kind"]
+        assert cfg["arch"] == settings["arch"] and cfg["n_train"] == settings["n_train"], cfg
+        assert cfg["train"]["epochs"] == settings["epochs"], cfg["train"]
+        assert cfg["sparsity"] in (0.0, settings["sparsity"]) and cfg["saliency_labels"] == "true", cfg
+        assert cfg["train"]["optimizer"] == "adam" and cfg["train"]["weight_decay"] == 0.0, cfg["train"]
+        curves.add((cfg["sparsity"], cfg["labels"]))
+    assert curves == {(s, lab) for s in (0.0, settings["sparsity"]) for lab in ("true", "shuffled")}, curves
+
