@@ -246,6 +246,8 @@ def test_shuffle_keeps_per_layer_counts_and_moves_positions():
         assert not torch.equal(shuffled[n], masks[n])
     again = pruners.shuffle_within_layers(masks, seed=0)
     assert all(torch.equal(again[n], shuffled[n]) for n in masks)
+    twins = pruners.shuffle_within_layers({"a": masks["0.weight"], "b": masks["0.weight"].clone()}, seed=0)
+    assert not torch.equal(twins["a"], twins["b"])   # each layer its own permutation, even at equal size
 
 
 # ----------------------------------------------------------------------------- errors

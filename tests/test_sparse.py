@@ -109,6 +109,21 @@ def test_what_stays_dense_is_reported():
     assert_same_outputs(model.eval(), exported, torch.randn(5, 4, 4, 4))
 
 
+def test_min_sparsity_is_inclusive():
+    """'At least min_sparsity': a layer exactly at the bound is exported sparse; with the default 0 every
+    masked Linear is, even one whose mask keeps everything."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 2))
+    half = torch.zeros(4, 8, dtype=torch.bool)
+    half[:, :4] = True                                            # exactly 50 % pruned
+    masking.apply_masks(model, {"0.weight": half, "1.weight": torch.ones(2, 4, dtype=torch.bool)})
+    at_bound = sparse.to_sparse(model, min_sparsity=0.5)
+    assert at_bound.snip_export["0.weight"] == "csr" and at_bound.snip_export["1.weight"].startswith("dense")
+    default = sparse.to_sparse(model)
+    assert default.snip_export["0.weight"] == "csr" and default.snip_export["1.weight"] == "csr"
+    assert_same_outputs(model.eval(), default, torch.randn(3, 8))
+
+
 def test_a_masked_linear_model_itself_can_be_exported():
     model = nn.Linear(10, 3)
     masking.apply_masks(model, random_masks(model, 0.2))
