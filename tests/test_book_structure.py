@@ -374,6 +374,17 @@ def test_a_tag_that_lets_a_cell_go_unchecked_fails(book: Path, tag: str):
     assert any(f"tagged {tag!r}" in p for p in nbtools.check(book)), nbtools.check(book)
 
 
+def test_a_misspelt_tex_macro_fails(book: Path):
+    """MathJax draws \\lvertw (for \\lvert w) as red text without an error; the check catches it."""
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell(
+        "A score $\\lvertw \\odot g\\rvert$, fine in code: `$\\notamacro$`.")))
+    problems = nbtools.check(book)
+    assert any("math uses \\lvertw" in p for p in problems), problems
+    assert not any("notamacro" in p for p in problems)
+    assert nbtools.unknown_tex_macros("$$\\frac{1}{2} \\sum_j w_j$$") == []
+
+
 def test_notebook_level_execution_settings_fail(book: Path):
     path = add_chapter(book, "03_variance_scaling.ipynb")
     edit(path, lambda nb: nb.metadata.update(mystnb={"execution_mode": "off"}))

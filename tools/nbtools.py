@@ -422,6 +422,28 @@ def unspaced_percents(markdown: str) -> list[str]:
     return found + _NUMBER_PERCENT.findall(markdown[pos:])
 
 
+#: TeX macros the book's math may use. MathJax draws an unknown macro (a typo such as
+#: ``\lvertw`` for ``\lvert w``) as red source text without any error, so neither the build nor
+#: the browser test notices; the check refuses macros outside this list (add real ones here).
+TEX_MACROS: frozenset[str] = frozenset("""
+    Big Delta Longleftrightarrow Longrightarrow alpha approx arg bar begin beta big bigg binom cdot cdots
+    delta dots ell end epsilon eta exp frac gamma ge geq gg hat in infty int kappa lVert lambda langle
+    ldots le left leftarrow leq lim ln log lvert mapsto mathbb mathbf mathcal mathrm max min mu nabla ne
+    neq odot operatorname overset partial phi pi pm prod propto qquad quad rVert rangle rho right
+    rightarrow rvert sigma sim sqrt star sum tanh tau text textrm tfrac theta tilde times to top
+    varepsilon vert
+""".split())
+_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.DOTALL)
+_CODE_RE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+
+
+def unknown_tex_macros(markdown: str) -> list[str]:
+    """Macros in the ``$...$`` / ``$$...$$`` math of ``markdown`` that are not in :data:`TEX_MACROS`."""
+    text = _CODE_RE.sub("", markdown)
+    found = [name for m in _MATH_RE.finditer(text) for name in re.findall(r"\\([a-zA-Z]+)", m.group(1) or m.group(2))]
+    return sorted({name for name in found if name not in TEX_MACROS})
+
+
 #: Cell tags that make nbval or the book build accept a cell without checking it.
 UNCHECKED_TAGS: dict[str, str] = {
     "raises-exception": "so the build and nbval accept it whether or not it raises the error it should; "
@@ -468,6 +490,10 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
     for index, cell in enumerate(cells):
         for tag in sorted(set(cell.metadata.get("tags", [])) & set(UNCHECKED_TAGS)):
             problems.append(f"cell {index}: tagged {tag!r}, {UNCHECKED_TAGS[tag]}")
+        caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+        for name in unknown_tex_macros((cell.source if cell.cell_type == "markdown" else "") + "\n" + caption):
+            problems.append(f"cell {index}: math uses \\{name}, which is not in nbtools.TEX_MACROS (MathJax would "
+                            "draw an unknown macro as red text; fix the typo, or add a real macro to the list)")
         if cell.cell_type == "markdown":
             for match in HAND_NUMBERED_EXERCISE.finditer(cell.source):
                 problems.append(f"cell {index}: names {match.group(0)!r} by number; refer to the label, "
@@ -602,6 +628,9 @@ def check(root: Path | str | None = None, *, pyproject: Path | str | None = None
     problems = check_toc(root)
     for path in sorted((root / BOOK_DIR).glob("*.ipynb")):
         problems += [f"{BOOK_DIR}/{p}" for p in check_notebook(path, allowed)]
+    for path in sorted((root / BOOK_DIR).glob("*.md")):
+        problems += [f"{BOOK_DIR}/{path.name}: math uses \\{name}, which is not in nbtools.TEX_MACROS"
+                     for name in unknown_tex_macros(path.read_text(encoding="utf-8"))]
     problems += check_bibliography(root)
     problems += check_config(root)
     problems += check_requirements(root)
