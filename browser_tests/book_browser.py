@@ -388,8 +388,9 @@ JS_MATHJAX2_TYPESET = r"""async () => {
   const el = document.createElement('span');
   el.textContent = '\\(\\kappa = x^2\\)';
   document.body.appendChild(el);
-  try {
-    await window.MathJax.Hub.Queue(['Typeset', window.MathJax.Hub, el]);
+  try {  // bounded: a stuck typeset must fail this probe, not hang the test run
+    await Promise.race([window.MathJax.Hub.Queue(['Typeset', window.MathJax.Hub, el]),
+                        new Promise(resolve => setTimeout(resolve, 30000))]);
     return !!el.querySelector('mjx-container');
   } finally { el.remove(); }
 }"""
@@ -472,14 +473,20 @@ class BookBrowser:
         tab.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
         tab.wait_for_function("() => !window.MathJax || !window.MathJax.startup || !!window.MathJax.startup.promise",
                               timeout=30_000)
-        tab.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise ? "
-                     "MathJax.startup.promise.then(() => true) : false")
+        # Bounded like every other wait: if MathJax never finishes, the math check reports what is
+        # left untypeset instead of the run hanging until CI's limit.
+        tab.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise ? Promise.race(["
+                     "MathJax.startup.promise.then(() => true), new Promise(r => setTimeout(() => r(false), 30000))"
+                     "]) : false")
         if page.has_widgets or tab.query_selector('script[type="application/vnd.jupyter.widget-view+json"]'):
             try:  # the manager replaces each view script by a rendered widget
                 tab.wait_for_function(
                     "() => document.querySelectorAll('.jupyter-widgets').length >= "
                     "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
-                    " && document.querySelectorAll('.jupyter-widgets').length > 0", timeout=30_000)
+                    " && document.querySelectorAll('.jupyter-widgets').length > 0"
+                    # and the boxes have rendered their children (the slider and the output), not just themselves
+                    " && [...document.querySelectorAll('.jupyter-widgets.widget-box')].every(b => b.children.length > 0)",
+                    timeout=30_000)
             except Exception:  # reported by the widget test, with what did render
                 pass
         tab.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
