@@ -62,7 +62,8 @@ book-student: install
 	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/student_edition.py --html
 
 # Browser test: every page of _toc.yml in headless Debian Chromium from a local server; it fails
-# on any console error or failed load, untypeset formula, broken image or link, missing Colab
+# on any console error or failed load, untypeset formula, broken image or link, numbered figure
+# without its image, missing Colab
 # button or widget that does not restore (browser_tests/). CI runs it after `make test` on a fresh
 # build. Screenshots and report.json in _build/screenshots/. Builds the book first (the execution
 # cache makes a rebuild quick).

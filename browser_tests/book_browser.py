@@ -73,6 +73,7 @@ class BookPage:
     has_math: bool
     has_plots: bool
     has_widgets: bool
+    figures: tuple[str, ...] = ()   # names of the numbered figures its code cells carry (mystnb.figure.name)
 
     @property
     def html_path(self) -> str:
@@ -108,10 +109,13 @@ def book_page(docname: str) -> BookPage:
             break
     else:
         raise FileNotFoundError(f"_toc.yml lists {docname!r} but neither .ipynb nor .md exists")
+    figures: tuple[str, ...] = ()
     if source.suffix == ".ipynb":
         cells = json.loads(source.read_text())["cells"]
         code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        figures = tuple(c["metadata"]["mystnb"]["figure"]["name"] for c in cells if c["cell_type"] == "code"
+                        and c.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name"))
     else:
         code, text = "", source.read_text()
     return BookPage(
@@ -119,6 +123,7 @@ def book_page(docname: str) -> BookPage:
         has_math=bool(MATH_HINTS.search(text)),
         has_plots=bool(PLOT_HINTS.search(code) or FIGURE_HINTS.search(text)),
         has_widgets=bool(WIDGET_HINTS.search(code)),
+        figures=figures,
     )
 
 
@@ -257,6 +262,7 @@ class PageReport:
     sri_stripped: list[str] = field(default_factory=list)
     math: dict = field(default_factory=dict)
     images: list[dict] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)         # {"id", "images": [decoded?], "caption"}
     links: list[str] = field(default_factory=list)
     sidebar_links: list[str] = field(default_factory=list)
     colab_links: list[str] = field(default_factory=list)     # the launch button's
@@ -339,6 +345,12 @@ JS_IMAGES = r"""() => [...document.querySelectorAll('img')].map(img => ({
   src: img.currentSrc || img.src, complete: img.complete, naturalWidth: img.naturalWidth,
   naturalHeight: img.naturalHeight, alt: img.alt || '',
   inArticle: !!img.closest('article'), inWidget: !!img.closest('.jupyter-widgets, .widget-output')}))"""
+
+# Every numbered figure of the article: its id, whether each of its images decoded, and its caption.
+JS_FIGURES = r"""() => [...document.querySelectorAll('article figure')].map(f => ({
+  id: f.id || (f.querySelector('[id]') || {}).id || '',
+  images: [...f.querySelectorAll('img')].map(i => i.complete && i.naturalWidth > 0),
+  caption: ((f.querySelector('figcaption') || {}).textContent || '').trim()}))"""
 
 JS_LINKS = r"""() => {
   const hrefs = sel => [...document.querySelectorAll(sel)].map(a => a.href);
@@ -450,6 +462,7 @@ class BookBrowser:
                                      f"requests still open: {sorted(in_flight.values())}") from err
             report.math = tab.evaluate(JS_MATH)
             report.images = tab.evaluate(JS_IMAGES)
+            report.figures = tab.evaluate(JS_FIGURES)
             links = tab.evaluate(JS_LINKS)
             report.sidebar_links = links["sidebar"]
             report.colab_links = links["colab"]

@@ -156,6 +156,19 @@ def test_images_are_shown(page, page_reports):
 
 
 @by_name(PAGES)
+def test_every_numbered_figure_shows_its_image(page, page_reports):
+    """One image per page is not enough: each figure the chapter captions is on the page, with a
+    decoded image and its caption (a figure cell whose plot failed to render would slip through)."""
+    figures = {f["id"]: f for f in page_reports(page).figures}
+    missing = [name for name in page.figures if name not in figures]
+    assert missing == [], f"captioned figures missing from the page: {missing} (found {sorted(figures)})"
+    for name in page.figures:
+        shown = figures[name]
+        assert shown["images"] and all(shown["images"]), f"{name}: no decoded image ({shown['images']})"
+        assert shown["caption"].startswith("Fig."), f"{name}: caption {shown['caption'][:60]!r}"
+
+
+@by_name(PAGES)
 def test_links_resolve(page, page_reports, link_checker):
     report = page_reports(page)
     problems = [p for p in map(link_checker.problem, report.links) if p]
