@@ -63,8 +63,9 @@ book-student: install
 
 # Browser test: every page of _toc.yml in headless Debian Chromium from a local server; it fails
 # on any console error or failed load, untypeset formula, broken image or link, numbered figure
-# without its image, missing Colab button or widget that does not restore (browser_tests/). CI runs it after `make test` on a fresh
-# build. Screenshots and report.json in _build/screenshots/. Builds the book first (the execution
+# without its image, missing Colab button or widget that does not restore (browser_tests/). CI
+# runs it after `make test` on a fresh build. Screenshots and report.json in _build/screenshots/.
+# Builds the book first (the execution
 # cache makes a rebuild quick).
 # tools/setup_browser.sh installs chromium (apt-get) and fetches MathJax and the widget manager
 # from the npm registry into _build/vendor-js: no CDN is reachable on CI.
