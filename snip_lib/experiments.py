@@ -535,13 +535,22 @@ def requested_settings(run: dict[str, Any], *, epochs: int | None = None,
                        limit_train: int | None = None) -> dict[str, Any]:
     """The settings one :func:`prune_and_train` run of a suite will record, mode included.
 
-    The run's own keys, the command's ``epochs``/``limit_train`` overrides, and the defaults
-    that depend on quick mode (the family's epochs, the training-set limit).
+    The run's own keys, the command's ``epochs``/``limit_train`` overrides, the defaults that
+    depend on quick mode (the family's epochs, the training-set limit), and the family's other
+    defaults (batch sizes, schedule, decay point) where the run does not set them: a recorded file
+    made before such a default changed must not be skipped as if it were a run of the new recipe.
     """
+    fam = defaults_for(run["arch"])
     settings = _run_kwargs(run)
-    settings["epochs"] = epochs if epochs is not None else run.get("epochs", defaults_for(run["arch"])["epochs"])
+    settings["epochs"] = epochs if epochs is not None else run.get("epochs", fam["epochs"])
     settings["limit_train"] = (limit_train if limit_train is not None
                                else run.get("limit_train", _config.pick(None, _QUICK_LIMIT_TRAIN)))
+    for key in ("batch_size", "saliency_batch", "schedule"):
+        if settings.get(key) is None and not (key == "saliency_batch" and not run.get("sparsity")):
+            settings[key] = fam[key]   # (a dense reference scores nothing: it records no saliency batch)
+    options = dict(settings.get("train_options") or {})
+    options.setdefault("decay_every", fam["decay_every"])
+    settings["train_options"] = options
     return settings
 
 

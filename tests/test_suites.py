@@ -191,6 +191,30 @@ def test_make_reproduce_runs_every_cpu_suite(make_reproduce_suites):
     assert set(experiments.SUITES) - not_run == names, set(experiments.SUITES) - not_run ^ names
 
 
+def test_every_recorded_run_matches_what_make_reproduce_would_request_now(make_reproduce_suites, monkeypatch):
+    """In full mode `make reproduce` skips the recorded files only because each holds the settings it
+    would request, family defaults included (batch sizes, schedule, decay point): no recorded run
+    stands in for another recipe."""
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    for name in make_reproduce_suites:
+        suite = experiments.SUITES[name]
+        folder = REPO / "results" / suite.results_folder
+        experiments.check_existing([(folder / experiments.result_name(suite, run, seed), experiments.requested_settings(run))
+                                    for run, seed in experiments.planned_runs(suite)])
+
+
+def test_a_changed_family_default_is_not_hidden_by_a_recorded_file(monkeypatch):
+    """Moving the LeNet decay point (a family default no suite run sets) must stop the old file from being skipped."""
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    suite = experiments.SUITES["table1-lenet300"]
+    run, seed = next((r, s) for r, s in experiments.planned_runs(suite) if r["sparsity"] == 0.98)
+    path = REPO / "results" / suite.results_folder / experiments.result_name(suite, run, seed)
+    experiments.check_existing([(path, experiments.requested_settings(run))])           # as recorded: fine
+    monkeypatch.setitem(experiments.FAMILY_DEFAULTS, "lenet", {**experiments.FAMILY_DEFAULTS["lenet"], "decay_every": 20_000})
+    with pytest.raises(ValueError, match="decay_every"):
+        experiments.check_existing([(path, experiments.requested_settings(run))])
+
+
 def test_every_run_make_reproduce_plans_is_recorded(make_reproduce_suites):
     """On a fresh clone `make reproduce` finds every planned run recorded, so it trains nothing and
     the chapters' tables (means over the recorded seeds) stay what their prose describes."""
