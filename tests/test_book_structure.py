@@ -31,7 +31,7 @@ EXPECTED_COLAB_CELL = '''\
 # own torch and numpy); anywhere else it does nothing.
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"'''
+    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book@main"'''
 
 EXPECTED_BIB_KEYS = {
     "lee2019snip", "glorot2010understanding", "he2015delving", "lecun1990optimal", "hassibi1993second",
@@ -254,6 +254,9 @@ def test_overview_figure_exists():
 
 def test_colab_cell_is_the_agreed_text():
     assert nbtools.COLAB_CELL == EXPECTED_COLAB_CELL
+    # Colab opens the notebook from the repository and branch of _config.yml: the library comes from there too
+    repo = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]
+    assert f'git+{repo["url"]}@{repo["branch"]}"' in nbtools.COLAB_CELL
     assert "colab-setup" in nbtools.COLAB_TAGS
     assert {"hide-input", "hide-cell", "hide-output"} & set(nbtools.COLAB_TAGS)  # collapsed in HTML
 
@@ -277,7 +280,7 @@ def test_colab_cell_runs_in_a_kernel_off_and_on_colab(tmp_path: Path):
     nb.cells.append(code("import types\nsys.modules['google.colab'] = types.ModuleType('google.colab')"))
     # Same branch, with a harmless pip command instead of the install (no network here).
     nb.cells.append(code(nbtools.COLAB_CELL.replace(
-        'install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"', "--version")))
+        'install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book@main"', "--version")))
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert nb.cells[1].outputs == []  # the real set-up cell printed nothing off Colab
     pip_output = "".join(o.get("text", "") for o in nb.cells[-1].outputs)

@@ -69,7 +69,7 @@ COLAB_CELL = '''\
 # own torch and numpy); anywhere else it does nothing.
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book"'''
+    %pip install -q "snip_lib[colab] @ git+https://github.com/snip-book/snip-book@main"'''
 
 #: ``colab-setup`` names the cell for tools; ``hide-input`` folds its source behind a
 #: "Show code cell source" toggle in the HTML (it has no output outside Colab).
