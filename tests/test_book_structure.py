@@ -392,6 +392,8 @@ def test_notebook_level_execution_settings_fail(book: Path):
     path = add_chapter(book, "03_variance_scaling.ipynb")
     edit(path, lambda nb: nb.metadata.update(mystnb={"execution_mode": "off"}))
     assert any("notebook-level 'mystnb' metadata ['execution_mode']" in p for p in nbtools.check(book))
+    assert nbtools.strip_outputs(path) is False     # stripping such a notebook still works (it only reports)
+    assert any("notebook-level 'mystnb' metadata" in p for p in nbtools.check(book))
 
 
 def test_config_that_skips_a_chapter_or_overrides_execution_fails(book: Path):

@@ -297,9 +297,6 @@ def strip_outputs(path: Path | str) -> bool:
             if cell.get("outputs") or cell.get("execution_count") is not None:
                 changed = True
             cell.outputs, cell.execution_count = [], None
-    if "mystnb" in nb.metadata:
-        problems.append(f"has notebook-level 'mystnb' metadata {sorted(nb.metadata['mystnb'])}; it can switch off "
-                        "execution or error checking for this chapter alone, so settings belong in _config.yml")
     if "widgets" in nb.metadata:
         del nb.metadata["widgets"]
         changed = True
