@@ -10,7 +10,6 @@ script keys the cache on what else the outputs depend on (:func:`cache_key`), th
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -33,12 +32,6 @@ def mode() -> str:
     return mode_name()
 
 
-def _code_cells(path: Path) -> list[str]:
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in cells if c.get("cell_type") == "code"]
-
-
 def cache_key() -> str:
     """Hash of everything a chapter's outputs depend on besides its own code cells.
 
@@ -53,9 +46,11 @@ def cache_key() -> str:
     for path in files:
         h.update(str(path.relative_to(ROOT)).encode())
         h.update(path.read_bytes())
+    from snip_lib.benchmarking import notebook_code_hash  # the hash chapter 10 compares with
+
     for path in sorted((ROOT / "book").glob("*.ipynb")):
         h.update(str(path.relative_to(ROOT)).encode())
-        h.update(json.dumps(_code_cells(path)).encode())
+        h.update(notebook_code_hash(path).encode())
     for name in VERSIONED:
         try:
             h.update(f"{name}=={metadata.version(name)}".encode())
