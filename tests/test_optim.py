@@ -50,13 +50,24 @@ def _masks(model: nn.Module, density: float = 0.3, with_bias: bool = False) -> d
             if (n.endswith("weight") and p.dim() > 1) or (with_bias and n == "fc.bias")}
 
 
-def _train(model: nn.Module, opt: torch.optim.Optimizer, kind: str, steps: int) -> None:
+def _train(model: nn.Module, opt: torch.optim.Optimizer, kind: str, steps: int, *, start: int = 0,
+           closure: bool = False) -> None:
+    """``steps`` SGD steps on the batches ``start``, ``start + 1``, ...; with ``closure``, through ``opt.step(closure)``."""
     model.train()
-    for step in range(steps):
+    for step in range(start, start + steps):
         x, y = _batch(kind, 100 + step)
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+
+        def loss_fn():
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        if closure:
+            opt.step(loss_fn)
+        else:
+            loss_fn()
+            opt.step()
 
 
 def _pruned_values(model: nn.Module, masks: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -340,67 +351,39 @@ def test_fit_gives_the_same_weights_with_and_without_the_hooks():
 # --------------------------------------------------------------------------- bit for bit with torch.optim.SGD
 
 
-def _small_mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
-def _random_masks(model: nn.Module, density: float = 0.3, seed: int = 1) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(p.shape, generator=g) < density for n, p in model.named_parameters() if p.dim() > 1}
-
-
-def _sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, n: int, start: int = 0, closure: bool = False) -> None:
-    for s in range(n):
-        g = torch.Generator().manual_seed(100 + start + s)
-        x, y = torch.randn(16, 12, generator=g), torch.randint(0, 4, (16,), generator=g)
-
-        def loss_fn():
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            return loss
-
-        if closure:
-            opt.step(loss_fn)
-        else:
-            loss_fn()
-            opt.step()
-
-
 def test_a_closure_step_updates_the_weights_like_torch_sgd():
-    base = _small_mlp()
+    base = _make("mlp")
     a, b = copy.deepcopy(base), copy.deepcopy(base)
-    _sgd_steps(a, torch.optim.SGD(a.parameters(), lr=0.05, momentum=0.9), 3, closure=True)
-    _sgd_steps(b, MaskedSGD(b.parameters(), b, lr=0.05, momentum=0.9), 3, closure=True)
+    _train(a, torch.optim.SGD(a.parameters(), lr=0.05, momentum=0.9), "mlp", 3, closure=True)
+    _train(b, MaskedSGD(b.parameters(), b, lr=0.05, momentum=0.9), "mlp", 3, closure=True)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not all(torch.equal(p, q) for p, q in zip(base.parameters(), b.parameters()))   # it did step
 
 
 def test_masks_applied_between_steps_are_honoured_from_the_next_step():
     """MaskedSGD reads the masks at every step: new masks after two steps count (not a cached first set)."""
-    base = _small_mlp()
-    first = _random_masks(base, 0.3)
+    base = _make("mlp")
+    first = _masks(base, 0.3)
     second = {n: m | (torch.rand(m.shape, generator=torch.Generator().manual_seed(9)) < 0.3) for n, m in first.items()}
     hooked, folded = copy.deepcopy(base), copy.deepcopy(base)
     for model in (hooked, folded):
         masking.apply_masks(model, first)
     ref = torch.optim.SGD(hooked.parameters(), lr=0.05, momentum=0.9)
     ours = MaskedSGD(folded.parameters(), folded, lr=0.05, momentum=0.9)
-    _sgd_steps(hooked, ref, 2)
+    _train(hooked, ref, "mlp", 2)
     with masking.gradient_hooks_paused(folded):
-        _sgd_steps(folded, ours, 2)
+        _train(folded, ours, "mlp", 2)
     for model in (hooked, folded):
         masking.apply_masks(model, second)
-    _sgd_steps(hooked, ref, 3, start=2)
+    _train(hooked, ref, "mlp", 3, start=2)
     with masking.gradient_hooks_paused(folded):
-        _sgd_steps(folded, ours, 3, start=2)
+        _train(folded, ours, "mlp", 3, start=2)
     assert all(torch.equal(p, q) for p, q in zip(hooked.parameters(), folded.parameters()))
 
 
 def test_per_group_learning_rates_are_used():
-    base = _small_mlp()
-    masks = _random_masks(base)
+    base = _make("mlp")
+    masks = _masks(base)
     hooked, folded = copy.deepcopy(base), copy.deepcopy(base)
     for model in (hooked, folded):
         masking.apply_masks(model, masks)
@@ -411,7 +394,7 @@ def test_per_group_learning_rates_are_used():
 
     ref = torch.optim.SGD(groups(hooked), lr=0.05, momentum=0.9)
     ours = MaskedSGD(groups(folded), folded, lr=0.05, momentum=0.9)
-    _sgd_steps(hooked, ref, 3)
+    _train(hooked, ref, "mlp", 3)
     with masking.gradient_hooks_paused(folded):
-        _sgd_steps(folded, ours, 3)
+        _train(folded, ours, "mlp", 3)
     assert all(torch.equal(p, q) for p, q in zip(hooked.parameters(), folded.parameters()))

@@ -327,16 +327,6 @@ def test_beyond_suites_have_unique_file_names_and_valid_runs(suite):
 # --------------------------------------------------------------------------- options and inputs every method must honour
 
 
-def _small_mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
-def _small_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(16, 12, generator=g), torch.randint(0, 4, (16,), generator=g)
-
-
 def test_synflow_linearises_the_biases_too():
     """Hand computation on a biased MLP: R = 1'|W2|(|W1|1 + |b1|), so a negative bias counts by its size."""
     torch.manual_seed(3)
@@ -350,8 +340,8 @@ def test_synflow_linearises_the_biases_too():
 
 @pytest.mark.parametrize("method, options", [("snip", {}), ("force", {"steps": 1}), ("iterative-snip", {"steps": 1})])
 def test_the_loss_fn_option_reaches_the_score(method, options):
-    model = _small_mlp()
-    x, y = _small_batch(0)
+    model = _mlp((12, 24, 16, 4))
+    x, y = _batch((12,), 4)
 
     def weighted(out, t):
         return F.cross_entropy(out * torch.linspace(0.1, 3.0, out.shape[1]), t)
@@ -364,8 +354,8 @@ def test_the_loss_fn_option_reaches_the_score(method, options):
 
 @pytest.mark.parametrize("fn", ["grasp", "force"])
 def test_several_batches_are_one_batch_weighted_by_size(fn):
-    model = _small_mlp().double()
-    x, y = _small_batch(0)
+    model = _mlp((12, 24, 16, 4)).double()
+    x, y = _batch((12,), 4)
     x = x.double()
     if fn == "grasp":
         whole = pruners.grasp_scores(model, x, y, temperature=1.0)
