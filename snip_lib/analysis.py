@@ -17,7 +17,7 @@ This module measures both, so the book (chapter 2) can check the approximation o
 
 - :func:`removal_effects`: the exact ΔL_j, one weight removed at a time, vectorised with
   ``torch.func.vmap`` over many single-weight removals;
-- :func:`first_order_effects`: the *signed* g_j (``snip.connection_sensitivity`` returns |g_j|);
+- :func:`first_order_effects`: the *signed* g_j (``snip.connection_sensitivity`` returns ``|g_j|``);
 - :func:`second_order_effects`: g_j − ½ w_j² H_jj, adding the diagonal-Hessian term that
   OBD-style criteria use, to show what the first-order estimate misses (exact derivatives
   along each removal direction, vectorised the same way);
@@ -324,7 +324,7 @@ def first_order_effects(
 
     Computed literally: indicators c = 1 multiply the chosen parameters and autograd
     differentiates the loss with respect to c (one forward-backward pass for all j). SNIP's
-    score is |g_j| normalised (``snip.connection_sensitivity``); here the sign is kept, so
+    score is ``|g_j|`` normalised (``snip.connection_sensitivity``); here the sign is kept, so
     that g_j can be compared with the exact ΔL_j of :func:`removal_effects` (first order:
     ΔL_j ≈ g_j). ``names`` as in :func:`removal_effects`. ``dtype=None`` keeps the model's
     dtype; pass ``torch.float64`` to compare with removal effects at full precision.
@@ -422,7 +422,7 @@ def rank_agreement(a: Scores, b: Scores, sparsities: Sequence[float] = (0.9, 0.9
     ``a`` and ``b`` are equal-length 1-D arrays/tensors (or dicts of tensors with the same keys,
     flattened in key order). Rank what you mean to compare: SNIP ranks by magnitude, so pass
     ``|g|`` and ``|ΔL|``. For each sparsity s, κ = round((1 − s)·n) entries are kept by each
-    score (largest first, ties to the lower index) and ``overlap[s]`` is |top_a ∩ top_b| / κ;
+    score (largest first, ties to the lower index) and ``overlap[s]`` is ``|top_a ∩ top_b| / κ``;
     ``chance[s]`` = κ / n is the expected overlap of two unrelated random selections.
 
     Returns ``{"spearman": float, "n": int, "kappa": {s: int}, "overlap": {s: float},

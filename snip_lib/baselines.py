@@ -5,8 +5,8 @@ criteria rank connections by a score, exactly as SNIP does, but the score only m
 something for a **trained** network:
 
 - **Random** (:func:`random_masks`): the control every pruning criterion must beat.
-- **Magnitude** (:func:`magnitude_masks`, Han et al. 2015): s_j = |w_j|. Large trained
-  weights matter; at initialisation |w_j| only reflects the random draw and each layer's
+- **Magnitude** (:func:`magnitude_masks`, Han et al. 2015): ``s_j = |w_j|``. Large trained
+  weights matter; at initialisation ``|w_j|`` only reflects the random draw and each layer's
   initialisation scale.
 - **Optimal Brain Damage** (:func:`obd_scores`, LeCun et al. 1990): the second-order Taylor
   estimate of the loss increase when w_j is set to zero, s_j = ½ H_jj w_j². It assumes the
@@ -117,7 +117,7 @@ def random_masks(
 # ----------------------------------------------------------------------------- magnitude
 
 def magnitude_scores(model: nn.Module, *, include_bias: bool = False) -> dict[str, torch.Tensor]:
-    """|w_j| for every prunable entry (Han et al. 2015): detached copies, the model is untouched."""
+    """``|w_j|`` for every prunable entry (Han et al. 2015): detached copies, the model is untouched."""
     params = prunable_parameters(model, include_bias=include_bias)
     return {name: p.detach().abs().clone() for name, p in params.items()}
 
@@ -125,7 +125,7 @@ def magnitude_scores(model: nn.Module, *, include_bias: bool = False) -> dict[st
 def magnitude_masks(
     model: nn.Module, sparsity: float, *, include_bias: bool = False, scope: str = "global"
 ) -> dict[str, torch.Tensor]:
-    """Keep the connections with the largest |w_j|.
+    """Keep the connections with the largest ``|w_j|``.
 
     ``scope="global"`` (default) keeps the κ = round((1 − sparsity)·m) largest magnitudes over
     all layers together, so layers with large weights keep more of them. ``scope="layer"``

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
+__all__ = ["quick_mode", "pick", "mode_name", "data_root"]
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}

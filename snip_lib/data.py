@@ -59,7 +59,9 @@ __all__ = [
     "make_loader",
 ]
 
+#: Datasets the loaders serve (only MNIST has an offline source; see :func:`ensure_mnist`).
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")
+#: Splits of every dataset: ``"val"`` is 10 % of the training set (the official code's fixed permutation), held out.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 _ALIASES = {

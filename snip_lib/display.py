@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+__all__ = ["MISSING", "mean_std", "glue"]
+
 #: What a table shows where there is no number.
 MISSING = "–"
 

@@ -7,14 +7,14 @@ code. Quick mode (``SNIP_QUICK=1``) shrinks only sizes (epochs, training subset)
 
 Default settings per architecture family (every one can be overridden by an argument):
 
-==============  ===============  ==========  =========  ============  ===========  ===============================
-family          dataset          batch       saliency   full epochs   quick        schedule (SGD, lr 0.1, m 0.9,
-                                             batch                    (train lim.)  wd 5e-4)
-==============  ===============  ==========  =========  ============  ===========  ===============================
-LeNets          MNIST            100         100        50            1 (5,000)    paper: x0.1 every 25k iterations
-RNNs (LSTM/GRU) sequential MNIST 100         100        50            1 (5,000)    paper: x0.1 every 25k iterations
-AlexNet/VGG/WRN CIFAR-10 (aug.)  128         128        200           1 (5,000)    README: x0.2 at 20/40/60/80 %
-==============  ===============  ==========  =========  ============  ===========  ===============================
+===============  ================  =====  ========  ===========  ============  =================================
+family           dataset           batch  saliency  full epochs  quick         schedule (SGD, lr 0.1, m 0.9,
+                                          batch                  (train lim.)  wd 5e-4)
+===============  ================  =====  ========  ===========  ============  =================================
+LeNets           MNIST             100    100       50           1 (5,000)     paper: x0.1 every 25k iterations
+RNNs (LSTM/GRU)  sequential MNIST  100    100       50           1 (5,000)     paper: x0.1 every 25k iterations
+AlexNet/VGG/WRN  CIFAR-10 (aug.)   128    128       200          1 (5,000)     README: x0.2 at 20/40/60/80 %
+===============  ================  =====  ========  ===========  ============  =================================
 
 Why these numbers. The paper gives the batch sizes, the optimiser and the decay steps but not
 the length of training. For MNIST, 50 epochs of 540 iterations (27k) cover the paper's first
@@ -70,14 +70,19 @@ __all__ = [
     "shortened_decay_every",
 ]
 
+#: Initialisation of the trained network unless a run says otherwise: the official code's "vs" default.
 DEFAULT_INIT = "lecun_truncated_normal"
+#: Added to a run's seed to seed the independently initialised copy that is scored (``scoring_init``).
 SCORING_SEED_OFFSET = 1_000_000
+#: The label every smoke run (FakeData standing in for a dataset that cannot be had) prints and records.
 SMOKE_MESSAGE = "SMOKE RUN on FakeData: not a result"
 _EVAL_BATCH = 1000
 _QUICK_LIMIT_TRAIN = 5000
 _SMOKE_SIZES = {"train": 512, "val": 128, "test": 256}
+#: How BatchNorm runs while scoring (the same values as :data:`snip_lib.snip.BN_MODES`).
 BN_MODES = ("eval", "train")
 
+#: Per model family: batch sizes, epochs in full and quick mode, the schedule and its decay point.
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet": {
         "batch_size": 100, "saliency_batch": 100, "full_epochs": 50, "quick_epochs": 1,
@@ -394,7 +399,7 @@ class Suite:
 
     ``runs`` are keyword dicts for :func:`prune_and_train` (``arch`` and ``sparsity`` at
     least); every run is repeated for each seed, or for the run's own ``"seeds"`` where it has
-    that key (more seeds where a comparison needs them; :func:`seeds_of`). ``folder`` is where
+    that key (more seeds where a comparison needs them; ``seeds_of``). ``folder`` is where
     its recorded files live, relative to the repository's ``results/`` (default: the suite's name).
     """
 
@@ -420,7 +425,7 @@ def planned_runs(suite: Suite, runs: Sequence[dict[str, Any]] | None = None,
     """(run, seed) pairs of ``suite`` (or of its ``runs`` given), seeds outermost.
 
     ``seeds`` replaces every run's seeds (a command's ``--seeds``); otherwise each run gets
-    :func:`seeds_of`, and a seed only its runs.
+    ``seeds_of``, and a seed only its runs.
     """
     runs = suite.runs if runs is None else runs
     if seeds is not None:
@@ -434,6 +439,7 @@ def _run_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if k != "seeds"}
 
 
+#: Every registered suite by name (filled by :func:`register_suite`; ``python -m snip_lib reproduce --list``).
 SUITES: dict[str, Suite] = {}
 #: Named groups of suites (:class:`SuiteGroup`); a name is either a suite or a group, never both.
 GROUPS: dict[str, SuiteGroup] = {}
@@ -575,7 +581,7 @@ def run_suite(
     skipped unless ``overwrite``: an interrupted suite resumes by running the same command.
     A file recorded with other settings (another mode, ``epochs`` or ``limit_train``, or a
     changed suite) is not skipped: ``ValueError`` names it before anything runs
-    (:func:`check_existing`). Returns the paths of the suite's files (written or found).
+    (``check_existing``). Returns the paths of the suite's files (written or found).
     """
     from snip_lib import results
 

@@ -43,6 +43,7 @@ __all__ = [
     "canonical_scheme", "fan_in_fan_out", "init_std", "apply", "check_seed",
 ]
 
+#: The initialisation schemes :func:`apply` knows, by their canonical names (see :data:`ALIASES`).
 SCHEMES: tuple[str, ...] = (
     "standard",
     "glorot_uniform",
@@ -98,7 +99,7 @@ def canonical_scheme(scheme: str) -> str:
 def fan_in_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
     """(fan_in, fan_out) of a Linear/Conv weight, with PyTorch's convention.
 
-    For a weight of shape (out, in, *kernel): fan_in = in·prod(kernel), fan_out = out·prod(kernel).
+    For a weight of shape ``(out, in, *kernel)``: fan_in = in·prod(kernel), fan_out = out·prod(kernel).
     """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"fan_in_fan_out expects a torch.Tensor, got {type(tensor).__name__}")
@@ -113,7 +114,7 @@ def fan_in_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
 def _module_fans(module: nn.Module) -> tuple[int, int]:
     """(fan_in, fan_out) of a layer's weight: :func:`fan_in_fan_out`, except for transposed convolutions.
 
-    A transposed convolution stores its weight as (in, out/groups, *kernel), the layout of the
+    A transposed convolution stores its weight as ``(in, out/groups, *kernel)``, the layout of the
     convolution it is the gradient of, so reading the fans off the shape (as
     ``torch.nn.init._calculate_fan_in_and_fan_out`` does) swaps them. Here they keep the meaning
     they have for a convolution: each output sums over fan_in = (in/groups)·prod(kernel) inputs,
@@ -218,8 +219,8 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     """Initialise ``model`` in place with ``scheme`` and return it.
 
     - Weights of ``nn.Linear``, ``nn.Bilinear``, ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d``
-      are drawn from ``scheme``. A transposed convolution stores its weight as (in, out/groups,
-      *kernel), so its fans are not read off that shape but are those of the layer, as for a
+      are drawn from ``scheme``. A transposed convolution stores its weight as
+      ``(in, out/groups, *kernel)``, so its fans are not read off that shape but are those of the layer, as for a
       convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel).
     - Their biases are set to zero (``bias="zeros"``, the official code's default for the
       trained network), drawn from PyTorch's default rule U(-1/√fan_in, 1/√fan_in)

@@ -1,7 +1,7 @@
 """Signal propagation at initialisation: how the variance of activations and gradients
 changes from layer to layer.
 
-Why this module exists: SNIP scores a connection by |w ∂L/∂w|, and ∂L/∂w of a layer is
+Why this module exists: SNIP scores a connection by ``|w ∂L/∂w|``, and ∂L/∂w of a layer is
 the product of the signal arriving at the layer (forward) and the gradient arriving from
 above (backward). If the initialisation makes either signal shrink or grow layer after
 layer, the scores of whole layers move together, and the global top-κ selection can empty

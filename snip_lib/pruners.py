@@ -4,17 +4,17 @@ Every method answers the same question as SNIP: *before training*, which κ = ro
 the m prunable entries should the network keep? They differ only in the score they rank by and
 in whether they rank once or progressively:
 
-=================  =====================================================  ==========  ==========
-method             score (keep the largest)                               data        rounds
-=================  =====================================================  ==========  ==========
-``snip``           |θ ⊙ ∇L| (Lee et al. 2019)                             a batch     1
-``random``         U(0, 1)                                                none        1
-``magnitude``      |θ| (magnitude at initialisation)                      none        1
-``grasp``          θ ⊙ Hg (Wang et al. 2020, see :func:`grasp_scores`)    a batch     1
-``synflow``        |θ ⊙ ∂R/∂θ|, R = 1ᵀ f_|θ|(1) (Tanaka et al. 2020)      none        100
-``iterative-snip`` SNIP on the pruned network, pruned stay out            a batch     60
-``force``          SNIP on the pruned network, pruned may return          a batch     60
-=================  =====================================================  ==========  ==========
+====================  ============================================================  ========  ======
+method                score (keep the largest)                                      data      rounds
+====================  ============================================================  ========  ======
+``snip``              ``|θ ⊙ ∇L|`` (Lee et al. 2019)                                a batch   1
+``random``            U(0, 1)                                                       none      1
+``magnitude``         ``|θ|`` (magnitude at initialisation)                         none      1
+``grasp``             θ ⊙ Hg (Wang et al. 2020, see :func:`grasp_scores`)           a batch   1
+``synflow``           ``|θ ⊙ ∂R/∂θ|``, ``R = 1ᵀ f_|θ|(1)`` (Tanaka et al. 2020)     none      100
+``iterative-snip``    SNIP on the pruned network, pruned stay out                   a batch   60
+``force``             SNIP on the pruned network, pruned may return                 a batch   60
+====================  ============================================================  ========  ======
 
 (de Jorge et al. 2021 for the last two.) Progressive methods shrink the kept fraction
 geometrically: round t of T keeps d^(t/T) of the entries, d = 1 − s (:func:`sparsity_schedule`).
@@ -226,10 +226,10 @@ def synflow_scores(
     include_bias: bool = False,
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, torch.Tensor]:
-    """Synaptic-flow scores |θ ⊙ ∂R/∂θ| of the (masked) network, without data (Tanaka et al. 2020).
+    """Synaptic-flow scores ``|θ ⊙ ∂R/∂θ|`` of the (masked) network, without data (Tanaka et al. 2020).
 
     Why. Replace every parameter and floating buffer by its absolute value, feed a single all-ones
-    input and let R be the sum of the outputs: R = 1ᵀ(∏_l |W_l|)1 for a plain ReLU MLP, the total
+    input and let R be the sum of the outputs: ``R = 1ᵀ(∏_l |W_l|)1`` for a plain ReLU MLP, the total
     "synaptic flow" through the network, with no loss and no data. A weight's score θ ∂R/∂θ is its
     share of that flow, and the scores of a layer's incoming and outgoing connections balance
     (conservation), so iterating prune-and-rescore never empties a layer before the flow through it
@@ -291,7 +291,7 @@ def pruned_sensitivity(
     include_bias: bool = False,
     bn_mode: str = "eval",
 ) -> dict[str, torch.Tensor]:
-    """FORCE's saliency |θ ⊙ ∇L(θ ⊙ m)|: SNIP's score, measured on the pruned network.
+    """FORCE's saliency ``|θ ⊙ ∇L(θ ⊙ m)|``: SNIP's score, measured on the pruned network.
 
     Why. SNIP scores every weight on the dense network; at 99 % sparsity the network that is
     finally trained looks nothing like it. de Jorge et al. (2021) prune progressively and re-score

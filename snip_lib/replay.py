@@ -460,6 +460,7 @@ def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = Non
     return pd.DataFrame(rows)
 
 
+#: Values of :func:`audit_summary`'s ``by``.
 AUDIT_GROUPS = ("folder", "recorded_machine")
 
 

@@ -33,14 +33,16 @@ if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is b
     import pandas as pd
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "mean_ci", "provenance", "provenance_line",
-           "read_result", "validate_result", "write_result"]
+           "load_recorded", "read_result", "results_dir", "validate_result", "write_result"]
 
+#: Version of the result-file layout written by :func:`write_result`.
 SCHEMA_VERSION = 1
 
 # A plain description of a result file: field -> {"type": allowed JSON types, "doc": meaning,
 # optional "fields": nested description, optional "values": allowed values, "optional": True for a
 # field that files written before it existed may lack}.
 # Types: "str", "int", "number" (int or float), "bool", "dict", "list", "null".
+#: The layout of a result file, checked by :func:`validate_result` (see the comment above it in the source).
 SCHEMA: dict[str, dict[str, Any]] = {
     "schema_version": {"type": ["int"], "values": [SCHEMA_VERSION], "doc": "version of this layout"},
     "kind": {"type": ["str"], "doc": "what produced the file, e.g. 'prune_and_train'"},

@@ -9,7 +9,7 @@ SNIP prunes a network once, at initialisation, before any training.
    c_j and uses the derivative g_j = ∂L(c ⊙ w)/∂c_j at c = 1 (Eq. 5). One forward/backward
    pass on a mini-batch gives all of them. At c = 1 the chain rule gives g_j = w_j ∂L/∂w_j:
    this is *not* the weight gradient ∂L/∂w_j itself.
-3. The connection sensitivity is the normalised magnitude s_j = |g_j| / Σ_k |g_k| (Eq. 6).
+3. The connection sensitivity is the normalised magnitude ``s_j = |g_j| / Σ_k |g_k|`` (Eq. 6).
 4. The mask keeps the κ connections with the largest s_j, **globally** across all layers
    (Eq. 7), where κ = round((1 − sparsity)·m) of the m prunable entries.
 
@@ -328,7 +328,7 @@ def connection_sensitivity(
     bn_mode: str = "eval",
     normalize: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """SNIP's connection sensitivity |∂L(c ⊙ w)/∂c| at c = 1, one tensor per prunable parameter.
+    """SNIP's connection sensitivity ``|∂L(c ⊙ w)/∂c|`` at c = 1, one tensor per prunable parameter.
 
     ``loss_fn(outputs, targets)`` must return the *mean* loss over the batch as a scalar
     (default: ``F.cross_entropy``). ``inputs``/``targets`` are one batch each, or equal-length

@@ -48,7 +48,9 @@ __all__ = [
     "seed_everything",
 ]
 
+#: Values of :attr:`TrainConfig.optimizer`.
 OPTIMIZERS = ("sgd", "adam")
+#: Values of :attr:`TrainConfig.schedule` (:func:`lr_at` gives each one's rate).
 SCHEDULES = ("step", "official", "constant", "cosine")
 
 # The paper's settings (SGD) and its Table 3 setting (Adam).

@@ -89,7 +89,7 @@ def test_toc_lists_exactly_the_pages_present():
     chapters, strays = nbtools.chapter_files(REPO)
     assert strays == []
     listed = nbtools._toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
-    expected = ["book/intro"] + [f"book/{p.stem}" for p in chapters] + ["book/bibliography"]
+    expected = ["book/intro"] + [f"book/{p.stem}" for p in chapters] + ["book/api", "book/bibliography"]
     assert listed == expected
     for doc in listed:
         assert any((REPO / f"{doc}{suffix}").exists() for suffix in (".md", ".ipynb")), doc
@@ -311,6 +311,42 @@ def test_new_chapter_is_clean_and_placed_in_its_part(book: Path):
     nb = nbformat.read(book / "book" / "01_preliminaries.ipynb", as_version=4)
     assert nb.cells[0].source == "# Preliminaries"
     assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_library_reference_ends_the_appendix(book: Path):
+    """book/api.md goes after the appendix chapters, in an Appendix part of its own if there are none."""
+    shutil.copy(REPO / "book" / nbtools.API_PAGE, book / "book" / nbtools.API_PAGE)
+    add_chapter(book, "01_preliminaries.ipynb")
+    parts = nbtools.expected_toc(book)["parts"]
+    assert [p["caption"] for p in parts] == ["The method", nbtools.APPENDIX_CAPTION, "References"]
+    assert parts[1]["chapters"] == [{"file": "book/api"}]
+    add_chapter(book, "10_performance.ipynb")
+    assert nbtools.check(book) == []
+    appendix = yaml.safe_load((book / "_toc.yml").read_text())["parts"][1]
+    assert appendix["caption"] == nbtools.APPENDIX_CAPTION
+    assert [c["file"] for c in appendix["chapters"]] == ["book/10_performance", "book/api"]
+    (book / "book" / "notes.md").write_text("# Notes\n")
+    assert any("notes.md: markdown page that is not" in p for p in nbtools.check(book))
+
+
+def test_library_reference_documents_every_submodule():
+    """book/api.md has one automodule per submodule of snip_lib (snip_lib._SUBMODULES), and every
+    module it documents declares its public names in __all__, which is what autodoc lists."""
+    import importlib
+
+    import snip_lib
+
+    text = (REPO / "book" / nbtools.API_PAGE).read_text(encoding="utf-8")
+    documented = re.findall(r"^\.\. automodule:: snip_lib\.(\w+)$", text, re.MULTILINE)
+    assert sorted(documented) == sorted(snip_lib._SUBMODULES)
+    assert len(documented) == len(set(documented))
+    for name in documented:
+        module = importlib.import_module(f"snip_lib.{name}")
+        assert module.__doc__, f"snip_lib.{name} has no module docstring"
+        public = getattr(module, "__all__", None)
+        assert public, f"snip_lib.{name} has no __all__: autodoc would list imported names too"
+        missing = [n for n in public if not hasattr(module, n)]
+        assert missing == [], f"snip_lib.{name}.__all__ names what the module lacks: {missing}"
 
 
 def test_new_refuses_to_overwrite_or_misname(book: Path):

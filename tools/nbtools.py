@@ -16,7 +16,8 @@ Usage (from the repository root)::
 Rules checked by ``check``:
 
 * ``_toc.yml`` lists exactly the book pages that exist, in chapter order
-  (``book/intro.md``, ``book/NN_slug.ipynb`` by number, ``book/bibliography.md``);
+  (``book/intro.md``, ``book/NN_slug.ipynb`` by number, ``book/api.md`` at the end of the appendix,
+  ``book/bibliography.md``);
 * every notebook starts with a ``# Title`` markdown cell, and its first code cell is the
   standard Colab set-up cell :data:`COLAB_CELL` tagged :data:`COLAB_TAGS`;
 * no notebook reaches for files Colab will not have: no ``sys.path`` changes, no relative
@@ -61,6 +62,8 @@ CONFIG_FILE = "_config.yml"
 BIB_FILE = "book/references.bib"
 INTRO_PAGE = "intro.md"
 BIBLIOGRAPHY_PAGE = "bibliography.md"
+#: The library reference (autodoc), the last page of the appendix.
+API_PAGE = "api.md"
 
 #: The first code cell of every notebook. On Colab only the notebook is fetched, not the
 #: repository, so the library has to come from pip; everywhere else the cell is a no-op.
@@ -82,6 +85,8 @@ PARTS: tuple[tuple[str, int, int], ...] = (
     ("Beyond the paper", 8, 9),
     ("Appendix", 10, 99),
 )
+#: The part that ends with the library reference (:data:`API_PAGE`).
+APPENDIX_CAPTION = "Appendix"
 BACK_MATTER_CAPTION = "References"
 
 CHAPTER_RE = re.compile(r"^(?P<number>\d{2})_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
@@ -161,6 +166,13 @@ def expected_toc(root: Path | str | None = None) -> dict[str, Any]:
                 "numbered": False,  # chapters number their own headings (1.1, 1.2, ...)
                 "chapters": [{"file": _docname(p, root)} for p in files],
             })
+    if (book / API_PAGE).exists():
+        api = {"file": _docname(book / API_PAGE, root)}
+        appendix = next((part for part in parts if part["caption"] == APPENDIX_CAPTION), None)
+        if appendix is None:
+            parts.append({"caption": APPENDIX_CAPTION, "numbered": False, "chapters": [api]})
+        else:
+            appendix["chapters"].append(api)
     unplaced = [p.name for p in chapters if p not in placed]
     if unplaced:
         raise ValueError(f"chapters {unplaced} fall outside every part in nbtools.PARTS {PARTS}")
@@ -217,9 +229,9 @@ def check_toc(root: Path | str | None = None) -> list[str]:
             "cannot be in the toc; rename it or move it out of book/"
         )
     for page in sorted((root / BOOK_DIR).glob("*.md")):
-        if page.name not in (INTRO_PAGE, BIBLIOGRAPHY_PAGE):
+        if page.name not in (INTRO_PAGE, BIBLIOGRAPHY_PAGE, API_PAGE):
             problems.append(
-                f"{page.relative_to(root)}: markdown page that is neither intro.md nor bibliography.md; "
+                f"{page.relative_to(root)}: markdown page that is not intro.md, api.md or bibliography.md; "
                 "only_build_toc_files would silently drop it"
             )
     numbers = [p.name[:2] for p in chapters]
