@@ -30,9 +30,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import yaml
@@ -251,7 +254,7 @@ def strip_mismatched_sri(page: str) -> tuple[str, list[str]]:
 class PageReport:
     """Everything one page load showed; the tests assert on it, the summary prints it."""
 
-    page: BookPage
+    page: BookPage | None          # None: a tab opened by a test (BookBrowser.tab)
     url: str
     status: int | None = None
     console: list[dict] = field(default_factory=list)        # {"type", "text", "location"}
@@ -479,6 +482,27 @@ class BookBrowser:
             context.close()
         report.seconds = time.monotonic() - started
         return report
+
+    @contextmanager
+    def tab(self, base_url: str, path: str) -> Iterator[tuple[Any, PageReport]]:
+        """An open tab on ``path`` (served and routed as in :meth:`visit`) for a test that acts on
+        the page (clicks, types); the report collects its console errors and failed loads."""
+        report = PageReport(page=None, url=urljoin(base_url, path))
+        context = self.browser.new_context(viewport=self.viewport, service_workers="block")
+        context.route("**/*", lambda route: self._route(route, base_url, report))
+        tab = context.new_page()
+        tab.on("console", lambda m: report.console.append(
+            {"type": m.type, "text": m.text, "location": m.location.get("url", "")}))
+        tab.on("pageerror", lambda err: report.page_errors.append(str(err)))
+        tab.on("requestfailed", lambda r: report.failed_requests.append(f"{r.url} ({r.failure})"))
+        tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        try:
+            response = tab.goto(report.url, wait_until="load", timeout=60_000)
+            report.status = response.status if response else None
+            tab.wait_for_load_state("networkidle", timeout=30_000)
+            yield tab, report
+        finally:
+            context.close()
 
     @staticmethod
     def _settle(tab, page: BookPage) -> None:

@@ -16,9 +16,10 @@ _build/screenshots/.
 from __future__ import annotations
 
 import collections
+import json
 import re
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import yaml
@@ -226,3 +227,61 @@ def test_widget_manager_typesets_through_the_mathjax2_api(page, page_reports):
     if not report.math.get("mathjax_version"):
         pytest.skip("no MathJax on this page: the widget manager does not typeset")
     assert report.mathjax2_typeset is True, "MathJax.Hub.Queue(['Typeset', ...]) typeset nothing"
+
+
+# --------------------------------------------------------------------------- what a reader does
+def solutions_in_source(page) -> int:
+    """Solutions the page's source holds (sphinx-exercise, gated or not)."""
+    if page.source.suffix != ".ipynb":
+        return 0
+    cells = json.loads(page.source.read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return len(re.findall(r"^[`:]{3,}\{solution(?:-start)?\}", text, re.MULTILINE))
+
+
+SOLUTION_PAGES = [p for p in PAGES if solutions_in_source(p)]
+
+
+def test_solution_pages_are_found():
+    assert sum(solutions_in_source(p) for p in SOLUTION_PAGES) >= 25, "the folding test below checks nothing"
+
+
+@by_name(SOLUTION_PAGES)
+def test_solutions_stay_folded_until_the_reader_opens_them(page, chromium, book_server):
+    """sphinx-exercise's `:class: dropdown` + sphinx-togglebutton: a student sees the exercise, not
+    its answer, until clicking "Solution to Exercise N.k"; the click shows the solution's code."""
+    with chromium.tab(book_server.base_url, page.html_path) as (tab, report):
+        tab.wait_for_function("() => document.querySelectorAll('div.solution.toggle').length > 0", timeout=30_000)
+        solutions = tab.locator("div.solution")
+        assert solutions.count() == solutions_in_source(page)
+        for i in range(solutions.count()):
+            solution = solutions.nth(i)
+            title = solution.locator(":scope > .admonition-title")
+            body = solution.locator(":scope > :not(.admonition-title):not(button)")
+            assert title.is_visible(), f"solution {i + 1}: its title is not shown"
+            assert body.count() > 0 and not any(body.nth(k).is_visible() for k in range(body.count())), \
+                f"{title.inner_text()!r} is shown before the reader asks for it"
+            title.click()
+            body.first.wait_for(state="visible", timeout=10_000)
+            assert solution.locator("pre").first.is_visible(), f"{title.inner_text()!r} opened without its code"
+        assert report.errors() == [], report.errors()
+
+
+#: What a reader types into the search box, and a page that must come up.
+SEARCHES = {
+    "connection sensitivity": "book/02_connection_sensitivity",
+    "Glorot": "book/03_variance_scaling",
+    "LeNet-5-Caffe": "book/05_lenet_results",
+    "MaskedSGD": "book/api",
+}
+
+
+@pytest.mark.parametrize("query", list(SEARCHES))
+def test_search_finds_the_page(query, chromium, book_server):
+    """Sphinx's search runs in the browser from searchindex.js: no server, and nothing from a CDN."""
+    with chromium.tab(book_server.base_url, f"search.html?q={quote(query)}") as (tab, report):
+        tab.wait_for_selector("#search-results ul.search li a", timeout=30_000)
+        hrefs = tab.eval_on_selector_all("#search-results ul.search li a", "links => links.map(a => a.href)")
+        found = {urlsplit(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
+        assert SEARCHES[query] in found, f"searching {query!r} found {sorted(found)}"
+        assert report.errors() == [], report.errors()
