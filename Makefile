@@ -63,13 +63,14 @@ book-student: install
 
 # Browser test: every page of _toc.yml in headless Debian Chromium from a local server; it fails
 # on any console error or failed load, untypeset formula, broken image or link, numbered figure
-# without its image, missing Colab button or widget that does not restore (browser_tests/). CI
-# runs it after `make test` on a fresh build. Screenshots and report.json in _build/screenshots/.
-# Builds the book first (the execution
-# cache makes a rebuild quick).
+# without its image, missing Colab button, widget that does not restore, solution shown before
+# it is asked for, or search that finds nothing (browser_tests/). CI runs it after `make test` on
+# a fresh build, then `book-student-test` on the student edition (no solution, nor any line of
+# one, on any page; Colab opens student/). Screenshots and report.json in _build/screenshots/
+# (_build/screenshots-student/). Builds the book first (the execution cache makes a rebuild quick).
 # tools/setup_browser.sh installs chromium (apt-get) and fetches MathJax and the widget manager
 # from the npm registry into _build/vendor-js: no CDN is reachable on CI.
-.PHONY: browser-setup book-test book-test-only
+.PHONY: browser-setup book-test book-test-only book-student-test
 
 browser-setup:
 	PYTHON=$(PYTHON) bash tools/setup_browser.sh
@@ -80,6 +81,9 @@ book-test: book browser-setup
 # The same on an existing build (no rebuild).
 book-test-only: browser-setup
 	$(PYTHON) -m pytest browser_tests -p no:cacheprovider -p no:xdist -v
+
+book-student-test: book-student browser-setup
+	SNIP_BOOK_EDITION=student $(PYTHON) -m pytest browser_tests -p no:cacheprovider -p no:xdist -v
 
 # Benchmarks (not tests): speed and memory measured side by side, one JSON per benchmark in
 # benchmarks/results/ (see benchmarks/__init__.py). BENCH_ARGS passes options, e.g.

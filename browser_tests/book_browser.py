@@ -24,6 +24,7 @@ import base64
 import hashlib
 import html
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,9 +43,22 @@ import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOK_HTML = ROOT / "_build" / "html"
+#: The editions the test can open (``SNIP_BOOK_EDITION``): the book as published (``make book``,
+#: solutions folded under each exercise) or the student edition (``make book-student``, no
+#: solutions; tools/student_edition.py): (HTML folder, screenshot folder, notebook folder of the
+#: Colab button, the command that builds it).
+EDITIONS = {
+    "book": ("html", "screenshots", "book", "make book"),
+    "student": ("student-html", "screenshots-student", "student", "make book-student"),
+}
+EDITION = os.environ.get("SNIP_BOOK_EDITION", "book")
+if EDITION not in EDITIONS:
+    raise ValueError(f"SNIP_BOOK_EDITION={EDITION!r} is not an edition; use one of {sorted(EDITIONS)}")
+BOOK_HTML = ROOT / "_build" / EDITIONS[EDITION][0]
 VENDOR = ROOT / "_build" / "vendor-js"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+SCREENSHOTS = ROOT / "_build" / EDITIONS[EDITION][1]
+NOTEBOOK_DIR = EDITIONS[EDITION][2]
+BUILD_COMMAND = EDITIONS[EDITION][3]
 CHROMIUM = Path("/usr/bin/chromium")
 
 # Chromium as the machine notes prescribe for this closed network: no background traffic,

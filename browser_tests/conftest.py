@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright  # a missing playwright fails the run, never skips it
 
-from book_browser import BOOK_HTML, SCREENSHOTS, BookBrowser, BookServer, LinkChecker, PageReport, book_pages
+from book_browser import BOOK_HTML, BUILD_COMMAND, SCREENSHOTS, BookBrowser, BookServer, LinkChecker, PageReport, book_pages
 
 PAGES = book_pages()
 
@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def book_server():
     missing = [p.html_path for p in PAGES if not (BOOK_HTML / p.html_path).exists()]
     if missing:
-        pytest.exit(f"the book is not built (missing {missing} in {BOOK_HTML}): run `make book` first",
+        pytest.exit(f"the book is not built (missing {missing} in {BOOK_HTML}): run `{BUILD_COMMAND}` first",
                     returncode=1)
     with BookServer(BOOK_HTML) as server:
         yield server

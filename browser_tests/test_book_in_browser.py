@@ -8,9 +8,14 @@ a description; every formula is typeset by MathJax; every image decodes and a ch
 shows a picture; every navigation and cross-reference link resolves; a notebook's page has a
 Colab button that opens its committed .ipynb. On a page with ipywidgets
 the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and
-its MathJax 2 calls typeset. The pages come from _toc.yml, so a new chapter is tested as soon as
-`python tools/nbtools.py toc` lists it. Full-page screenshots and a JSON report land in
-_build/screenshots/.
+its MathJax 2 calls typeset. A reader's actions work: each solution stays folded until its title
+is clicked, and the search page finds the chapters. The pages come from _toc.yml, so a new chapter
+is tested as soon as `python tools/nbtools.py toc` lists it. Full-page screenshots and a JSON report
+land in _build/screenshots/.
+
+SNIP_BOOK_EDITION=student (`make book-student-test`) runs all of it on the student edition
+(_build/student-html), where the Colab button opens student/ and no solution, nor any line of one,
+is on any page.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import yaml
 
-from book_browser import BOOK_HTML, ROOT, WIDGET_MANAGER_SCRIPT, book_pages, toc_docnames
+from book_browser import BOOK_HTML, EDITION, NOTEBOOK_DIR, ROOT, WIDGET_MANAGER_SCRIPT, book_pages, toc_docnames
 
 PAGES = book_pages()
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -182,12 +187,14 @@ def test_links_resolve(page, page_reports, link_checker):
 
 @by_name(NOTEBOOK_PAGES)
 def test_colab_button_opens_the_committed_notebook(page, page_reports):
-    """launch_buttons.colab_url + repository (url, branch) of _config.yml + the page's own .ipynb."""
+    """launch_buttons.colab_url + repository (url, branch) of _config.yml + the page's own .ipynb
+    (in student/ for the student edition, whose notebooks have no solutions)."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     repository = config["repository"]
     repo = urlsplit(repository["url"]).path.strip("/")
     book_path = (repository.get("path_to_book") or "").strip("/")
-    notebook = "/".join(part for part in (book_path, f"{page.docname}.ipynb") if part)
+    name = page.docname.rsplit("/", 1)[-1]
+    notebook = "/".join(part for part in (book_path, f"{NOTEBOOK_DIR}/{name}.ipynb") if part)
     colab = config["launch_buttons"]["colab_url"].rstrip("/")
     expected = f'{colab}/github/{repo}/blob/{repository["branch"]}/{notebook}'
     assert expected in page_reports(page).colab_links, page_reports(page).colab_links
@@ -246,24 +253,47 @@ def test_solution_pages_are_found():
     assert sum(solutions_in_source(p) for p in SOLUTION_PAGES) >= 25, "the folding test below checks nothing"
 
 
+def solution_lines(page) -> list[str]:
+    """Lines of the page's solution cells that no other cell of the notebook has: what must not
+    reach a student."""
+    cells = json.loads(page.source.read_text(encoding="utf-8"))["cells"]
+    def lines(cell):
+        return {line.strip() for line in "".join(cell["source"]).splitlines()}
+    solution = [c for c in cells if c["cell_type"] == "code" and "solution" in c["metadata"].get("tags", [])]
+    others = set().union(*(lines(c) for c in cells if c not in solution))
+    return sorted({line for c in solution for line in lines(c) - others
+                   if len(line) > 20 and not line.startswith("#")})
+
+
 @by_name(SOLUTION_PAGES)
-def test_solutions_stay_folded_until_the_reader_opens_them(page, chromium, book_server):
-    """sphinx-exercise's `:class: dropdown` + sphinx-togglebutton: a student sees the exercise, not
-    its answer, until clicking "Solution to Exercise N.k"; the click shows the solution's code."""
+def test_solutions_are_folded_or_absent(page, chromium, book_server):
+    """The book (sphinx-exercise's `:class: dropdown` + sphinx-togglebutton): a reader sees the
+    exercise, not its answer, until clicking "Solution to Exercise N.k", and the click shows the
+    solution's code. The student edition: no solution and none of its code anywhere on the page."""
     with chromium.tab(book_server.base_url, page.html_path) as (tab, report):
-        tab.wait_for_function("() => document.querySelectorAll('div.solution.toggle').length > 0", timeout=30_000)
         solutions = tab.locator("div.solution")
-        assert solutions.count() == solutions_in_source(page)
-        for i in range(solutions.count()):
-            solution = solutions.nth(i)
-            title = solution.locator(":scope > .admonition-title")
-            body = solution.locator(":scope > :not(.admonition-title):not(button)")
-            assert title.is_visible(), f"solution {i + 1}: its title is not shown"
-            assert body.count() > 0 and not any(body.nth(k).is_visible() for k in range(body.count())), \
-                f"{title.inner_text()!r} is shown before the reader asks for it"
-            title.click()
-            body.first.wait_for(state="visible", timeout=10_000)
-            assert solution.locator("pre").first.is_visible(), f"{title.inner_text()!r} opened without its code"
+        if EDITION == "student":
+            text = tab.evaluate("() => document.body.textContent")  # folded and hidden parts too
+            assert solutions.count() == 0 and tab.locator(".tag_solution").count() == 0
+            secret = solution_lines(page)
+            assert len(secret) >= solutions_in_source(page), "too few solution lines to look for"
+            leaked = [line for line in secret if line in text]
+            assert leaked == [], f"solution code on the student page: {leaked}"
+            assert "Exercise" in text
+        else:
+            tab.wait_for_function("() => document.querySelectorAll('div.solution.toggle').length > 0",
+                                  timeout=30_000)
+            assert solutions.count() == solutions_in_source(page)
+            for i in range(solutions.count()):
+                solution = solutions.nth(i)
+                title = solution.locator(":scope > .admonition-title")
+                body = solution.locator(":scope > :not(.admonition-title):not(button)")
+                assert title.is_visible(), f"solution {i + 1}: its title is not shown"
+                assert body.count() > 0 and not any(body.nth(k).is_visible() for k in range(body.count())), \
+                    f"{title.inner_text()!r} is shown before the reader asks for it"
+                title.click()
+                body.first.wait_for(state="visible", timeout=10_000)
+                assert solution.locator("pre").first.is_visible(), f"{title.inner_text()!r} opened without its code"
         assert report.errors() == [], report.errors()
 
 
