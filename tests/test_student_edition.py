@@ -165,7 +165,7 @@ def test_student_notebook_keeps_prompts_and_checks_and_drops_solutions(chapter: 
             source = student.cells[ids.index(book.cells[i].id)].source
             guard = source[:len(source) - len(book.cells[i].source)]   # placeholder guards, first check only
             assert source.endswith(book.cells[i].source) and (guard == "" or i == ex.checks[0])
-            assert all(line.startswith("assert ") and "is still None" in line for line in guard.splitlines())
+            assert all(line.startswith("assert ") and "is still the placeholder ..." in line for line in guard.splitlines())
         for j in written:
             assert student.cells[j].metadata["tags"] == [se.WRITTEN_TAG]
             assert f"exercise {ex.number}" in student.cells[j].source
@@ -236,19 +236,20 @@ def test_stub_keeps_signatures_and_placeholders_only_what_the_check_needs():
         "class Box:\n"
         "    def __init__(self, *args, **kwargs):\n"
         '        raise NotImplementedError("exercise 7.1: write Box")\n\n\n'
-        "side = None\n"
-        "depth = None"
+        "side = ...\n"
+        "depth = ..."
     )  # not `helper`/`leftover` (the check does not use them), not `base` (the chapter defines it)
     assert "the formula" not in "".join(c.source for c in student.cells)
     check = [c.source for c in student.cells if c.cell_type == "code"][-1]
-    guard = ('assert side is not None, "exercise 7.1: side is still None; write your answer in the # YOUR ANSWER HERE cell above"\n'
-             'assert depth is not None, "exercise 7.1: depth is still None; write your answer in the # YOUR ANSWER HERE cell above"\n')
-    assert check == guard + CHECK     # a placeholder left as None is named before the check uses it
+    guard = ('assert side is not ..., "exercise 7.1: side is still the placeholder ...; write your answer in the # YOUR ANSWER HERE cell above"\n'
+             'assert depth is not ..., "exercise 7.1: depth is still the placeholder ...; write your answer in the # YOUR ANSWER HERE cell above"\n')
+    assert check == guard + CHECK     # a placeholder left as ... is named before the check uses it
     namespace: dict = {}
     exec(nb.cells[1].source, namespace)
     exec(stub.source, namespace)
-    with pytest.raises(AssertionError, match="exercise 7.1: side is still None"):
+    with pytest.raises(AssertionError, match="exercise 7.1: side is still the placeholder"):
         exec(check, namespace)
+    exec(guard, {"side": None, "depth": None})   # None is an answer ("None if ..."), not the placeholder
     namespace["side"] = namespace["depth"] = 1.0
     with pytest.raises(NotImplementedError, match="exercise 7.1: write area"):
         exec(check, namespace)

@@ -30,7 +30,8 @@ How a chapter marks its exercises (sphinx-exercise gated syntax)::
 A stub keeps what the check needs to fail cleanly instead of with a ``NameError``: every
 function or class the solution defines at top level and the check uses keeps its signature
 and raises ``NotImplementedError("exercise 3.2: ...")``; every such variable is set to
-``None``. Names the check takes from the chapter's own text are left alone.
+``...`` (Ellipsis: ``None`` can be a right answer). Names the check takes from the chapter's own
+text are left alone.
 
 The student notebooks are written byte for byte the same on every run (no outputs, fixed cell
 ids), so ``--check`` can tell CI whether ``student/`` is up to date.
@@ -310,7 +311,7 @@ def answer_bindings(solution_sources: Sequence[str], check_sources: Sequence[str
 
 
 def _is_variable(stmt: ast.stmt) -> bool:
-    """A binding whose placeholder is ``name = None`` (not an import, function or class)."""
+    """A binding whose placeholder is ``name = ...`` (not an import, function or class)."""
     return not isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
 
 
@@ -334,7 +335,9 @@ def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], n
             blocks.append(f"class {name}:\n    def __init__(self, *args, **kwargs):\n"
                           f'        raise NotImplementedError("exercise {number}: write {name}")')
         else:
-            variables.append(f"{name} = None")
+            # Ellipsis, not None: None is a legitimate answer where a prompt allows it ("None if no
+            # density breaks even", exercise 10.1), and ``...`` is the usual "fill me in" mark.
+            variables.append(f"{name} = ...")
     chunks = (["\n".join(imports)] if imports else []) + blocks + (["\n".join(variables)] if variables else [])
     return header + "\n" + "\n\n\n".join(chunks) if chunks else header
 
@@ -342,10 +345,10 @@ def stub_source(solution_sources: Sequence[str], check_sources: Sequence[str], n
 def placeholder_guard(names: Sequence[str], number: str) -> str:
     """Lines for the top of an exercise's first check cell: one clear failure per unanswered placeholder.
 
-    Without them a check on a placeholder still ``None`` fails with whatever its first use raises
-    (``'NoneType' object is not iterable``, a bare ``AssertionError``), far from the answer cell.
+    Without them a check on a placeholder still ``...`` fails with whatever its first use raises
+    (``'ellipsis' object is not iterable``, a bare ``AssertionError``), far from the answer cell.
     """
-    return "".join(f'assert {name} is not None, "exercise {number}: {name} is still None; '
+    return "".join(f'assert {name} is not ..., "exercise {number}: {name} is still the placeholder ...; '
                    f'write your answer in the {ANSWER_MARK} cell above"\n' for name in dict.fromkeys(names))
 
 
@@ -469,7 +472,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     out.metadata = copy.deepcopy(nb.metadata)
     out.metadata.pop("widgets", None)
     cells = [_clean(nb.cells[0]), _banner(source_name, bool(exercises))]
-    placeholders: dict[str, list[str]] = {}   # exercise number -> its `name = None` placeholders so far
+    placeholders: dict[str, list[str]] = {}   # exercise number -> its `name = ...` placeholders so far
     for index, cell in enumerate(nb.cells[1:], start=1):
         exercise = in_solution.get(index)
         if exercise is None:
