@@ -131,6 +131,14 @@ def magnitude_masks(
     all layers together, so layers with large weights keep more of them. ``scope="layer"``
     keeps round((1 − sparsity)·m_l) in every tensor l: the same density everywhere
     (layer-wise pruning).
+
+    Example:
+
+    >>> from snip_lib import baselines, init, models, snip
+    >>> net = init.apply(models.build("lenet300"), "glorot_uniform", seed=0)
+    >>> masks = baselines.magnitude_masks(net, 0.9, scope="layer")
+    >>> {name: round(d, 6) for name, d in snip.layerwise_density(masks).items()}
+    {'fc1.weight': 0.1, 'fc2.weight': 0.1, 'fc3.weight': 0.1}
     """
     _check_sparsity(sparsity)
     _check_scope(scope)

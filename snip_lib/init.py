@@ -165,6 +165,14 @@ def init_std(scheme: str, fan_in: int, fan_out: int, *, std: float | None = None
 
     This is the std of the values actually produced (after truncation for the
     truncated schemes), so it can be compared with a measured ``weight.std()``.
+
+    Example: Glorot's std for the first layer of LeNet-300-100, sqrt(2 / (784 + 300)).
+
+    >>> from snip_lib import init
+    >>> round(init.init_std("glorot_normal", 784, 300), 5)
+    0.04295
+    >>> round((2 / (784 + 300)) ** 0.5, 5)
+    0.04295
     """
     name = canonical_scheme(scheme)
     std = _check_std(name, std)

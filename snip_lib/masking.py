@@ -395,6 +395,25 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     Re-applying replaces the mask of each named parameter (it is not combined with the old one) and
     never stacks hooks; parameters not named in ``masks`` keep their current mask. Use
     :func:`remove_masks` to drop masks. Returns ``model``.
+
+    Example: the pruned weights stay exactly zero under SGD with momentum and weight decay.
+
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from snip_lib import init, masking, models, snip
+    >>> net = init.apply(models.build("lenet300"), "glorot_uniform", seed=0)
+    >>> x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    >>> masks = snip.snip_masks(net, x, y, sparsity=0.98)
+    >>> masking.apply_masks(net, masks) is net
+    True
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9,
+    ...                       weight_decay=5e-4)
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     F.cross_entropy(net(x), y).backward()
+    ...     opt.step()
+    >>> masking.pruned_nonzero(net), round(masking.global_sparsity(net), 6)
+    ({}, 0.98)
     """
     _check_module(model)
     checked = _validated(model, masks)

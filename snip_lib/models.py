@@ -481,6 +481,15 @@ def build(name: str, **options: Any) -> nn.Module:
     ``fc_widths="code"|"paper"`` (alexnet-*); ``forget_bias=0.0`` (lstm-*).
     The model gets ``snip_arch`` (canonical name) and ``snip_options`` (every option,
     defaults filled in) so ``build(m.snip_arch, **m.snip_options)`` rebuilds it.
+
+    Example:
+
+    >>> from snip_lib import models
+    >>> net = models.build("lenet300")
+    >>> models.count_parameters(net), net.snip_arch
+    (266610, 'lenet300')
+    >>> models.count_parameters(models.build("lenet5"))
+    431080
     """
     arch = _canonical(name)
     spec = _REGISTRY[arch]

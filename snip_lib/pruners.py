@@ -392,6 +392,16 @@ def prune_masks(
     - ``grasp``: ``loss_fn``, ``temperature`` (default 200, see :func:`grasp_scores`);
     - ``synflow``: ``iterations`` (default 100), ``schedule`` (default "exponential");
     - ``iterative-snip``, ``force``: ``loss_fn``, ``steps`` (default 60), ``schedule``.
+
+    Example: SynFlow needs no labels (the batch only gives the input shape).
+
+    >>> import torch
+    >>> from snip_lib import init, models, pruners, snip
+    >>> net = init.apply(models.build("lenet300"), "glorot_uniform", seed=0)
+    >>> x = torch.randn(8, 1, 28, 28)
+    >>> masks = pruners.prune_masks("synflow", net, x, None, 0.9, iterations=10)
+    >>> snip.kept_count(masks) == snip.kept_for(0.9, 266_200)
+    True
     """
     method = check_method(method, options)
     opts = dict(options)

@@ -343,6 +343,18 @@ def connection_sensitivity(
     they add up to 1 across all layers (this does not change the ranking; for a half-precision
     model they are returned in float32, where the small normalised values do not underflow).
     Floating-point inputs must have the weights' dtype (``ValueError`` otherwise).
+
+    Example:
+
+    >>> import torch
+    >>> from snip_lib import init, models, snip
+    >>> net = init.apply(models.build("lenet300"), "glorot_uniform", seed=0)
+    >>> x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    >>> scores = snip.connection_sensitivity(net, x, y)
+    >>> {name: tuple(s.shape) for name, s in scores.items()}
+    {'fc1.weight': (300, 784), 'fc2.weight': (100, 300), 'fc3.weight': (10, 100)}
+    >>> round(sum(float(s.sum()) for s in scores.values()), 6)   # normalised
+    1.0
     """
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be True or False, got {normalize!r}")
@@ -498,6 +510,18 @@ def snip_masks(
     code did until June 2019 (they then compete for the kept budget with ``include_bias``); it needs
     ``scoring_init``. The masks' keys are the names of
     ``prunable_parameters(model, include_bias=include_bias)``.
+
+    Example (random inputs stand in for an MNIST batch; the budget is exact whatever the data):
+
+    >>> import torch
+    >>> from snip_lib import init, models, snip
+    >>> net = init.apply(models.build("lenet300"), "glorot_uniform", seed=0)
+    >>> x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    >>> masks = snip.snip_masks(net, x, y, sparsity=0.98)
+    >>> sorted(masks), masks["fc1.weight"].dtype
+    (['fc1.weight', 'fc2.weight', 'fc3.weight'], torch.bool)
+    >>> snip.kept_count(masks) == snip.kept_for(0.98, 266_200) == 5324
+    True
     """
     return _snip_masks(model, inputs, targets, sparsity, loss_fn=loss_fn, include_bias=include_bias,
                        bn_mode=bn_mode, scoring_init=scoring_init, scoring_bias=scoring_bias, seed=seed)

@@ -273,7 +273,15 @@ def _check_boundaries(boundaries: Any) -> list[str]:
 
 
 def lr_at(config: TrainConfig, iteration: int, total_iterations: int) -> float:
-    """Learning rate for the (0-based) ``iteration`` of a run of ``total_iterations``."""
+    """Learning rate for the (0-based) ``iteration`` of a run of ``total_iterations``.
+
+    Example: the paper's MNIST schedule, x0.1 after 25k iterations, in a run of 27k.
+
+    >>> from snip_lib import train
+    >>> config = train.TrainConfig(epochs=50)
+    >>> [round(train.lr_at(config, i, 27_000), 6) for i in (0, 24_999, 25_000)]
+    [0.1, 0.1, 0.01]
+    """
     if not _is_int(iteration) or iteration < 0:
         raise ValueError(f"iteration must be an int >= 0, got {iteration!r}")
     if not _is_int(total_iterations) or total_iterations < 1:
