@@ -40,6 +40,7 @@ __all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's options (``python -m snip_lib.ddp_train --help`` lists them); ``argv`` defaults to the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m snip_lib.ddp_train",
         description="SNIP pruning + DistributedDataParallel training (run under torchrun for several processes).",

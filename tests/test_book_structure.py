@@ -331,8 +331,12 @@ def test_library_reference_ends_the_appendix(book: Path):
 
 def test_library_reference_documents_every_submodule():
     """book/api.md has one automodule per submodule of snip_lib (snip_lib._SUBMODULES), and every
-    module it documents declares its public names in __all__, which is what autodoc lists."""
+    module it documents declares its public names in __all__, which is what autodoc lists, and each of
+    them has a docstring (or a doc comment, for a constant) to show."""
     import importlib
+    import inspect
+
+    from sphinx.pycode import ModuleAnalyzer
 
     import snip_lib
 
@@ -347,6 +351,11 @@ def test_library_reference_documents_every_submodule():
         assert public, f"snip_lib.{name} has no __all__: autodoc would list imported names too"
         missing = [n for n in public if not hasattr(module, n)]
         assert missing == [], f"snip_lib.{name}.__all__ names what the module lacks: {missing}"
+        # what the page shows for each public name: a docstring, or a `#:` comment for a constant
+        attr_docs = {key for (_, key) in ModuleAnalyzer.for_module(module.__name__).find_attr_docs()}
+        undocumented = [n for n in public if not (
+            (inspect.getdoc(getattr(module, n)) if callable(getattr(module, n)) else None) or n in attr_docs)]
+        assert undocumented == [], f"snip_lib.{name}: public names without a docstring or #: comment: {undocumented}"
 
 
 def test_new_refuses_to_overwrite_or_misname(book: Path):
