@@ -24,7 +24,9 @@ This module measures both, so the book (chapter 2) can check the approximation o
 - :func:`rank_agreement`: Spearman's rank correlation and the overlap of the top-κ sets;
 - :func:`sample_connections`, :func:`flatten_scores`, :func:`time_forward`: small helpers.
 
-Every function works on a private float64 copy of the model by default (``dtype``): ΔL_j is a
+:func:`removal_effects` and :func:`second_order_effects` work on a private float64 copy of the
+model by default (``dtype``; :func:`first_order_effects` keeps the model's dtype unless given
+``dtype=torch.float64``): ΔL_j is a
 difference of two losses of order 1 that agree to 5-7 digits, so float32 round-off would be a
 sizeable part of it. BatchNorm runs on its running statistics and dropout is off (eval mode),
 as in the official code's scoring pass; the caller's model is never modified.

@@ -15,7 +15,9 @@ something for a **trained** network:
 Every function uses the same conventions as :func:`snip_lib.snip.snip_masks`: the scored
 tensors are :func:`snip_lib.snip.prunable_parameters` (weights of Linear/Conv layers, plus
 their biases with ``include_bias``), and masks keep exactly κ = round((1 − sparsity)·m)
-entries globally via :func:`snip_lib.snip.masks_from_scores`, which also breaks ties.
+entries globally via :func:`snip_lib.snip.masks_from_scores`, which also breaks ties, with
+``scope="global"`` (the default); ``scope="layer"`` keeps round((1 − sparsity)·m_l) in every
+tensor l, so the total can differ from κ by rounding.
 """
 
 from __future__ import annotations

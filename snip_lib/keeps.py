@@ -483,7 +483,8 @@ def scoring_init_densities(
     For each seed, a network initialised with ``init`` (the one that would be trained) is
     scored through ``snip_masks(..., scoring_init=scheme)`` on ``n`` training examples drawn
     with that seed, as in the paper's Table 3. Returns a long DataFrame with columns
-    ``scheme``, ``seed``, ``layer``, ``density``.
+    ``scheme``, ``seed``, ``layer`` (the parameter name without its ``.weight`` suffix: ``fc1``),
+    ``density``.
     """
     import pandas as pd
 

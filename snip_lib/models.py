@@ -28,7 +28,7 @@ gru-s            103,690    104k
 gru-b            403,978    404k
 ============  ============  ===========================================================
 
-Choices worth knowing (see ``/work/shared/reference/snip-paper-and-peers.md`` §2.3-2.4):
+Choices worth knowing (chapters 5 and 6 of the book discuss them):
 
 * **lenet5** is LeNet-5-Caffe, which has *no* ReLU after its two convolutions (the official
   code follows Caffe; ``mil-ad/snip`` adds them). ``conv_relu=True`` adds them.

@@ -19,7 +19,8 @@ method                score (keep the largest)                                  
 (de Jorge et al. 2021 for the last two.) Progressive methods shrink the kept fraction
 geometrically: round t of T keeps d^(t/T) of the entries, d = 1 − s (:func:`sparsity_schedule`).
 Every round and every method selects with :func:`snip_lib.snip.masks_from_scores`, an exact global
-top-κ with deterministic ties, so all masks keep exactly κ entries.
+top-κ with deterministic ties, so all masks keep exactly κ entries (the one exception is layer-wise
+magnitude pruning, ``scope="layer"``, which keeps round((1 − s)·m_l) in each tensor).
 
 Frankle et al. (2021) found that shuffling each layer's mask (:func:`shuffle_within_layers`)
 barely changes the accuracy these methods reach: what they really choose is how dense each layer
@@ -377,7 +378,8 @@ def prune_masks(
     """Prune ``model`` at initialisation with ``method``: one bool mask per prunable parameter.
 
     Same contract as :func:`snip_lib.snip.snip_masks`: exactly κ = round((1 − sparsity)·m) entries
-    kept globally, keys and order of ``prunable_parameters(model, include_bias=include_bias)``,
+    kept globally (except ``magnitude`` with ``scope="layer"``, which keeps round((1 − sparsity)·m_l)
+    in each tensor l), keys and order of ``prunable_parameters(model, include_bias=include_bias)``,
     and the model is left as it was (parameters, ``.grad``, buffers, train/eval flags).
 
     ``method`` is one of :data:`METHODS`. ``inputs``/``targets`` are one batch or lists of batches

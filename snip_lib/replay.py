@@ -12,7 +12,8 @@ follow the recorded run exactly: ``epochs=1`` checks a 50-epoch result in second
 schedule depends on the length of the run, so it can only be replayed whole.)
 
 Training is deterministic on one machine: the same code, torch version, CPU and thread count give
-the same numbers, bit for bit (:attr:`Verification.exact`). Where the floating-point sums run in
+the same error counts and learning rates in every epoch and the same kept count and per-layer
+densities (:attr:`Verification.exact`). Where the floating-point sums run in
 another order (another CPU, another thread count), two runs drift apart slowly, and
 :attr:`Verification.agrees` allows ``tolerance`` percentage points on every error. An unstable
 run, one close to diverging, can amplify the smallest such difference beyond any tolerance. Only
@@ -271,7 +272,9 @@ class Verification:
 
     @property
     def exact(self) -> bool:
-        """Same mask, same learning rates and the same error counts in every compared epoch."""
+        """Same kept count and per-layer densities, same learning rates and the same errors in every
+        compared epoch (the training loss is reported in :attr:`differences`, not compared: its
+        last digits follow the order of floating-point sums)."""
         d = self.differences
         return (self.kept[0] == self.kept[1] and self.density_difference == 0.0
                 and all(d[k] == 0.0 for k in d if k != "train_loss"))

@@ -353,8 +353,8 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None) -> 
     """All result files under a folder (recursively) or matching a glob, as a DataFrame.
 
     One row per file. Columns: ``path``, ``kind``, ``seed``, ``wall_time``, and one column
-    per entry of ``config``, ``metrics`` and ``provenance``, prefixed with the section name
-    (``config.arch``, ``metrics.final_test_error``, ``provenance.git_commit``) and not
+    per entry of ``config``, ``metrics``, ``provenance`` and ``extra``, prefixed with the section
+    name (``config.arch``, ``metrics.final_test_error``, ``provenance.git_commit``) and not
     flattened further (a per-layer dict stays one cell). ``kind`` keeps only that kind.
     JSON files that are not valid results are skipped with a warning. Raises
     ``FileNotFoundError`` when nothing matches at all.

@@ -508,7 +508,9 @@ def snip_masks(
     bias=scoring_bias)`` and scored, while ``model`` itself, the network to train, is left
     untouched. ``scoring_bias="scheme"`` draws the copy's biases from the scheme as the official
     code did until June 2019 (they then compete for the kept budget with ``include_bias``); it needs
-    ``scoring_init``. The masks' keys are the names of
+    ``scoring_init``. ``seed`` seeds that re-initialisation and is only accepted with
+    ``scoring_init`` (``ValueError`` otherwise). ``loss_fn``, ``include_bias`` and ``bn_mode`` are as
+    in :func:`connection_sensitivity`. The masks' keys are the names of
     ``prunable_parameters(model, include_bias=include_bias)``.
 
     Example (random inputs stand in for an MNIST batch; the budget is exact whatever the data):

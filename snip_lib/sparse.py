@@ -292,8 +292,9 @@ def to_sparse(
 ) -> nn.Module:
     """An inference-only copy of a masked model whose masked layers store only their kept weights.
 
-    ``model`` must carry masks from :func:`snip_lib.masking.apply_masks` (a model pruned with
-    ``torch.nn.utils.prune`` is converted first with :func:`snip_lib.masking.from_torch_prune`).
+    ``model`` must carry masks from :func:`snip_lib.masking.apply_masks` (``ValueError``
+    otherwise); convert a model pruned with ``torch.nn.utils.prune`` first with
+    :func:`snip_lib.masking.from_torch_prune`.
     In a deep copy, the masks are removed (pruned weights set to exactly zero), then:
 
     * every masked ``nn.Linear`` whose own sparsity is at least ``min_sparsity`` becomes a

@@ -466,14 +466,15 @@ def evaluate(
 ) -> tuple[float, float]:
     """Mean cross-entropy and error (percent) of ``model`` on ``loader``.
 
-    Runs in eval mode without gradients and restores the model's previous train/eval mode.
+    Runs in eval mode without gradients, then gives every submodule back its own previous
+    train/eval flag (a BatchNorm frozen in eval mode inside a training model stays frozen).
     ``device=None`` uses the device the model is on; any other device moves the model there,
     and it stays there (as in :func:`fit`).
     """
     _check_loader(loader, "loader")
     dev = _model_device(model) if device is None else resolve_device(device)
     model.to(dev)
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     use_amp = amp and dev.type == "cuda"
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
@@ -490,7 +491,8 @@ def evaluate(
             wrong += (out.argmax(dim=1) != y).sum()
             count += y.numel()
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     if count == 0:
         raise ValueError("loader yielded no examples")
     return float(loss_sum) / count, 100.0 * float(wrong) / count

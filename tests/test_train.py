@@ -241,6 +241,19 @@ def test_evaluate_counts_errors_and_restores_mode():
     assert not model.training
 
 
+def test_evaluate_gives_each_submodule_back_its_own_mode():
+    """A BatchNorm frozen in eval mode inside a model that trains stays frozen after evaluate
+    (model.train(previous) would have switched it back to training)."""
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).train()
+    model[1].eval()
+    seen = []
+    model[2].register_forward_hook(lambda module, args, out: seen.append(module.training))
+    loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.randint(0, 3, (8,))), batch_size=4)
+    evaluate(model, loader)
+    assert seen and not any(seen)                      # evaluated in eval mode throughout
+    assert [m.training for m in model] == [True, False, True]
+
+
 # --------------------------------------------------------------------------- schedules
 
 
