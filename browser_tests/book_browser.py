@@ -77,6 +77,7 @@ CONTENT_TYPES = {
 PLOT_HINTS = re.compile(r"plt\.|sns\.|\bviz\.|\.plot\(|imshow\(")
 WIDGET_HINTS = re.compile(r"ipywidgets|\binteract\(|sparsity_explorer")
 FIGURE_HINTS = re.compile(r"!\[|\{figure\}|\{image\}|<img")
+SOLUTION_DIRECTIVE = re.compile(r"^[`:]{3,}\{solution(?:-start)?\}", re.MULTILINE)
 MATH_HINTS = re.compile(r"\$|\{math\}|\\begin\{")
 
 
@@ -91,6 +92,7 @@ class BookPage:
     has_plots: bool
     has_widgets: bool
     figures: tuple[str, ...] = ()   # names of the numbered figures its code cells carry (mystnb.figure.name)
+    solutions: int = 0              # sphinx-exercise solutions (gated or not) in its markdown
 
     @property
     def html_path(self) -> str:
@@ -141,6 +143,7 @@ def book_page(docname: str) -> BookPage:
         has_plots=bool(PLOT_HINTS.search(code) or FIGURE_HINTS.search(text)),
         has_widgets=bool(WIDGET_HINTS.search(code)),
         figures=figures,
+        solutions=len(SOLUTION_DIRECTIVE.findall(text)),
     )
 
 
@@ -454,10 +457,9 @@ class BookBrowser:
             report.retried = str(first)
             return report
 
-    def _visit(self, page: BookPage, base_url: str, screenshot_dir: Path | None) -> PageReport:
-        report = PageReport(page=page, url=urljoin(base_url, page.html_path))
-        started = time.monotonic()
-        in_flight: dict[int, str] = {}
+    def _open(self, base_url: str, report: PageReport) -> tuple[Any, Any]:
+        """A fresh context (own console and cache) and tab, routed through :meth:`_route`, whose
+        console errors, exceptions, failed loads and HTTP errors go to ``report``."""
         context = self.browser.new_context(viewport=self.viewport, service_workers="block")
         context.route("**/*", lambda route: self._route(route, base_url, report))
         tab = context.new_page()
@@ -466,6 +468,13 @@ class BookBrowser:
         tab.on("pageerror", lambda err: report.page_errors.append(str(err)))
         tab.on("requestfailed", lambda r: report.failed_requests.append(f"{r.url} ({r.failure})"))
         tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        return context, tab
+
+    def _visit(self, page: BookPage, base_url: str, screenshot_dir: Path | None) -> PageReport:
+        report = PageReport(page=page, url=urljoin(base_url, page.html_path))
+        started = time.monotonic()
+        in_flight: dict[int, str] = {}
+        context, tab = self._open(base_url, report)
         tab.on("request", lambda r: in_flight.__setitem__(id(r), r.url))
         tab.on("requestfinished", lambda r: in_flight.pop(id(r), None))
         tab.on("requestfailed", lambda r: in_flight.pop(id(r), None))
@@ -502,14 +511,7 @@ class BookBrowser:
         """An open tab on ``path`` (served and routed as in :meth:`visit`) for a test that acts on
         the page (clicks, types); the report collects its console errors and failed loads."""
         report = PageReport(page=None, url=urljoin(base_url, path))
-        context = self.browser.new_context(viewport=self.viewport, service_workers="block")
-        context.route("**/*", lambda route: self._route(route, base_url, report))
-        tab = context.new_page()
-        tab.on("console", lambda m: report.console.append(
-            {"type": m.type, "text": m.text, "location": m.location.get("url", "")}))
-        tab.on("pageerror", lambda err: report.page_errors.append(str(err)))
-        tab.on("requestfailed", lambda r: report.failed_requests.append(f"{r.url} ({r.failure})"))
-        tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        context, tab = self._open(base_url, report)
         try:
             response = tab.goto(report.url, wait_until="load", timeout=60_000)
             report.status = response.status if response else None

@@ -237,20 +237,11 @@ def test_widget_manager_typesets_through_the_mathjax2_api(page, page_reports):
 
 
 # --------------------------------------------------------------------------- what a reader does
-def solutions_in_source(page) -> int:
-    """Solutions the page's source holds (sphinx-exercise, gated or not)."""
-    if page.source.suffix != ".ipynb":
-        return 0
-    cells = json.loads(page.source.read_text(encoding="utf-8"))["cells"]
-    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    return len(re.findall(r"^[`:]{3,}\{solution(?:-start)?\}", text, re.MULTILINE))
-
-
-SOLUTION_PAGES = [p for p in PAGES if solutions_in_source(p)]
+SOLUTION_PAGES = [p for p in PAGES if p.solutions]
 
 
 def test_solution_pages_are_found():
-    assert sum(solutions_in_source(p) for p in SOLUTION_PAGES) >= 25, "the folding test below checks nothing"
+    assert sum(p.solutions for p in SOLUTION_PAGES) >= 25, "the folding test below checks nothing"
 
 
 def solution_lines(page) -> list[str]:
@@ -276,14 +267,14 @@ def test_solutions_are_folded_or_absent(page, chromium, book_server):
             text = tab.evaluate("() => document.body.textContent")  # folded and hidden parts too
             assert solutions.count() == 0 and tab.locator(".tag_solution").count() == 0
             secret = solution_lines(page)
-            assert len(secret) >= solutions_in_source(page), "too few solution lines to look for"
+            assert len(secret) >= page.solutions, "too few solution lines to look for"
             leaked = [line for line in secret if line in text]
             assert leaked == [], f"solution code on the student page: {leaked}"
             assert "Exercise" in text
         else:
             tab.wait_for_function("() => document.querySelectorAll('div.solution.toggle').length > 0",
                                   timeout=30_000)
-            assert solutions.count() == solutions_in_source(page)
+            assert solutions.count() == page.solutions
             for i in range(solutions.count()):
                 solution = solutions.nth(i)
                 title = solution.locator(":scope > .admonition-title")
