@@ -94,6 +94,7 @@ class LeNet300(nn.Module):
         self.fc3 = nn.Linear(100, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of MNIST images (N, 1, 28, 28), or of flat inputs (N, 784)."""
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
@@ -116,6 +117,7 @@ class LeNet5Caffe(nn.Module):
         self.fc4 = nn.Linear(500, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of MNIST images (N, 1, 28, 28); ReLU after the convolutions only if ``conv_relu``."""
         x = self.conv1(x)
         if self.conv_relu:
             x = F.relu(x)
@@ -163,6 +165,7 @@ class AlexNetCifar(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of CIFAR-10 images (N, 3, 32, 32): the features end at 1x1."""
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
@@ -201,6 +204,7 @@ class VGGCifar(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of CIFAR-10 images (N, 3, 32, 32): the features end at 1x1."""
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
@@ -251,6 +255,7 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(c_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of images (N, 3, H, W), CIFAR-10's 32x32 in the paper (global average pooling)."""
         x = self.conv1(x)
         x = self.group3(self.group2(self.group1(x)))
         x = F.relu(self.bn(x))

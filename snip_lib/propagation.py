@@ -104,6 +104,7 @@ class DeepMLP(nn.Module):
         self.classifier = nn.Linear(int(width), int(num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of inputs flattened to (N, in_features)."""
         x = torch.flatten(x, 1)
         for layer in self.hidden:
             x = layer(x)

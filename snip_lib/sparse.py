@@ -154,6 +154,7 @@ class SparseLinear(_InferenceOnly):
         return cls(weight, None if linear.bias is None else linear.bias.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """As ``nn.Linear``: (..., in_features) -> (..., out_features), by a sparse matrix product."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
@@ -236,6 +237,7 @@ class SparseConv2d(_InferenceOnly):
         return sizes[0], sizes[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """As ``nn.Conv2d``: (N, C, H, W) or (C, H, W) in, by ``unfold`` and a sparse matrix product."""
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)

@@ -356,6 +356,11 @@ def test_library_reference_documents_every_submodule():
         undocumented = [n for n in public if not (
             (inspect.getdoc(getattr(module, n)) if callable(getattr(module, n)) else None) or n in attr_docs)]
         assert undocumented == [], f"snip_lib.{name}: public names without a docstring or #: comment: {undocumented}"
+        # and the methods the page lists under each class (nn.Module's extra_repr is left off it)
+        methods = [f"{n}.{m}" for n in public if inspect.isclass(getattr(module, n))
+                   for m, f in vars(getattr(module, n)).items()
+                   if inspect.isfunction(f) and not m.startswith("_") and m != "extra_repr" and not f.__doc__]
+        assert methods == [], f"snip_lib.{name}: public methods without a docstring: {methods}"
 
 
 def test_new_refuses_to_overwrite_or_misname(book: Path):

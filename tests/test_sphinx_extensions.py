@@ -7,6 +7,8 @@ logic on the objects Sphinx hands them, so they run in `make test`.
 from __future__ import annotations
 
 import importlib.util
+import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -144,3 +147,150 @@ def test_the_book_loads_the_chapter_numbers_extension():
 
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     assert config["sphinx"]["local_extensions"].get("chapter_numbers") == "tools"
+
+
+# --------------------------------------------------------------------------- cli_reference
+
+cli_ref = _load("cli_reference")
+
+
+def test_every_option_that_help_prints_is_on_the_page():
+    """Each subcommand's options, as argparse's own --help prints them, are in its section."""
+    import argparse
+    import contextlib
+    import io
+
+    from snip_lib.cli import build_parser
+
+    parser = build_parser()
+    commands = {c.name: c for c in cli_ref.commands_of(parser)}
+    assert list(commands) == ["run", "list", "info", "reproduce", "verify"]
+    for name, command in commands.items():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", out.getvalue())) - {"--help"}
+        body = cli_ref.command_rst(command)
+        labels = [o.label for _, options in command.groups for o in options]
+        assert flags or name == "list", name
+        for flag in flags:
+            assert any(label == flag or label.startswith(flag + " ") for label in labels), (name, flag)
+            assert f"``{flag}" in body, (name, flag)
+        assert command.summary and command.description, name
+    run = commands["run"]
+    meaning = {o.label: o.meaning for _, options in run.groups for o in options}
+    assert meaning["--sparsity SPARSITY [SPARSITY ...]"].startswith("fraction of prunable")
+    assert "(default `sgd`)" in meaning["--optimizer OPTIMIZER"]            # default not in its help text
+    assert "one of `eval`, `train`" in meaning["--bn-mode BN_MODE"]          # choices not in its help text
+    assert [title for title, _ in run.groups] == ["options", "training (defaults: see `python -m snip_lib info --arch ARCH`)"]
+    assert [o.label for _, options in commands["verify"].groups for o in options][0] == "RESULT [RESULT ...]"
+    assert isinstance(parser, argparse.ArgumentParser)
+
+
+def test_usage_is_wrapped_the_same_on_any_terminal(monkeypatch):
+    from snip_lib.cli import build_parser
+
+    sub = cli_ref.commands_of(build_parser())[0]
+    monkeypatch.setenv("COLUMNS", "300")
+    again = cli_ref.commands_of(build_parser())[0]
+    assert sub.usage == again.usage
+    lines = sub.usage.splitlines()
+    assert lines[0].startswith("python -m snip_lib run [-h] --arch ARCH")
+    assert len(lines) > 3
+    too_long = [line.strip() for line in lines if len(line) > cli_ref.USAGE_WIDTH]
+    assert all(" [" not in line for line in too_long), too_long  # only one option that cannot be split
+
+
+@pytest.mark.parametrize("nargs, label", [
+    (None, "--x X"), ("?", "--x [X]"), ("*", "--x [X ...]"), ("+", "--x X [X ...]"), (2, "--x X X")])
+def test_option_label_writes_what_a_user_types(nargs, label):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    assert cli_ref.option_label(parser.add_argument("--x", nargs=nargs)) == label
+    assert cli_ref.option_label(parser.add_argument("--flag", action="store_true")) == "--flag"
+    assert cli_ref.option_label(parser.add_argument("-s", "--seed", metavar="N")) == "-s, --seed N"
+
+
+def test_unsupported_nargs_and_bad_specs_are_named():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ValueError, match=r"nargs='\.\.\.' is not supported; allowed"):
+        cli_ref.option_label(parser.add_argument("rest", nargs=argparse.REMAINDER))
+    with pytest.raises(ValueError, match="needs 'module:function', not 'snip_lib.cli'"):
+        cli_ref.load_parser("snip_lib.cli")
+    with pytest.raises(TypeError, match="snip_lib.config:mode_name returned str, not an argparse.ArgumentParser"):
+        cli_ref.load_parser("snip_lib.config:mode_name")
+
+
+CLI_FIXTURE = """
+import argparse
+
+
+def build():
+    parser = argparse.ArgumentParser(prog="tool", description="A tool.", epilog="Set X=1 for *quick*.")
+    sub = parser.add_subparsers(dest="command")
+    go = sub.add_parser("go", help="go somewhere", description="Go, see `list`.")
+    go.add_argument("where", help="a place_ or |two|")
+    go.add_argument("--speed", choices=["slow", "fast"], default="slow", help="how fast")
+    go.add_argument("--with-bias", action="store_true", help="keep *biases*")
+    sub.add_parser("list", help="list places", description="List places.")
+    return parser
+
+
+def not_a_parser():
+    return 42
+"""
+
+
+def _build_page(tmp_path: Path, directive: str) -> tuple[str, str]:
+    """A one-page Sphinx build with the extension, warnings as errors: (HTML, warnings)."""
+    import io
+    import sys
+
+    from sphinx.application import Sphinx
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "cli_fixture.py").write_text(CLI_FIXTURE)
+    (src / "conf.py").write_text(f"import sys\nsys.path[:0] = [{str(REPO / 'tools')!r}, {str(tmp_path)!r}]\n"
+                                 "extensions = ['cli_reference']\nnitpicky = True\n")
+    (src / "index.rst").write_text(f"Tool\n====\n\n.. cli-reference:: {directive}\n")
+    warnings = io.StringIO()
+    try:
+        app = Sphinx(str(src), str(src), str(tmp_path / "out"), str(tmp_path / "doctrees"), "html",
+                     status=None, warning=warnings, freshenv=True)
+        app.build()
+    finally:
+        sys.modules.pop("cli_fixture", None)
+    page = tmp_path / "out" / "index.html"
+    return (page.read_text() if page.exists() else ""), warnings.getvalue()
+
+
+def test_directive_renders_one_section_per_command_and_no_markup_from_help_text(tmp_path: Path):
+    html, warnings = _build_page(tmp_path, "cli_fixture:build")
+    assert warnings == ""
+    assert html.count('<section id="cli-') == 2
+    assert '<section id="cli-go">' in html and '<section id="cli-list">' in html
+    assert "<h2>tool go" in html and "<h2>tool list" in html
+    assert "A tool. Set X=1 for *quick*." in html               # the parser's text, not emphasis
+    assert "a place_ or |two|" in html and "keep *biases*" in html
+    assert "how fast (one of <code" in html and "default <code" in html
+    assert re.search(r"<code[^>]*><span[^>]*>list</span></code>", html)  # `list` became code
+    assert re.search(r"tool go \[-h\] \[--speed \{slow,fast\}\]", html.replace("\n", " "))
+
+
+def test_directive_with_a_bad_spec_fails_the_build_naming_it(tmp_path: Path):
+    _, warnings = _build_page(tmp_path, "cli_fixture:not_a_parser")
+    assert "cli-reference 'cli_fixture:not_a_parser': cli_fixture:not_a_parser returned int" in warnings
+
+
+def test_the_library_reference_renders_the_cli_with_the_extension():
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["local_extensions"].get("cli_reference") == "tools"
+    page = (REPO / "book" / "api.md").read_text(encoding="utf-8")
+    # in an eval-rst block: the directive's body is reStructuredText, which MyST would read as Markdown
+    assert "```{eval-rst}\n.. cli-reference:: snip_lib.cli:build_parser\n```" in page
