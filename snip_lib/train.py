@@ -4,9 +4,10 @@ One loop trains every model of the book, dense or pruned. It evaluates the test 
 validation) error after every epoch so that both error protocols can be reported:
 
 - ``History.best_test_error``: the lowest test error over the epoch-end evaluations. This is
-  what the official ``test.py`` reports (it prints ``(1 - max(acc)) * 100`` over the retained
-  checkpoints). Choosing a checkpoint on the test set is **optimistic**: it is a selection on
-  the very data used to report the result.
+  the official ``test.py``'s protocol (it prints ``(1 - max(acc)) * 100`` over its retained
+  checkpoints, the last five of one per 1,000 iterations; ``History.best_test_error_last``
+  keeps such a window). Choosing a checkpoint on the test set is **optimistic**: it is a
+  selection on the very data used to report the result.
 - ``History.test_error_at_best_val``: the test error at the epoch with the lowest validation
   error. This is the honest protocol (the paper holds out 10% of the training set for
   validation), and the one the book prefers.
@@ -351,8 +352,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 class History:
     """Per-epoch record of one training run. Errors in percent.
 
-    ``best_test_error`` (minimum test error over epochs) is the official ``test.py``
-    protocol and is optimistic, since the checkpoint is chosen on the test set;
+    ``best_test_error`` (minimum test error over epochs) is the official ``test.py``'s
+    protocol over the whole run (``test.py`` sees only the last checkpoints:
+    ``best_test_error_last``) and is optimistic, since the checkpoint is chosen on the test set;
     ``test_error_at_best_val`` (test error at the epoch of lowest validation error, earliest
     on ties) is the honest one; ``final_test_error`` applies no selection.
     """
