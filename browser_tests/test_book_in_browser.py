@@ -9,9 +9,10 @@ shows a picture; every navigation and cross-reference link resolves; a notebook'
 Colab button that opens its committed .ipynb. On a page with ipywidgets
 the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and
 its MathJax 2 calls typeset. A reader's actions work: each solution stays folded until its title
-is clicked, and the search page finds the chapters. The pages come from _toc.yml, so a new chapter
-is tested as soon as `python tools/nbtools.py toc` lists it. Full-page screenshots and a JSON report
-land in _build/screenshots/.
+is clicked, and the search page finds the chapters. The library reference shows a section for
+every command of `python -m snip_lib` with its usage and all its options. The pages come from
+_toc.yml, so a new chapter is tested as soon as `python tools/nbtools.py toc` lists it. Full-page
+screenshots and a JSON report land in _build/screenshots/.
 
 SNIP_BOOK_EDITION=student (`make book-student-test`) runs all of it on the student edition
 (_build/student-html), where the Colab button opens student/ and no solution, nor any line of one,
@@ -306,3 +307,33 @@ def test_search_finds_the_page(query, chromium, book_server):
         found = {urlsplit(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
         assert SEARCHES[query] in found, f"searching {query!r} found {sorted(found)}"
         assert report.errors() == [], report.errors()
+
+
+def test_reference_page_shows_every_command_line_option(chromium, book_server):
+    """The library reference renders `python -m snip_lib`'s parser: a section per command with its
+    usage and a table with every option. (A directive whose reStructuredText MyST reads as Markdown
+    builds without a warning but shows the markup as text: only the page tells.)"""
+    import argparse
+
+    from snip_lib.cli import PROG, build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    with chromium.tab(book_server.base_url, "book/api.html") as (tab, report):
+        shown = tab.eval_on_selector_all("section[id^='cli-']", """sections => sections.map(s => ({
+            id: s.id,
+            title: s.querySelector('h1, h2, h3, h4').textContent,
+            usage: s.querySelector('pre') ? s.querySelector('pre').textContent : '',
+            text: s.textContent,
+            options: [...s.querySelectorAll('table tbody tr td:first-child code')].map(c => c.textContent)}))""")
+        assert report.errors() == [], report.errors()
+    by_id = {s["id"]: s for s in shown}
+    assert sorted(by_id) == sorted(f"cli-{name}" for name in commands)
+    for name, parser in commands.items():
+        section = by_id[f"cli-{name}"]
+        assert section["title"].startswith(f"{PROG} {name}"), section["title"]
+        assert section["usage"].startswith(f"{PROG} {name} [-h]"), section["usage"][:80]
+        assert ".. " not in section["text"] and "list-table" not in section["text"], f"markup shown as text in {name}"
+        flags = [a.option_strings[-1] for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS
+                 and not isinstance(a, argparse._HelpAction)]
+        for flag in flags:
+            assert any(o == flag or o.startswith(flag + " ") for o in section["options"]), (name, flag)

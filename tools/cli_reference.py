@@ -100,7 +100,7 @@ def usage_of(parser: argparse.ArgumentParser, width: int = USAGE_WIDTH) -> str:
     return formatter.format_help().strip("\n")
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> tuple[argparse.ArgumentParser, dict[str, str]] | None:
+def _subcommands(parser: argparse.ArgumentParser) -> tuple[argparse._SubParsersAction, dict[str, str]] | None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
