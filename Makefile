@@ -1,7 +1,7 @@
 # One command builds the book, one runs the tests; each installs what it needs first.
 #   make book        build the HTML book (notebooks executed in quick mode)
 #   make book-full   build it with full-mode execution (the paper's settings; loads the recorded
-#                    runs; 25 to 55 min on a 2-core CPU; `make reproduce` redoes those runs)
+#                    runs; 22 to 55 min on a 2-core CPU; `make reproduce` redoes those runs)
 #   make test        pytest on the library + nbval on every notebook in book/, quick mode
 PYTHON ?= python3
 PIP    := $(PYTHON) -m pip
