@@ -523,8 +523,9 @@ def gradient_hooks_paused(model: nn.Module) -> Iterator[nn.Module]:
     in the loop may read it (gradient clipping, a gradient scaler for mixed precision or a second
     optimizer would see the pruned entries' gradients), and the pruned weights stay zero only
     because the optimizer keeps them so. The hooks come back when the block ends, also on an
-    exception; copies made inside the block get their hooks at their first forward pass. Nested
-    blocks are allowed. Yields ``model``.
+    exception, and a gradient the block leaves in ``.grad`` is masked then, so that after the
+    block the gradient of a pruned weight is zero again; copies made inside the block get their
+    hooks at their first forward pass. Nested blocks are allowed. Yields ``model``.
     """
     _check_module(model)
     guards = [(module, guard, guard.paused) for _, module, guard in _masked_modules(model)]
@@ -537,6 +538,9 @@ def gradient_hooks_paused(model: nn.Module) -> Iterator[nn.Module]:
         for module, guard, was_paused in guards:
             guard.paused = was_paused
             guard.ensure(module)
+            if not was_paused:
+                for leaf in guard.leaves:
+                    _mask_grad(module._parameters[leaf], module._buffers[f"{leaf}_mask"])
 
 
 def remove_masks(model: nn.Module) -> nn.Module:

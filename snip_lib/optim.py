@@ -24,7 +24,9 @@ gradients themselves must be masked, and the hooks stay).
 
 The masks are read from the model's mask buffers at every step, so masks applied after the
 optimizer was built, ``model.to(device)``, ``load_state_dict`` and re-applying masks are
-honoured. Parameters the model does not mask are updated as by plain SGD.
+honoured: the first step after a mask changes also clears the momentum buffer where the new mask
+prunes, so that old momentum cannot move a newly pruned weight (``torch.optim.SGD`` with the
+gradient hooks would). Parameters the model does not mask are updated as by plain SGD.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class MaskedSGD(torch.optim.Optimizer):
         defaults = {"lr": _check_hyper("lr", lr), "momentum": _check_hyper("momentum", momentum, below_one=True),
                     "weight_decay": _check_hyper("weight_decay", weight_decay), **_SGD_FIXED}
         self._model: nn.Module | None = model
+        # id(parameter) -> (id, version) of the mask its momentum buffer was last cleared with
+        self._mask_seen: dict[int, tuple[int, int]] = {}
         super().__init__(params, defaults)  # validates each group through add_param_group
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -94,8 +98,11 @@ class MaskedSGD(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Optimizer.load_state_dict ends here too, on this very optimizer: it keeps its model. A
+        # copy or an unpickled one (Optimizer.__getstate__ leaves the model out) refuses to step.
         super().__setstate__(state)
-        self._model = None  # a copy does not know its model; it refuses to step
+        self._model = getattr(self, "_model", None)
+        self._mask_seen = {}  # masks whose zeros the momentum buffers are known to share
 
     def _masks(self) -> dict[int, torch.Tensor]:
         """id(parameter) -> its mask buffer, read from the model now (so later masks count)."""
@@ -139,6 +146,12 @@ class MaskedSGD(torch.optim.Optimizer):
     def _momentum(self, params, steps, masks, masked, plain, momentum) -> list[torch.Tensor]:
         """buffer = momentum * buffer + d * mask (d alone where unmasked); returns the buffers."""
         buffers: list[torch.Tensor | None] = [self.state[p].get("momentum_buffer") for p in params]
+        for i in masked:  # a mask this buffer has not seen (re-applied masks, a loaded state):
+            seen = (id(masks[i]), masks[i]._version)  # clear the buffer where it prunes, once
+            if self._mask_seen.get(id(params[i])) != seen:
+                if buffers[i] is not None:
+                    buffers[i].mul_(masks[i])
+                self._mask_seen[id(params[i])] = seen
         old = [i for i, b in enumerate(buffers) if b is not None]
         if old:
             torch._foreach_mul_([buffers[i] for i in old], momentum)

@@ -30,6 +30,7 @@ detached copies, so parameters, ``.grad``, BatchNorm statistics and train/eval f
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -39,7 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from snip_lib import baselines
+from snip_lib import baselines, masking
 from snip_lib.init import check_seed
 from snip_lib.snip import (
     Batches,
@@ -179,9 +180,18 @@ def grasp_scores(
     size-weighted mean of each batch's Hessian times that g (as the GraSP code does). The GraSP code
     also re-initialises the linear layers with Xavier-normal weights before scoring; this function
     scores the model as given.
+
+    A float16 model is scored as a float32 copy (its own weights are not touched) and its scores
+    come back in float32: at ``T = 200`` they are of the order of 1e-7, where float16 flushes
+    almost all of them to zero and the ranking would be arbitrary.
     """
+    _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
+    if any(p.dtype == torch.float16 for p in params.values()):
+        model = copy.deepcopy(model).float()
+        params = prunable_parameters(model, include_bias=include_bias)
+        pairs = [(x.float() if x.is_floating_point() else x, y) for x, y in pairs]
     _check_bn_mode(bn_mode)
     fn = _check_loss_fn(loss_fn)
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0 \
@@ -246,6 +256,7 @@ def synflow_scores(
     model's own weights, signs included, are never touched (the SynFlow code flips their signs in
     place and restores them afterwards). Scores come back in ``dtype``.
     """
+    _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 1 or inputs.shape[0] == 0:
         raise ValueError("synflow needs an example input tensor with a batch dimension (only its shape is used), "
@@ -256,9 +267,7 @@ def synflow_scores(
         unknown = sorted(set(masks) - set(params))
         if unknown:
             raise ValueError(f"masks name {unknown}, which are not prunable parameters; allowed: {', '.join(params)}")
-        for name, mask in masks.items():
-            if not isinstance(mask, torch.Tensor) or mask.shape != params[name].shape:
-                raise ValueError(f"masks[{name!r}] must be a tensor of shape {tuple(params[name].shape)}")
+        masks = _checked_masks(masks, params)
     device = next(iter(params.values())).device
     absolute = {name: p.detach().abs().to(dtype) for name, p in model.named_parameters()
                 if p.is_floating_point()}
@@ -302,12 +311,15 @@ def pruned_sensitivity(
     With all-ones ``masks`` this is exactly SNIP's connection sensitivity (unnormalised).
     Several batches are weighted by their size, as in :func:`snip_lib.snip.connection_sensitivity`.
     """
+    _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
     _check_bn_mode(bn_mode)
     fn = _check_loss_fn(loss_fn)
-    if set(masks) != set(params):
-        raise ValueError(f"masks must name exactly the prunable parameters {list(params)}, got {list(masks)}")
+    if not isinstance(masks, Mapping) or set(masks) != set(params):
+        raise ValueError(f"masks must name exactly the prunable parameters {list(params)}, "
+                         f"got {list(masks) if isinstance(masks, Mapping) else type(masks).__name__}")
+    masks = _checked_masks(masks, params)
     device = next(iter(params.values())).device
     weights = {name: p.detach() for name, p in params.items()}
     total = sum(x.shape[0] for x, _ in pairs)
@@ -321,6 +333,18 @@ def pruned_sensitivity(
                 if g is not None:
                     grad[name].add_(g, alpha=x.shape[0] / total)
     return _check_finite({name: (weights[name] * grad[name]).abs() for name in weights}, "FORCE")
+
+
+def _checked_masks(masks: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Bool masks of exactly their parameters' shapes (0/1 numeric ones converted), or a clear error."""
+    checked = {}
+    for name, mask in masks.items():
+        mask = masking._as_bool_mask(name, mask)
+        if mask.shape != params[name].shape:
+            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)}; it must have the shape of the "
+                             f"parameter, {tuple(params[name].shape)}")
+        checked[name] = mask
+    return checked
 
 
 def _exclude_pruned(scores: dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

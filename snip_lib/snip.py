@@ -48,6 +48,7 @@ BN_MODES: tuple[str, ...] = ("eval", "train")
 _PRUNABLE_MODULES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 # nn.MultiheadAttention keeps its input projections as its own parameters (its out_proj is a Linear).
 _ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+_ATTENTION_BIASES = ("in_proj_bias", "bias_k", "bias_v")
 # Layers whose weights are lookup tables or per-feature scales, never pruned and never worth a warning.
 _NEVER_PRUNED = (nn.Embedding, nn.EmbeddingBag, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -62,7 +63,8 @@ def _prunable_names_in(module: nn.Module, include_bias: bool) -> list[str]:
     if isinstance(module, nn.RNNBase):
         return [n for n in own if n.startswith("weight_") or (include_bias and n.startswith("bias_"))]
     if isinstance(module, nn.MultiheadAttention):
-        return [n for n in own if n in _ATTENTION_WEIGHTS or (include_bias and n == "in_proj_bias")]
+        # bias_k/bias_v (add_bias_kv=True) are biases too: appended to the keys and values
+        return [n for n in own if n in _ATTENTION_WEIGHTS or (include_bias and n in _ATTENTION_BIASES)]
     return []
 
 
@@ -112,7 +114,8 @@ def _refuse_unscorable(model: nn.Module) -> None:
             "(for several processes see snip_lib.distributed)"
         )
     if torch.is_inference_mode_enabled():
-        raise RuntimeError("SNIP's scores are gradients: call it outside torch.inference_mode()")
+        raise RuntimeError("pruning scores are computed with autograd (SNIP's are gradients): "
+                           "call it outside torch.inference_mode()")
 
 
 def prunable_parameters(model: nn.Module, *, include_bias: bool = False) -> dict[str, nn.Parameter]:

@@ -306,8 +306,9 @@ def to_sparse(
       dense, which is faster on the CPU at any batch size but the smallest (module docstring);
     * everything else (other layers, masked recurrent weights, BatchNorm) is kept as it is.
 
-    The copy is in eval mode, has no trainable parameters (``requires_grad`` off) and its sparse
-    modules refuse ``.train()``. Its outputs equal the masked model's in eval mode up to
+    The copy is in eval mode, has no trainable parameters (``requires_grad`` off), its sparse
+    modules refuse ``.train()``, and it refuses to run while any of its modules is in training
+    mode (a refused ``.train()`` has already switched the modules before the first sparse one). Its outputs equal the masked model's in eval mode up to
     floating-point rounding (sums are taken in another order). ``index_dtype=torch.int32``
     halves the index memory of CSR. The original model is not changed. Which layer became what is
     in ``export_report(copy)``, and why a masked weight stayed dense in ``copy.snip_export``.
@@ -396,7 +397,23 @@ def to_sparse(
         decisions[name] = layout
     result = root if root is not None else exported
     result.snip_export = decisions
+    # model.train() stops at the first sparse module, after switching the modules before it (a
+    # BatchNorm, say) to training mode: the export then refuses to run until .eval() is called.
+    result.register_forward_pre_hook(_refuse_training_mode)
     return result
+
+
+def _refuse_training_mode(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of an exported model: it computes nothing after a ``.train()`` call.
+
+    Only the root's flag is read (one attribute per forward): ``Module.train`` sets it first, on
+    the way to the children, whether it was called on this model or on one that contains it.
+    """
+    if module.training:
+        raise RuntimeError(
+            "this model was exported by snip_lib.sparse.to_sparse for inference, but .train() switched "
+            "some of its modules to training mode; call .eval() on it (train the masked dense model instead)"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -319,7 +319,9 @@ def _scheduled_lr(config: TrainConfig, iteration: int, total_iterations: int) ->
     raise ValueError(f"schedule={config.schedule!r} is not supported; allowed: {', '.join(SCHEDULES)}")
 
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+# nn.RMSNorm exists from torch 2.4 on
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -398,3 +398,59 @@ def test_per_group_learning_rates_are_used():
     with masking.gradient_hooks_paused(folded):
         _train(folded, ours, "mlp", 3)
     assert all(torch.equal(p, q) for p, q in zip(hooked.parameters(), folded.parameters()))
+
+
+def test_load_state_dict_resumes_training_where_it_stopped():
+    """A checkpoint of MaskedSGD loads into a new MaskedSGD, which steps on as the first one does
+    (Optimizer.load_state_dict goes through __setstate__, which must keep the model)."""
+    base = _make("mlp")
+    masking.apply_masks(base, _masks(base))
+    resumed = copy.deepcopy(base)
+    opt = MaskedSGD(base.parameters(), base, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    _train(base, opt, "mlp", 3)
+    checkpoint = copy.deepcopy((base.state_dict(), opt.state_dict()))
+    _train(base, opt, "mlp", 2, start=3)
+    resumed.load_state_dict(checkpoint[0])
+    opt2 = MaskedSGD(resumed.parameters(), resumed, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    opt2.load_state_dict(checkpoint[1])
+    _train(resumed, opt2, "mlp", 2, start=3)
+    assert all(torch.equal(p, q) for p, q in zip(base.parameters(), resumed.parameters()))
+
+
+def test_a_sparser_mask_clears_the_momentum_of_the_weights_it_prunes():
+    """Masks re-applied during training that prune more: old momentum must not move the newly
+    pruned weights (with torch.optim.SGD and the gradient hooks, it does)."""
+    base = _make("mlp")
+    first = _masks(base, 0.6)
+    second = {n: m & (torch.rand(m.shape, generator=torch.Generator().manual_seed(9)) < 0.5) for n, m in first.items()}
+    ours, hooked = copy.deepcopy(base), copy.deepcopy(base)
+    opts = {}
+    for model in (ours, hooked):
+        masking.apply_masks(model, first)
+    opts["ours"] = MaskedSGD(ours.parameters(), ours, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    opts["hooked"] = torch.optim.SGD(hooked.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for name, model in (("ours", ours), ("hooked", hooked)):
+        _train(model, opts[name], "mlp", 3)
+        masking.apply_masks(model, second)
+        assert masking.pruned_nonzero(model) == {}
+        _train(model, opts[name], "mlp", 2, start=3)
+    assert masking.pruned_nonzero(ours) == {}
+    assert masking.pruned_nonzero(hooked) != {}  # what the buffers' clearing prevents
+
+
+def test_gradients_are_masked_again_when_the_hooks_come_back():
+    """Inside gradient_hooks_paused .grad is not masked; after the block it is (as train.fit leaves it)."""
+    model = _make("mlp")
+    masks = _masks(model)
+    masking.apply_masks(model, masks)
+    x, y = _batch("mlp", 0)
+    with masking.gradient_hooks_paused(model):
+        nn.functional.cross_entropy(model(x), y).backward()
+        grads = dict(model.named_parameters())
+        assert any(bool((grads[n].grad[~m] != 0).any()) for n, m in masks.items())  # unmasked inside
+    assert all(bool((grads[n].grad[~m] == 0).all()) for n, m in masks.items())
+    fitted = _make("mlp")
+    masking.apply_masks(fitted, masks)
+    train.fit(fitted, *_loaders(), train.TrainConfig(epochs=1, lr=0.05), device="cpu", progress=False)
+    params = dict(fitted.named_parameters())
+    assert all(bool((params[n].grad[~m] == 0).all()) for n, m in masks.items())

@@ -5,6 +5,7 @@ deterministic, and compute what its paper says (GraSP against a brute-force Hess
 against a hand computation and its conservation law).
 """
 
+import copy
 import math
 
 import pytest
@@ -393,3 +394,53 @@ def test_synflow_runs_batchnorm_on_its_running_statistics():
         b[1].running_var.mul_(4.0)
     sa, sb = pruners.synflow_scores(a, torch.zeros(1, 1, 6, 6)), pruners.synflow_scores(b, torch.zeros(1, 1, 6, 6))
     assert not torch.allclose(sa["0.weight"], sb["0.weight"])
+
+
+def _ones(model):
+    return {n: torch.ones_like(p, dtype=torch.bool) for n, p in snip.prunable_parameters(model).items()}
+
+
+@pytest.mark.parametrize("mask, error, needle", [
+    (torch.ones(6, dtype=torch.bool), ValueError, r"has shape \(6,\); it must have the shape of the parameter, \(4, 6\)"),
+    (torch.full((4, 6), 7.0), TypeError, "7.0 that is neither 0 nor 1"),
+    ("all", TypeError, "must be a torch.Tensor"),
+])
+def test_masks_handed_to_the_scores_are_checked(mask, error, needle):
+    """A mask that would broadcast, or holds values other than 0 and 1, is refused, not used."""
+    model = _mlp((6, 4, 3))
+    x, y = _batch((6,), 3)
+    masks = {**_ones(model), "0.weight": mask}
+    with pytest.raises(error, match=needle):
+        pruners.pruned_sensitivity(model, x, y, masks)
+    with pytest.raises(error, match=needle):
+        pruners.synflow_scores(model, x, masks)
+    numeric = {n: m.float() for n, m in _ones(model).items()}  # 0/1 floats are masks too
+    assert set(pruners.pruned_sensitivity(model, x, y, numeric)) == set(numeric)
+
+
+def test_every_score_refuses_inference_mode_with_a_clear_error():
+    model = _mlp((6, 4, 3))
+    x, y = _batch((6,), 3)
+    calls = [lambda: pruners.grasp_scores(model, x, y), lambda: pruners.synflow_scores(model, x),
+             lambda: pruners.pruned_sensitivity(model, x, y, _ones(model))]
+    for call in calls:
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
+            call()
+
+
+def test_grasp_scores_a_float16_model_in_float32():
+    """GraSP's scores (~1e-7 at T = 200) underflow float16; a half model is scored as a float32 copy."""
+    model = _mlp((64, 48, 32, 10))
+    x, y = _batch((64,), 10, n=64)
+    reference = pruners.grasp_scores(model, x, y)
+    half = copy.deepcopy(model).half()
+    scores = pruners.grasp_scores(half, x.half(), y)
+    assert all(s.dtype == torch.float32 for s in scores.values())
+    assert all(p.dtype == torch.float16 for p in half.parameters())  # the model itself is not converted
+    def zero_share(scores):  # dead ReLU units score exactly 0 in any precision
+        return sum(int((s == 0).sum()) for s in scores.values()) / sum(s.numel() for s in scores.values())
+
+    assert zero_share(scores) < zero_share(reference) + 0.01, (zero_share(scores), zero_share(reference))
+    keep = snip.masks_from_scores(reference, 0.9), snip.masks_from_scores(scores, 0.9)
+    overlap = sum(int((a & b).sum()) for a, b in zip(keep[0].values(), keep[1].values())) / snip.kept_count(keep[0])
+    assert overlap > 0.8, overlap  # float16 weights, float32 arithmetic: nearly the float32 ranking

@@ -585,6 +585,15 @@ def test_transposed_convolutions_bilinear_and_attention_are_pruned_too():
     assert list(snip.prunable_parameters(nn.Bilinear(3, 4, 2))) == ["weight"]
 
 
+
+def test_attention_bias_k_and_v_are_biases_not_unprunable_weights():
+    attention = nn.MultiheadAttention(8, 2, add_bias_kv=True)
+    assert snip.unprunable_weights(attention) == []
+    assert list(snip.prunable_parameters(attention, include_bias=True)) == [
+        "in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "out_proj.weight", "out_proj.bias"]
+    assert list(snip.prunable_parameters(attention)) == ["in_proj_weight", "out_proj.weight"]
+
+
 class _Scaled(nn.Module):
     """A custom layer SNIP does not know: its weight matrix would silently stay dense."""
 

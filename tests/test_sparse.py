@@ -170,6 +170,32 @@ def test_export_is_inference_only_and_leaves_the_model_alone():
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_a_refused_train_call_leaves_an_export_that_refuses_to_run_until_eval():
+    """Module.train switches a BatchNorm placed before the first sparse layer before that layer
+    refuses; the export must not then run on batch statistics (and update its running ones)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    masking.apply_masks(model, random_masks(model, 0.5)).eval()
+    exported = sparse.to_sparse(model)
+    x = torch.randn(8, 6)
+    with torch.no_grad():
+        want = exported(x)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        exported.train()
+    assert exported[0].training  # what Module.train did before the sparse layer refused
+    stats = exported[0].running_mean.clone()
+    with pytest.raises(RuntimeError, match=r"call \.eval\(\) on it"), torch.no_grad():
+        exported(x)
+    assert torch.equal(exported[0].running_mean, stats)
+    parent = nn.Sequential(exported)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        parent.train()  # through a parent, too
+    with pytest.raises(RuntimeError, match=r"call \.eval\(\) on it"), torch.no_grad():
+        parent(x)
+    with torch.no_grad():
+        assert torch.equal(exported.eval()(x), want)
+
+
 # --------------------------------------------------------------------------- storage
 
 

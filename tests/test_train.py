@@ -328,6 +328,15 @@ def test_sgd_defaults_are_the_paper_and_skip_decay_on_batchnorm():
     assert id(model[1].weight) not in decayed and id(model[1].bias) not in decayed
 
 
+
+@pytest.mark.skipif(not hasattr(nn, "RMSNorm"), reason="nn.RMSNorm needs torch >= 2.4")
+def test_no_weight_decay_on_any_normalisation_layer():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.GroupNorm(2, 4), nn.RMSNorm(4), nn.Linear(4, 2))
+    opt = train.make_optimizer(model, TrainConfig(epochs=1))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(p) for i in (0, 4) for p in model[i].parameters()}
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
