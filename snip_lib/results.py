@@ -74,7 +74,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "num_threads": {"type": ["int"], "doc": "torch intra-op threads"},
             "cuda": {"type": ["str", "null"], "doc": "CUDA version torch was built with"},
             "timestamp_utc": {"type": ["str"], "doc": "ISO 8601 time the file was written (UTC)"},
-            "mode": {"type": ["str"], "values": ["quick", "full"], "doc": "snip_lib.config.mode_name()"},
+            "mode": {"type": ["str"], "values": ["quick", "full"],
+                     "doc": "the run's mode: config.mode when the config has one, else snip_lib.config.mode_name() "
+                            "when the file was written"},
         },
     },
 }
@@ -272,6 +274,24 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {value!r} ({type(value).__name__}) in a result file")
 
 
+_MODES = ("quick", "full")
+
+
+def _run_mode(config: Mapping[str, Any], mode: Any) -> str | None:
+    """The mode a result records: ``config["mode"]`` or ``mode`` (they must agree); None: use SNIP_QUICK."""
+    if mode is not None and mode not in _MODES:
+        raise ValueError(f"mode must be 'quick', 'full' or None (the current SNIP_QUICK setting), got {mode!r}")
+    if "mode" not in config:
+        return mode
+    recorded = config["mode"]
+    if recorded not in _MODES:
+        raise ValueError(f"config['mode'] must be 'quick' or 'full' (the mode the run was made in), got {recorded!r}")
+    if mode is not None and mode != recorded:
+        raise ValueError(f"mode={mode!r} disagrees with config['mode']={recorded!r}, the mode the run was made in; "
+                         "a result file records one mode")
+    return recorded
+
+
 def write_result(
     path: str | os.PathLike,
     *,
@@ -282,12 +302,21 @@ def write_result(
     wall_time: float,
     extra: Mapping[str, Any] | None = None,
     device: Any = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Write one result file (atomically: a temporary file then a rename) and return its content.
 
-    ``device`` is the torch device the run used, recorded in the provenance. Parent folders
-    are created. The object is validated before anything is written.
+    ``device`` is the torch device the run used, recorded in the provenance. ``mode`` ("quick"
+    or "full") is the mode the run was made in; by default ``config["mode"]`` when the config has
+    one, else the current SNIP_QUICK setting. The run's own mode wins over SNIP_QUICK because
+    :func:`load_recorded` filters on ``provenance.mode``: a full run saved from a quick-mode
+    session must still count as full. Parent folders are created. The object is validated
+    before anything is written.
     """
+    run_mode = _run_mode(config, mode)
+    prov = provenance(device)
+    if run_mode is not None:
+        prov["mode"] = run_mode
     obj = _jsonable(
         {
             "schema_version": SCHEMA_VERSION,
@@ -296,7 +325,7 @@ def write_result(
             "config": dict(config),
             "metrics": dict(metrics),
             "wall_time": wall_time,
-            "provenance": provenance(device),
+            "provenance": prov,
             "extra": dict(extra or {}),
         }
     )
@@ -392,6 +421,27 @@ def _id_ranges(ids: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def _seed_text(values) -> str:
+    """'seed(s) 0-2, 5' and how many runs have no seed (``null`` in replay reports; None or NaN in a frame)."""
+    import pandas as pd
+
+    seeds: set[int] = set()
+    missing = 0
+    for s in values:
+        if s is None or (pd.api.types.is_scalar(s) and pd.isna(s)):
+            missing += 1
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            seeds.add(int(s))
+        elif isinstance(s, (float, np.floating)) and float(s).is_integer():  # NaNs make pandas store floats
+            seeds.add(int(s))
+        else:
+            raise ValueError(f"a seed must be an int or missing (None/NaN), got {s!r}")
+    if not seeds:
+        return "no seed" if missing else "seed(s) ?"
+    text = f"seed(s) {_id_ranges(sorted(seeds))}"
+    return f"{text} and no seed for {missing} run(s)" if missing else text
+
+
 def _date_range(stamps) -> str:
     """'2026-11-23' or '2026-11-23 to 2026-12-06' from ISO timestamps (non-strings ignored); '?' if none."""
     days = sorted(t[:10] for t in stamps if isinstance(t, str))
@@ -419,9 +469,9 @@ def provenance_line(frame: pd.DataFrame | None) -> str:
     """Where a table's recorded numbers come from, in one line, for printing under the table.
 
     ``frame`` is a :func:`load_results` frame (one row per result file). The line gives the
-    number of runs, the seeds, the recording dates (UTC), device and machine (kernel build, which
-    tells apart machines with the same CPU), the commits (``+dirty`` for a working tree with
-    uncommitted changes) and the mean wall time per run.
+    number of runs, the seeds (and how many runs have none), the recording dates (UTC), device
+    and machine (kernel build, which tells apart machines with the same CPU), the commits
+    (``+dirty`` for a working tree with uncommitted changes) and the mean wall time per run.
     """
     if frame is None or len(frame) == 0:
         return "no recorded runs"
@@ -429,14 +479,14 @@ def provenance_line(frame: pd.DataFrame | None) -> str:
     def column(name):
         return [v for v in frame[name] if isinstance(v, str)] if name in frame else []
 
-    seeds = sorted({int(s) for s in frame["seed"]}) if "seed" in frame else []
+    seeds = _seed_text(frame["seed"]) if "seed" in frame else "seed(s) ?"
     dates = _date_range(column("provenance.timestamp_utc"))
     machines = _machine_names(column("provenance.platform"))
     devices = sorted(set(column("provenance.device_name"))) or ["?"]
     dirty = frame["provenance.git_dirty"] if "provenance.git_dirty" in frame else [False] * len(frame)
     commits = sorted({commit_label(c, d) for c, d in zip(frame.get("provenance.git_commit", [None] * len(frame)), dirty)})
     minutes = float(frame["wall_time"].mean()) / 60 if "wall_time" in frame else float("nan")
-    return (f"recorded: {len(frame)} run(s), seed(s) {_id_ranges(seeds) or '?'}, {dates} (UTC), "
+    return (f"recorded: {len(frame)} run(s), {seeds}, {dates} (UTC), "
             f"{', '.join(devices)} ({', '.join(machines) or '?'}), commit(s) {', '.join(commits) or '?'}, "
             f"{minutes:.1f} min per run")
 

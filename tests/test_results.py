@@ -67,6 +67,28 @@ def test_provenance_mode_follows_snip_quick(monkeypatch):
     assert provenance()["mode"] == "full"
 
 
+def test_provenance_mode_is_the_runs_mode_not_the_sessions(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNIP_QUICK", "1")  # a full run saved from a quick-mode session
+    cfg = {"arch": "lenet300", "sparsity": 0.9, "mode": "full"}
+    obj = write_result(tmp_path / "full.json", kind="prune_and_train", config=cfg, metrics={}, seed=0, wall_time=1.0)
+    assert obj["provenance"]["mode"] == "full"
+    assert results.load_recorded(tmp_path, label="runs", how="-")["path"].tolist() == [str(tmp_path / "full.json")]
+    no_mode = {"arch": "lenet300"}  # benchmarks, replay reports: the session's mode, or the caller's
+    assert write_result(tmp_path / "q.json", kind="k", config=no_mode, metrics={}, seed=0,
+                        wall_time=1.0)["provenance"]["mode"] == "quick"
+    assert write_result(tmp_path / "f.json", kind="k", config=no_mode, metrics={}, seed=0, wall_time=1.0,
+                        mode="full")["provenance"]["mode"] == "full"
+    assert write_result(tmp_path / "same.json", kind="k", config=cfg, metrics={}, seed=0, wall_time=1.0,
+                        mode="full")["provenance"]["mode"] == "full"
+    for bad_cfg, bad_mode, message in ((cfg, "quick", r"mode='quick' disagrees with config\['mode'\]='full'"),
+                                       ({"mode": "fast"}, None, r"config\['mode'\] must be 'quick' or 'full'.*'fast'"),
+                                       (no_mode, "medium", r"mode must be 'quick', 'full' or None.*'medium'")):
+        with pytest.raises(ValueError, match=message):
+            write_result(tmp_path / "bad.json", kind="k", config=bad_cfg, metrics={}, seed=0, wall_time=1.0,
+                         mode=bad_mode)
+    assert not (tmp_path / "bad.json").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_write_validate_load_round_trip(tmp_path):
     obj = _write(tmp_path / "a" / "run0.json", seed=0)
     _write(tmp_path / "a" / "run1.json", seed=1, final_test_error=float("nan"))
@@ -201,6 +223,21 @@ def test_provenance_line_says_where_a_tables_numbers_come_from(tmp_path):
     today = results.provenance()["timestamp_utc"][:10]
     assert f"{today} (UTC)" in line and "2.0 min per run" in line and "commit(s) " in line
     assert results.provenance_line(None) == "no recorded runs"
+
+
+def test_provenance_line_counts_runs_without_a_seed(tmp_path):
+    def record(name, seed):
+        results.write_result(tmp_path / name, kind="replay_report", seed=seed, wall_time=60.0, device="cpu",
+                             config={"targets": []}, metrics={})
+
+    record("report.json", None)  # replay reports have seed null
+    assert ", no seed, " in results.provenance_line(results.load_results(tmp_path))  # a column of None
+    record("r0.json", 0)
+    record("r1.json", 1)
+    frame = results.load_results(tmp_path)  # the seed column is now float, with NaN for the report
+    assert results.provenance_line(frame).startswith("recorded: 3 run(s), seed(s) 0-1 and no seed for 1 run(s), ")
+    with pytest.raises(ValueError, match="a seed must be an int or missing.*'x'"):
+        results.provenance_line(frame.assign(seed=["x", 0, 1]))
 
 
 def test_commit_label_is_the_same_under_a_table_and_in_its_columns(tmp_path):
