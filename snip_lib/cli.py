@@ -235,9 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="replay recorded results and compare them with the recording, epoch by epoch",
                          description="Rerun each recorded result from its own configuration (its first --epochs "
                                      "epochs) and compare the per-epoch errors, learning rates and mask with the "
-                                     "recorded ones. Exit status 1 if one differs by more than --tolerance.")
+                                     "recorded ones, and after a whole run the final, best and at-best-validation "
+                                     "test errors. Exit status 1 if one differs by more than --tolerance.")
     ver.add_argument("results", nargs="+", metavar="RESULT", help="result files, or folders: every run inside (kinds "
-                     f"{' and '.join(REPLAYABLE_KINDS)}; other .json files are skipped, with a note)")
+                     f"{' and '.join(REPLAYABLE_KINDS)}; other .json files are skipped, with a note, but a file "
+                     "named here must be a replayable result)")
     ver.add_argument("--epochs", type=_positive_int, help="replay only the first N epochs (default: all)")
     ver.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                      help=f"allowed error difference in percentage points (default {DEFAULT_TOLERANCE:g})")
@@ -288,20 +290,40 @@ def _train_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in names.items() if v is not None}
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[tuple[float, int], Path]:
+    """The result file of each requested (sparsity, seed). Two runs writing one file would silently lose the
+    first, so a repeated value, or two sparsities alike in a file name (6 significant digits), are refused."""
+    several = len(args.sparsity) * len(args.seeds) > 1
+    paths: dict[tuple[float, int], Path] = {}
+    for sparsity in args.sparsity:
+        for seed in args.seeds:
+            path = _out_path(args.out, args.arch, sparsity, seed, several, args.method)
+            clash = next((key for key, other in paths.items() if key == (sparsity, seed) or other == path), None)
+            if clash == (sparsity, seed):  # == also takes 0 and -0 for one sparsity
+                option, values, value = (("--seeds", args.seeds, seed) if args.seeds.count(seed) > 1
+                                         else ("--sparsity", args.sparsity, sparsity))
+                parser.error(f"{option} {' '.join(map(repr, values))} gives {value!r} twice: both runs would write "
+                             f"{paths[clash]}; give each value once")
+            if clash is not None:
+                parser.error(f"sparsities {clash[0]!r} and {sparsity!r} would both write {path} (a file name keeps "
+                             "6 significant digits of the sparsity): give sparsities that differ there, or run "
+                             "them with different --out")
+            paths[(sparsity, seed)] = path
+    return paths
+
+
+def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from snip_lib.train import resolve_device
 
     from snip_lib import models, snip
 
+    paths = _run_paths(args, parser)  # before anything runs: a clash would overwrite a run just trained
     resolve_device(args.device)  # fail on a missing device before loading anything
     m = sum(p.numel() for p in snip.prunable_parameters(models.build(args.arch),
                                                         include_bias=args.include_bias).values())
     for sparsity in args.sparsity:  # an empty mask fails here, not after the other runs were trained
         if sparsity > 0:
             snip.kept_for(sparsity, m)
-    several = len(args.sparsity) * len(args.seeds) > 1
-    paths = {(sparsity, seed): _out_path(args.out, args.arch, sparsity, seed, several, args.method)
-             for sparsity in args.sparsity for seed in args.seeds}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"result file(s) exist: {', '.join(existing)}; pass --overwrite to replace them, "
@@ -394,15 +416,30 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def _result_files(targets: Sequence[str]) -> list[Path]:
-    """The files to replay: each file named, and the replayable results inside each folder."""
+    """The files to replay: each file named, and the replayable results inside each folder.
+
+    A folder may hold other JSON (settings, notebooks' outputs): those that are not valid result files
+    are skipped with a note on stderr naming each and why. A file named on its own is checked later
+    and refused if invalid, since it was asked for.
+    """
     from snip_lib import replay
 
     files: list[Path] = []
     for target in targets:
         path = Path(target)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.json") if p.is_file())
-            runs = [p for p in found if replay.is_replayable(p)]
+            found, runs = [], []
+            for p in sorted(p for p in path.rglob("*.json") if p.is_file()):
+                try:
+                    replayable = replay.is_replayable(p)
+                except (ValueError, OSError) as exc:
+                    reason = str(exc).removeprefix(f"{p}: ")
+                    print(f"{PROG}: note: skipping {p}: not a valid result file: {reason}", file=sys.stderr,
+                          flush=True)
+                    continue
+                found.append(p)
+                if replayable:
+                    runs.append(p)
             if not runs:
                 raise ValueError(f"no replayable result files (*.json of kind "
                                  f"{' or '.join(replay.REPLAYABLE_KINDS)}) in the folder {target!r}")
@@ -456,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            return _cmd_run(args, parser)
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "info":

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_INIT",
     "FAMILY_DEFAULTS",
     "BN_MODES",
+    "CUSTOM_LOSS_PREFIX",
     "SCORING_SEED_OFFSET",
     "SMOKE_MESSAGE",
     "SUITES",
@@ -76,6 +78,9 @@ DEFAULT_INIT = "lecun_truncated_normal"
 SCORING_SEED_OFFSET = 1_000_000
 #: The label every smoke run (FakeData standing in for a dataset that cannot be had) prints and records.
 SMOKE_MESSAGE = "SMOKE RUN on FakeData: not a result"
+#: How a result file records a custom pruning loss (``method_options["loss_fn"]``): by name, after
+#: this prefix. A function cannot be stored, so such a run cannot be replayed.
+CUSTOM_LOSS_PREFIX = "custom, not recorded: "
 _EVAL_BATCH = 1000
 _QUICK_LIMIT_TRAIN = 5000
 _SMOKE_SIZES = {"train": 512, "val": 128, "test": 256}
@@ -141,6 +146,17 @@ def _check_positive_int(name: str, value: Any, allow_none: bool = True) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Method options as the result file records them: a custom loss function by its name, marked
+    so that a replay refuses the run instead of re-running it with the default loss."""
+    recorded = dict(options)
+    if "loss_fn" in recorded:
+        fn = recorded["loss_fn"]
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        recorded["loss_fn"] = f"{CUSTOM_LOSS_PREFIX}{getattr(fn, '__module__', '?')}.{name}"
+    return recorded
 
 
 def _datasets(name: str, family: str, limit_train: int | None, smoke_ok: bool, seed: int):
@@ -236,6 +252,11 @@ def prune_and_train(
     counts, per-layer density, collapsed layers, timings and the per-epoch history. Where
     CIFAR-10 is unavailable and ``smoke_ok``, the run uses random FakeData, prints
     ``"SMOKE RUN on FakeData: not a result"`` and sets ``metrics["smoke"] = True``.
+
+    The result records what the run did: the dataset's canonical name (``"CIFAR-10"`` is
+    ``"cifar10"``, with its augmentation), ``amp`` and ``channels_last`` as False off CUDA (with a
+    warning), and a custom pruning loss by name (:data:`CUSTOM_LOSS_PREFIX`; such a run cannot be
+    replayed).
     """
     from snip_lib import data, masking, models, snip
     from snip_lib import init as init_mod
@@ -265,7 +286,8 @@ def prune_and_train(
         raise ValueError(f"scoring_init applies to method='snip' only, got method={method!r}")
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    dataset_name = dataset if dataset is not None else models.dataset_for(arch)
+    # canonical ("CIFAR-10" -> "cifar10"): augmentation and the smoke fallback key on it, and so does a replay
+    dataset_name = data._canonical_name(dataset) if dataset is not None else models.dataset_for(arch)
     epochs = epochs if epochs is not None else fam["epochs"]
     batch_size = batch_size if batch_size is not None else fam["batch_size"]
     saliency_n = saliency_batch if saliency_batch is not None else fam["saliency_batch"]
@@ -285,8 +307,12 @@ def prune_and_train(
     if unknown:
         raise ValueError(f"unknown train_options {unknown}; allowed: {', '.join(sorted(allowed))}")
     train_kwargs.update(extra)
-    train_config = TrainConfig(**train_kwargs)
     dev = resolve_device(device)
+    if dev.type != "cuda" and (amp or channels_last):  # record what the run does, not what was asked
+        warnings.warn(f"amp and channels_last only take effect on CUDA; training in float32 on {dev}, "
+                      "recorded as amp=False, channels_last=False", stacklevel=2)
+        train_kwargs.update(amp=False, channels_last=False)
+    train_config = TrainConfig(**train_kwargs)
 
     seed_everything(seed)
     model = models.build(arch, **(model_options or {}))
@@ -371,7 +397,7 @@ def prune_and_train(
         "include_bias": include_bias,
         "bn_mode": bn_mode,
         "method": method,
-        "method_options": {k: v for k, v in method_options.items() if k != "loss_fn"},
+        "method_options": _recorded_options(method_options),
         "shuffle": shuffle,
         "saliency_batch": saliency_n if sparsity > 0 else None,
         "limit_train": limit,

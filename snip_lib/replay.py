@@ -5,7 +5,11 @@ it is the check. A result stores everything its run needs (architecture, sparsit
 initialisation, scoring options, training sizes and the whole :class:`~snip_lib.train.TrainConfig`),
 so :func:`verify` rebuilds the call, trains the first ``epochs`` epochs again (all of them by
 default) and compares the per-epoch training loss, training / validation / test error and
-learning rate, and the mask (kept count and per-layer density), with the recorded ones.
+learning rate, and the mask (kept count and per-layer density), with the recorded ones. A replay
+of the whole run also compares the headline numbers the book prints (final test error, test error
+at the best validation epoch, best test error) where the file records them. A result that lacks a
+curve its kind records, or holds it for fewer or more epochs than it ran, is refused: a curve that
+is not there cannot be checked, and a verdict must never be "exact" for want of anything compared.
 
 The schedules of the MNIST runs depend on the iteration only, so the first epochs of a replay
 follow the recorded run exactly: ``epochs=1`` checks a 50-epoch result in seconds. (A cosine
@@ -26,7 +30,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -66,6 +70,11 @@ VERDICTS = ("exact", "within tolerance", "DIFFERS")
 REPORT_KIND = "replay_audit"
 _ERRORS = ("train_error", "val_error", "test_error")
 _CURVES = ("train_loss", *_ERRORS, "lr")
+#: The per-epoch curves each kind records (label fitting has no validation split and a constant rate).
+_KIND_CURVES = {"prune_and_train": _CURVES, "label_fitting": ("train_loss", "train_error", "test_error")}
+#: The headline test errors (percentage points) each kind records, compared when the whole run is replayed.
+_HEADLINES = {"prune_and_train": ("final_test_error", "test_error_at_best_val", "best_test_error"),
+              "label_fitting": ("final_test_error",)}
 _TRAIN_OPTIONS = ("decay_every", "boundaries", "decay_factor", "momentum", "weight_decay", "warmup_iterations",
                   "clip_grad_norm")
 
@@ -114,6 +123,32 @@ def _missing_fields(obj: Mapping[str, Any]) -> list[str]:
             + [f"metrics[{k!r}]" for k in needed["metrics"] if k not in metrics])
 
 
+def _comparison_problems(obj: Mapping[str, Any]) -> list[str]:
+    """What keeps the recording from being compared: each curve needs one number per recorded epoch,
+    and a headline test error a number (or None, not computed)."""
+    kind, total = obj["kind"], _recorded_epochs(obj)
+    m = obj["metrics"]
+    source, where = (m["history"], "metrics['history']") if kind == "prune_and_train" else (m, "metrics")
+    if not isinstance(source, Mapping):
+        return [f"{where} is a {type(source).__name__}, not a dict of curves"]
+    problems = []
+    for k in _KIND_CURVES[kind]:
+        values = source.get(k)
+        if k not in source:
+            problems.append(f"{where}[{k!r}] is missing")
+        elif not isinstance(values, list):
+            problems.append(f"{where}[{k!r}] is a {type(values).__name__}, not a list")
+        elif len(values) != total:
+            problems.append(f"{where}[{k!r}] has {len(values)} value(s)")
+        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            problems.append(f"{where}[{k!r}] holds a value that is not a number")
+    for k in _HEADLINES[kind]:
+        value = m.get(k)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            problems.append(f"metrics[{k!r}] is {value!r}, not a number")
+    return problems
+
+
 def _check_replayable(obj: Mapping[str, Any], epochs: Any) -> int:
     """The number of epochs to replay; raises on a result or an ``epochs`` that cannot be replayed."""
     kind = obj["kind"]
@@ -124,7 +159,16 @@ def _check_replayable(obj: Mapping[str, Any], epochs: Any) -> int:
         raise ValueError(f"this {kind} result lacks what a replay needs: {', '.join(missing)}")
     if obj["metrics"].get("smoke") or str(obj["config"].get("dataset", "")).endswith("-fake"):
         raise ValueError("this result is a SMOKE run on FakeData, not a result: there is nothing to verify")
+    custom_loss = (obj["config"].get("method_options") or {}).get("loss_fn")
+    if custom_loss is not None:
+        raise ValueError(f"this result was pruned with a custom loss function ({custom_loss!r}), which a result "
+                         "file cannot hold: a replay would score with another loss")
     total = _recorded_epochs(obj)
+    problems = _comparison_problems(obj)
+    if problems:
+        raise ValueError(f"this {kind} result cannot be replayed: {'; '.join(problems)} (a replay compares "
+                         f"each curve, {', '.join(_KIND_CURVES[kind])}, over the {total} recorded epoch(s), "
+                         "one number per epoch)")
     if epochs is None:
         return total
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= total:
@@ -220,10 +264,28 @@ def _device_for(obj: Mapping[str, Any], device: str | torch.device | None) -> to
 
 
 def _curves(obj: Mapping[str, Any], n: int) -> dict[str, list[float]]:
-    """The first ``n`` per-epoch values of each curve a result kind records."""
+    """The first ``n`` per-epoch values of each curve a result kind records (those present: a recording
+    was checked to hold them all; a replay that lacks one does not agree, see :attr:`Verification.compared`)."""
     m = obj["metrics"]
     source = m["history"] if obj["kind"] == "prune_and_train" else m
-    return {k: [float(v) for v in source[k][:n]] for k in _CURVES if source.get(k)}
+    return {k: [float(v) for v in source[k][:n]] for k in _KIND_CURVES[obj["kind"]] if k in source}
+
+
+def _headline(obj: Mapping[str, Any]) -> dict[str, float | None]:
+    """The headline test errors a result records (those the book prints), by name."""
+    m = obj["metrics"]
+    return {k: m[k] for k in _HEADLINES[obj["kind"]] if k in m}
+
+
+def _gap(a: float | None, b: float | None) -> float:
+    """Absolute difference of two recorded numbers; a number against None (not computed) is infinitely far."""
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else math.inf
+    return abs(float(a) - float(b))
+
+
+def _number(x: float | None) -> str:
+    return "None" if x is None else f"{x:.2f} %"
 
 
 def _platform(prov: Mapping[str, Any], threads: Any) -> str:
@@ -238,6 +300,9 @@ class Verification:
 
     ``recorded`` and ``rerun`` map each curve (``train_loss``, ``train_error``, ``val_error``,
     ``test_error``, ``lr``; those the kind records) to its first ``epochs`` per-epoch values.
+    ``recorded_headline`` and ``rerun_headline`` hold the headline test errors (``final_test_error``,
+    ``test_error_at_best_val``, ``best_test_error``; those the recording holds) when the whole run
+    was replayed, and are empty otherwise: a shorter replay has no final or best epoch to compare.
     """
 
     source: str
@@ -257,12 +322,27 @@ class Verification:
     recorded_commit: str | None = None
     recorded_time: str | None = None
     device: str = "cpu"
+    recorded_headline: dict[str, float | None] = field(default_factory=dict)
+    rerun_headline: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def compared(self) -> bool:
+        """Whether every recorded curve has a value in each of the ``epochs`` epochs, the replay has the
+        same, and the replay has each recorded headline metric. Without it nothing (or only part) was
+        compared, and the verdict is DIFFERS: an empty comparison must never pass for an exact one."""
+        return (bool(self.recorded) and self.epochs >= 1
+                and all(len(v) == self.epochs == len(self.rerun.get(k, ())) for k, v in self.recorded.items())
+                and set(self.recorded_headline) <= set(self.rerun_headline))
 
     @property
     def differences(self) -> dict[str, float]:
-        """The largest absolute difference of each curve (errors in percentage points)."""
-        return {k: max((abs(a - b) for a, b in zip(self.recorded[k], self.rerun[k])), default=0.0)
-                for k in self.recorded}
+        """The largest absolute difference of each curve and each compared headline metric (errors in
+        percentage points); ``inf`` where the replay lacks a value to compare."""
+        d = {k: max((abs(a - b) for a, b in zip(v, self.rerun.get(k, ()))), default=0.0)
+             if len(v) == len(self.rerun.get(k, ())) else math.inf for k, v in self.recorded.items()}
+        d.update({k: _gap(v, self.rerun_headline[k]) if k in self.rerun_headline else math.inf
+                  for k, v in self.recorded_headline.items()})
+        return d
 
     @property
     def loss_relative_difference(self) -> float:
@@ -273,20 +353,23 @@ class Verification:
     @property
     def exact(self) -> bool:
         """Same kept count and per-layer densities, same learning rates and the same errors in every
-        compared epoch (the training loss is reported in :attr:`differences`, not compared: its
-        last digits follow the order of floating-point sums)."""
+        compared epoch, and the same headline test errors after a whole run (the training loss is
+        reported in :attr:`differences`, not compared: its last digits follow the order of
+        floating-point sums)."""
         d = self.differences
-        return (self.kept[0] == self.kept[1] and self.density_difference == 0.0
+        return (self.compared and self.kept[0] == self.kept[1] and self.density_difference == 0.0
                 and all(d[k] == 0.0 for k in d if k != "train_loss"))
 
     @property
     def agrees(self) -> bool:
-        """Same kept count and learning rates; each layer's density and each error within tolerance."""
+        """Same kept count and learning rates; each layer's density, each error and each headline
+        test error within tolerance."""
         d = self.differences
         lr_ok = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
                     for a, b in zip(self.recorded.get("lr", []), self.rerun.get("lr", [])))
-        return (self.kept[0] == self.kept[1] and lr_ok and self.density_difference <= DENSITY_TOLERANCE
-                and all(d[k] <= self.tolerance for k in _ERRORS if k in d))
+        return (self.compared and self.kept[0] == self.kept[1] and lr_ok
+                and self.density_difference <= DENSITY_TOLERANCE
+                and all(d[k] <= self.tolerance for k in (*_ERRORS, *self.recorded_headline) if k in d))
 
     @property
     def verdict(self) -> str:
@@ -297,10 +380,11 @@ class Verification:
         """One row per compared epoch: recorded and replayed value of each curve."""
         import pandas as pd
 
-        data: dict[str, Any] = {"epoch": list(range(1, self.epochs + 1))}
-        for k in self.recorded:
-            data[f"{k} recorded"] = self.recorded[k]
-            data[f"{k} replayed"] = self.rerun[k]
+        n = self.epochs
+        data: dict[str, Any] = {"epoch": list(range(1, n + 1))}
+        for k in self.recorded:  # None where a curve falls short (then the verdict is DIFFERS)
+            for column, values in ((f"{k} recorded", self.recorded[k]), (f"{k} replayed", self.rerun.get(k, []))):
+                data[column] = list(values[:n]) + [None] * (n - len(values[:n]))
         return pd.DataFrame(data)
 
     def row(self) -> dict[str, Any]:
@@ -310,8 +394,9 @@ class Verification:
             "file": self.label or self.source, "kind": self.kind, **(self.run or {}),
             "epochs": self.epochs, "recorded_epochs": self.recorded_epochs, "verdict": self.verdict,
             **{f"{k}_difference": d.get(k) for k in _ERRORS},
-            "test_error_recorded": self.recorded["test_error"][-1] if "test_error" in self.recorded else None,
-            "test_error_replayed": self.rerun["test_error"][-1] if "test_error" in self.rerun else None,
+            "headline_difference": max((d[k] for k in self.recorded_headline), default=None),
+            "test_error_recorded": self.recorded["test_error"][-1] if self.recorded.get("test_error") else None,
+            "test_error_replayed": self.rerun["test_error"][-1] if self.rerun.get("test_error") else None,
             "loss_relative_difference": self.loss_relative_difference if "train_loss" in self.recorded else None,
             "kept_recorded": self.kept[0], "kept_replayed": self.kept[1],
             "density_difference": self.density_difference,
@@ -335,9 +420,22 @@ class Verification:
         if "train_loss" in self.recorded:
             lines.append(f"  largest relative training-loss difference: {self.loss_relative_difference:.2g}")
         last = self.epochs - 1
-        if "test_error" in self.recorded:
+        if len(self.recorded.get("test_error", ())) > last >= 0 and len(self.rerun.get("test_error", ())) > last:
             lines.append(f"  test error after epoch {self.epochs}: recorded {self.recorded['test_error'][last]:.2f} %, "
                          f"replayed {self.rerun['test_error'][last]:.2f} %")
+        if self.recorded_headline:
+            lines.append("  headline test errors (whole run), recorded / replayed: " + ", ".join(
+                f"{k.replace('_', ' ')} {_number(v)} / "
+                f"{_number(self.rerun_headline[k]) if k in self.rerun_headline else 'missing'}"
+                for k, v in self.recorded_headline.items()))
+        elif self.epochs < self.recorded_epochs:
+            lines.append(f"  headline test errors not compared: only a replay of all {self.recorded_epochs} "
+                         "epochs has them")
+        else:
+            lines.append("  headline test errors not compared: the file records none")
+        if not self.compared:
+            lines.append("  a curve or headline metric of the recording is missing from the replay, or falls "
+                         "short of the replayed epochs: nothing complete to compare")
         return "\n".join(lines)
 
 
@@ -361,7 +459,8 @@ def verify(
 
     ``threads`` sets torch's CPU threads for the replay (default: the recorded count, which a
     bit-for-bit replay needs) and restores them afterwards. Raises ``ValueError`` for a result
-    that cannot be replayed (another kind, a smoke run) or a bad ``epochs``/``tolerance``/``threads``.
+    that cannot be replayed (another kind, a smoke run, a missing or short curve) or a bad
+    ``epochs``/``tolerance``/``threads``.
     """
     from snip_lib import results
 
@@ -389,6 +488,7 @@ def verify(
     dens_new = m_new.get("per_layer_density") or {}
     names = set(dens_old) | set(dens_new)
     density_diff = max((abs(dens_old.get(k, 0.0) - dens_new.get(k, 0.0)) for k in names), default=0.0)
+    whole = n == _recorded_epochs(obj)
     return Verification(
         source=source, kind=obj["kind"], epochs=n, recorded_epochs=_recorded_epochs(obj),
         recorded=_curves(obj, n), rerun=_curves(new, n),
@@ -399,6 +499,7 @@ def verify(
         wall_time=wall, label=Path(source).name if source != "<result>" else source,
         run={k: obj["config"].get(k) for k in ("arch", "sparsity", "seed", "method", "labels") if k in obj["config"]},
         recorded_commit=prov.get("git_commit"), recorded_time=prov.get("timestamp_utc"), device=str(dev),
+        recorded_headline=_headline(obj) if whole else {}, rerun_headline=_headline(new) if whole else {},
     )
 
 
@@ -409,7 +510,8 @@ def count_verdicts(verifications: list[Verification]) -> dict[str, int]:
 
 
 def is_replayable(result: str | os.PathLike | Mapping[str, Any]) -> bool:
-    """Whether ``result`` is of a kind :func:`verify` can replay (smoke runs and bad epochs aside)."""
+    """Whether ``result`` is of a kind :func:`verify` can replay (smoke runs, incomplete curves and bad epochs
+    aside: :func:`verify` refuses those, naming the problem)."""
     obj, _ = _load(result)
     return obj["kind"] in REPLAYABLE_KINDS
 

@@ -137,6 +137,24 @@ def test_run_refuses_to_overwrite_a_result_unless_asked(capsys, tmp_path, monkey
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("values, needle", [
+    (["--seeds", "0", "1", "0"], "--seeds 0 1 0 gives 0 twice: both runs would write {out}/lenet300-sp0.9-seed0.json"),
+    (["--sparsity", "0.9", "0.95", "0.9"], "--sparsity 0.9 0.95 0.9 gives 0.9 twice: both runs would write "
+                                           "{out}/lenet300-sp0.9-seed0.json"),
+    (["--sparsity", "0.9", "0.9000001"],
+     "sparsities 0.9 and 0.9000001 would both write {out}/lenet300-sp0.9-seed0.json"),
+])
+def test_run_refuses_two_runs_that_would_write_one_file(capsys, tmp_path, monkeypatch, values, needle):
+    """The second run would overwrite the first one's result without a word: refused before anything runs."""
+    monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: pytest.fail("nothing may run"))
+    argv = ["run", "--arch", "lenet300", "--sparsity", "0.9", "--out", str(tmp_path), "--device", "cpu", *values]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert needle.format(out=tmp_path) in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_run_refuses_an_empty_mask_before_training_the_other_sparsities(capsys, tmp_path, monkeypatch):
     from snip_lib import experiments
 

@@ -444,3 +444,57 @@ def test_grasp_scores_a_float16_model_in_float32():
     keep = snip.masks_from_scores(reference, 0.9), snip.masks_from_scores(scores, 0.9)
     overlap = sum(int((a & b).sum()) for a, b in zip(keep[0].values(), keep[1].values())) / snip.kept_count(keep[0])
     assert overlap > 0.8, overlap  # float16 weights, float32 arithmetic: nearly the float32 ranking
+
+
+# ----------------------------------------------------------------------------- what a result records
+
+
+def _tiny_run(**kwargs):
+    return experiments.prune_and_train("lenet300", 0.9, seed=0, epochs=1, limit_train=200, device="cpu",
+                                       progress=False, **kwargs)
+
+
+def _pruning_loss(outputs, targets):
+    return F.cross_entropy(outputs, targets)
+
+
+def test_a_custom_pruning_loss_is_recorded_by_name_not_dropped():
+    """Dropping it made the file describe a default-loss run that never happened."""
+    run = _tiny_run(method_options={"loss_fn": _pruning_loss})
+    recorded = run["config"]["method_options"]["loss_fn"]
+    assert recorded == f"{experiments.CUSTOM_LOSS_PREFIX}{__name__}._pruning_loss"
+    assert "loss_fn" not in _tiny_run()["config"]["method_options"]
+
+
+def test_amp_and_channels_last_are_recorded_as_what_ran_off_cuda():
+    with pytest.warns(UserWarning, match="only take effect on CUDA"):
+        run = _tiny_run(amp=True, channels_last=True)
+    assert (run["config"]["train"]["amp"], run["config"]["train"]["channels_last"]) == (False, False)
+
+
+@pytest.mark.parametrize("spelling", ["cifar10", "CIFAR-10", "Cifar10"])
+def test_any_spelling_of_cifar10_gets_its_augmentation_and_its_canonical_name(spelling, monkeypatch):
+    from snip_lib import data
+
+    asked = {}
+
+    def load_dataset(name, split, **kwargs):
+        asked[split] = (name, kwargs.get("augment"))
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(data, "available", lambda name: True)
+    monkeypatch.setattr(data, "load_dataset", load_dataset)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        experiments.prune_and_train("vgg-d", 0.9, seed=0, dataset=spelling, epochs=1, device="cpu")
+    assert asked["train"] == ("cifar10", True)
+
+
+def test_a_run_with_a_custom_pruning_loss_is_refused_by_replay(tmp_path):
+    from snip_lib import replay, results
+
+    run = _tiny_run(method_options={"loss_fn": _pruning_loss})
+    path = tmp_path / "custom-loss.json"
+    results.write_result(path, kind=run["kind"], seed=run["seed"], config=run["config"], metrics=run["metrics"],
+                         wall_time=run["wall_time"])
+    with pytest.raises(ValueError, match="custom loss function .*a replay would score with another loss"):
+        replay.replay_arguments(path)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -94,6 +95,67 @@ def test_a_changed_learning_rate_or_kept_count_differs_whatever_the_tolerance(ti
         assert v.verdict == "DIFFERS", change.__name__
 
 
+@pytest.mark.parametrize("change, needle", [
+    (lambda obj: obj["metrics"]["history"].pop("test_error"), "metrics['history']['test_error'] is missing"),
+    (lambda obj: obj["metrics"]["history"].update({k: [] for k in obj["metrics"]["history"]}),
+     "metrics['history']['train_loss'] has 0 value(s); metrics['history']['train_error'] has 0 value(s)"),
+    (lambda obj: obj["metrics"]["history"]["val_error"].pop(), "metrics['history']['val_error'] has 1 value(s)"),
+    (lambda obj: obj["metrics"]["history"]["lr"].append(0.1), "metrics['history']['lr'] has 3 value(s)"),
+    (lambda obj: obj["metrics"]["history"]["lr"].__setitem__(0, None), "['lr'] holds a value that is not a number"),
+    (lambda obj: obj["metrics"].update(final_test_error="1.2"), "metrics['final_test_error'] is '1.2', not a number"),
+])
+def test_a_recording_without_every_curve_for_every_epoch_is_refused_naming_it(tiny_result, change, needle):
+    """A curve that is not there cannot be compared: skipping it would let a verdict pass on less than it says."""
+    obj = results.read_result(tiny_result)
+    change(obj)
+    obj["metrics"]["final_test_error"] = obj["metrics"].get("final_test_error") or 1.23
+    for epochs in (None, 1):
+        with pytest.raises(ValueError, match="this prune_and_train result cannot be replayed: .*" + re.escape(needle)):
+            replay.verify(obj, epochs=epochs)
+    with pytest.raises(ValueError, match="over the 2 recorded epoch"):
+        replay.replay_arguments(obj)
+
+
+def test_a_whole_replay_compares_the_headline_test_errors(tiny_result, tmp_path):
+    """The book prints the final, best and at-best-validation test errors: a replay of all epochs checks them."""
+    def final(obj):
+        obj["metrics"]["final_test_error"] = 1.23
+
+    def best(obj):
+        obj["metrics"]["best_test_error"] += 0.1
+
+    v = replay.verify(_tampered(tiny_result, tmp_path, final))
+    assert v.verdict == "DIFFERS" and v.differences["test_error"] == 0.0
+    gap = v.rerun["test_error"][-1] - 1.23
+    assert v.differences["final_test_error"] == pytest.approx(gap) == v.row()["headline_difference"]
+    assert f"final test error 1.23 % / {v.rerun['test_error'][-1]:.2f} %" in v.summary()
+    v = replay.verify(_tampered(tiny_result, tmp_path, best))
+    assert v.verdict == "within tolerance" and v.differences["best_test_error"] == pytest.approx(0.1)
+    v = replay.verify(_tampered(tiny_result, tmp_path, final), epochs=1)   # a part of the run has no final epoch
+    assert v.verdict == "exact" and v.recorded_headline == {} and v.row()["headline_difference"] is None
+    assert "headline test errors not compared: only a replay of all 2 epochs has them" in v.summary()
+
+
+def test_a_verification_with_nothing_compared_is_never_exact():
+    def check(recorded, rerun, **headlines):
+        return replay.Verification(source="x.json", kind="prune_and_train", epochs=1, recorded_epochs=1,
+                                   recorded=recorded, rerun=rerun, kept=(5, 5), density_difference=0.0,
+                                   tolerance=0.5, recorded_platform="p", platform="p", wall_time=0.0, **headlines)
+
+    curves = {"train_error": [10.0], "test_error": [12.0], "lr": [0.1]}
+    assert check(curves, dict(curves)).verdict == "exact"
+    assert check({}, {}).verdict == "DIFFERS"                                     # nothing at all
+    assert check({k: [] for k in curves}, {k: [] for k in curves}).verdict == "DIFFERS"
+    v = check(curves, {"train_error": [10.0], "lr": [0.1]})                       # the replay lacks a curve
+    assert v.verdict == "DIFFERS" and v.differences["test_error"] == float("inf") and not v.compared
+    assert "missing from the replay" in v.summary() and v.frame()["test_error replayed"].isna().all()
+    v = check(curves, dict(curves), recorded_headline={"final_test_error": 12.0}, rerun_headline={})
+    assert v.verdict == "DIFFERS"                                                 # nor a headline metric
+    v = check(curves, dict(curves), recorded_headline={"test_error_at_best_val": None},
+              rerun_headline={"test_error_at_best_val": 12.0})
+    assert v.verdict == "DIFFERS"                                                 # None is no number
+
+
 def test_fraction_boundaries_become_iterations_when_a_run_is_replayed_in_part(tiny_result):
     obj = results.read_result(tiny_result)
     obj["config"]["train"].update(schedule="official", boundaries=[0.5, 0.75], decay_factor=0.2, decay_every=30_000)
@@ -144,7 +206,12 @@ def test_a_label_fitting_result_replays_exactly(tmp_path):
                          wall_time=res["wall_time"], device="cpu")
     v = replay.verify(path)
     assert v.exact and set(v.recorded) == {"train_loss", "train_error", "test_error"}
-    assert v.recorded == v.rerun
+    assert v.recorded == v.rerun and v.recorded_headline == v.rerun_headline == {
+        "final_test_error": res["metrics"]["final_test_error"]}
+    obj = results.read_result(path)
+    del obj["metrics"]["train_error"]
+    with pytest.raises(ValueError, match=r"label_fitting result cannot .* metrics\['train_error'\] is missing"):
+        replay.verify(obj)
 
 
 def test_the_recorded_table1_run_replays_its_first_epoch():
@@ -204,6 +271,7 @@ def test_cli_verify_bad_input_exits_2(tiny_result, tmp_path, capsys, argv, needl
     (lambda obj: obj["config"].pop("train"), "lacks what a replay needs: config['train']"),
     (lambda obj: obj["config"]["train"].pop("lr"), "config['train']['lr']"),
     (lambda obj: obj["metrics"].pop("history"), "metrics['history']"),
+    (lambda obj: obj["metrics"]["history"].pop("test_error"), "metrics['history']['test_error'] is missing"),
 ])
 def test_cli_verify_names_the_file_and_field_a_replay_would_miss(tiny_result, tmp_path, capsys, damage, needle):
     obj = json.loads(tiny_result.read_text())
@@ -217,6 +285,27 @@ def test_cli_verify_names_the_file_and_field_a_replay_would_miss(tiny_result, tm
     captured = capsys.readouterr()
     assert f"{broken}:" in captured.err and needle in captured.err and "Traceback" not in captured.err
     assert "exact" not in captured.out                    # checked before the good file was replayed
+
+
+def test_cli_verify_of_a_folder_skips_json_that_is_not_a_result_naming_each(tiny_result, tmp_path, capsys):
+    """A folder walk meets settings and other JSON; named on the command line, such a file is still refused."""
+    folder = tmp_path / "runs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "run.json").write_text(tiny_result.read_text())
+    (folder / "settings.json").write_text('{"note": "settings"}')
+    (folder / "sub" / "blob.json").write_bytes(b"\x80\x04binary")
+    assert cli.main(["verify", str(folder), "--epochs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "1 result(s): 1 exact" in captured.out
+    notes = [line for line in captured.err.splitlines() if "note: skipping" in line]
+    assert len(notes) == 2
+    assert f"skipping {folder / 'settings.json'}: not a valid result file: invalid result: missing field" in notes[0]
+    assert f"skipping {folder / 'sub' / 'blob.json'}: not a valid result file: not a JSON result file" in notes[1]
+    assert cli.main(["verify", str(folder / "settings.json")]) == 2
+    assert f"{folder / 'settings.json'}: invalid result" in capsys.readouterr().err
+    (folder / "run.json").unlink()
+    assert cli.main(["verify", str(folder)]) == 2                       # nothing left to replay
+    assert "no replayable result files" in capsys.readouterr().err
 
 
 def test_cli_verify_names_a_file_that_is_not_json(tmp_path, capsys):
