@@ -295,20 +295,21 @@ def _run_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     first, so a repeated value, or two sparsities alike in a file name (6 significant digits), are refused."""
     several = len(args.sparsity) * len(args.seeds) > 1
     paths: dict[tuple[float, int], Path] = {}
+    owner: dict[Path, tuple[float, int]] = {}  # the other way round: which run writes each file
     for sparsity in args.sparsity:
         for seed in args.seeds:
+            key = (sparsity, seed)
             path = _out_path(args.out, args.arch, sparsity, seed, several, args.method)
-            clash = next((key for key, other in paths.items() if key == (sparsity, seed) or other == path), None)
-            if clash == (sparsity, seed):  # == also takes 0 and -0 for one sparsity
+            if key in paths:  # == also takes 0 and -0 for one sparsity
                 option, values, value = (("--seeds", args.seeds, seed) if args.seeds.count(seed) > 1
                                          else ("--sparsity", args.sparsity, sparsity))
                 parser.error(f"{option} {' '.join(map(repr, values))} gives {value!r} twice: both runs would write "
-                             f"{paths[clash]}; give each value once")
-            if clash is not None:
-                parser.error(f"sparsities {clash[0]!r} and {sparsity!r} would both write {path} (a file name keeps "
-                             "6 significant digits of the sparsity): give sparsities that differ there, or run "
+                             f"{paths[key]}; give each value once")
+            if path in owner:
+                parser.error(f"sparsities {owner[path][0]!r} and {sparsity!r} would both write {path} (a file name "
+                             "keeps 6 significant digits of the sparsity): give sparsities that differ there, or run "
                              "them with different --out")
-            paths[(sparsity, seed)] = path
+            paths[key], owner[path] = path, key
     return paths
 
 

@@ -123,12 +123,17 @@ def _missing_fields(obj: Mapping[str, Any]) -> list[str]:
             + [f"metrics[{k!r}]" for k in needed["metrics"] if k not in metrics])
 
 
+def _curve_source(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Where a result kind keeps its per-epoch curves: ``metrics['history']`` or ``metrics`` itself."""
+    return obj["metrics"]["history"] if obj["kind"] == "prune_and_train" else obj["metrics"]
+
+
 def _comparison_problems(obj: Mapping[str, Any]) -> list[str]:
     """What keeps the recording from being compared: each curve needs one number per recorded epoch,
     and a headline test error a number (or None, not computed)."""
     kind, total = obj["kind"], _recorded_epochs(obj)
     m = obj["metrics"]
-    source, where = (m["history"], "metrics['history']") if kind == "prune_and_train" else (m, "metrics")
+    source, where = _curve_source(obj), ("metrics['history']" if kind == "prune_and_train" else "metrics")
     if not isinstance(source, Mapping):
         return [f"{where} is a {type(source).__name__}, not a dict of curves"]
     problems = []
@@ -266,8 +271,7 @@ def _device_for(obj: Mapping[str, Any], device: str | torch.device | None) -> to
 def _curves(obj: Mapping[str, Any], n: int) -> dict[str, list[float]]:
     """The first ``n`` per-epoch values of each curve a result kind records (those present: a recording
     was checked to hold them all; a replay that lacks one does not agree, see :attr:`Verification.compared`)."""
-    m = obj["metrics"]
-    source = m["history"] if obj["kind"] == "prune_and_train" else m
+    source = _curve_source(obj)
     return {k: [float(v) for v in source[k][:n]] for k in _KIND_CURVES[obj["kind"]] if k in source}
 
 
@@ -488,9 +492,10 @@ def verify(
     dens_new = m_new.get("per_layer_density") or {}
     names = set(dens_old) | set(dens_new)
     density_diff = max((abs(dens_old.get(k, 0.0) - dens_new.get(k, 0.0)) for k in names), default=0.0)
-    whole = n == _recorded_epochs(obj)
+    total = _recorded_epochs(obj)
+    whole = n == total  # only a whole replay has a final and a best epoch to compare
     return Verification(
-        source=source, kind=obj["kind"], epochs=n, recorded_epochs=_recorded_epochs(obj),
+        source=source, kind=obj["kind"], epochs=n, recorded_epochs=total,
         recorded=_curves(obj, n), rerun=_curves(new, n),
         kept=(int(m_old["kept_parameters"]), int(m_new["kept_parameters"])), density_difference=density_diff,
         tolerance=tolerance,

@@ -274,7 +274,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {value!r} ({type(value).__name__}) in a result file")
 
 
-_MODES = ("quick", "full")
+_MODES = tuple(SCHEMA["provenance"]["fields"]["mode"]["values"])  # ("quick", "full")
 
 
 def _run_mode(config: Mapping[str, Any], mode: Any) -> str | None:
