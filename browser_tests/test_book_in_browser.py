@@ -310,8 +310,8 @@ def test_search_finds_the_page(query, chromium, book_server):
 
 
 def test_reference_page_shows_every_command_line_option(chromium, book_server):
-    """The library reference renders `python -m snip_lib`'s parser: a section per command with its
-    usage and a table with every option. (A directive whose reStructuredText MyST reads as Markdown
+    """The library reference renders `python -m snip_lib`'s parser: a linked list of the commands,
+    then a section per command with its usage and a table with every option. (A directive whose reStructuredText MyST reads as Markdown
     builds without a warning but shows the markup as text: only the page tells.)"""
     import argparse
 
@@ -325,9 +325,17 @@ def test_reference_page_shows_every_command_line_option(chromium, book_server):
             usage: s.querySelector('pre') ? s.querySelector('pre').textContent : '',
             text: s.textContent,
             options: [...s.querySelectorAll('table tbody tr td:first-child code')].map(c => c.textContent)}))""")
+        overview = tab.eval_on_selector_all("ul.cli-overview > li", """items => items.map(li => ({
+            href: li.querySelector('a').getAttribute('href'), text: li.textContent}))""")
         assert report.errors() == [], report.errors()
     by_id = {s["id"]: s for s in shown}
     assert sorted(by_id) == sorted(f"cli-{name}" for name in commands)
+    # the overview at the top: every command once, linked to its section, with its one-line help
+    assert [item["href"] for item in overview] == [f"#cli-{name}" for name in commands], overview
+    helps = {a.dest: a.help for a in next(a for a in build_parser()._actions
+                                          if isinstance(a, argparse._SubParsersAction))._choices_actions}
+    for item, name in zip(overview, commands):
+        assert item["text"].startswith(f"{PROG} {name}: {helps[name]}"), item["text"]
     for name, parser in commands.items():
         section = by_id[f"cli-{name}"]
         assert section["title"].startswith(f"{PROG} {name}"), section["title"]

@@ -274,6 +274,13 @@ def test_directive_renders_one_section_per_command_and_no_markup_from_help_text(
     assert html.count('<section id="cli-') == 2
     assert '<section id="cli-go">' in html and '<section id="cli-list">' in html
     assert "<h2>tool go" in html and "<h2>tool list" in html
+    # the overview comes first: each command's one-line help, linked to its section
+    overview = re.search(r'<ul class="cli-overview[^"]*">(.*?)</ul>', html, re.S)
+    assert overview and overview.start() < html.index('<section id="cli-go">')
+    items = re.findall(r'<li><p><a class="reference internal" href="#(cli-\w+)"><code[^>]*>'
+                       r'<span class="pre">tool</span> <span class="pre">(\w+)</span></code></a>: ([^<]*)</p>',
+                       overview.group(1))
+    assert items == [("cli-go", "go", "go somewhere"), ("cli-list", "list", "list places")], overview.group(1)
     assert "A tool. Set X=1 for *quick*." in html               # the parser's text, not emphasis
     assert "a place_ or |two|" in html and "keep *biases*" in html
     assert "how fast (one of <code" in html and "default <code" in html

@@ -9,6 +9,7 @@ parser object the command line uses, so the page cannot drift from the code::
     ```{cli-reference} snip_lib.cli:build_parser
     ```
 
+A list of the subcommands, each with its one-line help and linked to its section, comes first.
 Each subcommand becomes a section titled ``python -m snip_lib run`` (anchor ``cli-run``), so the
 page's table of contents lists them. Backquoted words of a help text (```list```) are shown as
 code. Nothing of the parser is executed but its formatting methods.
@@ -197,7 +198,10 @@ def _directive() -> type:
                 self.state.nested_parse(StringList([intro], source=self.get_source_info()[0]),
                                         self.content_offset, paragraph)
                 sections.append(paragraph)
-            for command in commands_of(parser):
+            commands = commands_of(parser)
+            if len(commands) > 1:
+                sections.append(self._overview(parser, commands))
+            for command in commands:
                 title = f"{parser.prog} {command.name}" if command.name != parser.prog else parser.prog
                 section = nodes.section(ids=[nodes.make_id(f"cli-{command.name}")])
                 section += nodes.title(text=title)
@@ -205,6 +209,18 @@ def _directive() -> type:
                 self.state.nested_parse(body, self.content_offset, section)
                 sections.append(section)
             return sections
+
+        def _overview(self, parser: argparse.ArgumentParser, commands: list[Command]) -> Any:
+            """A list of the commands, each linked to its section, with its one-line help."""
+            overview = nodes.bullet_list(classes=["cli-overview"])
+            for command in commands:
+                link = nodes.reference("", "", refid=nodes.make_id(f"cli-{command.name}"))
+                link += nodes.literal(text=f"{parser.prog} {command.name}")
+                paragraph = nodes.paragraph("", "", link)
+                if command.summary:
+                    paragraph += nodes.Text(f": {command.summary}")
+                overview += nodes.list_item("", paragraph)
+            return overview
 
     return CliReference
 
