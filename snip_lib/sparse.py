@@ -128,6 +128,31 @@ class _InferenceOnly(nn.Module):
     def _dense_weight(self) -> torch.Tensor:
         return self.weight.to_dense()
 
+    def __deepcopy__(self, memo: dict) -> _InferenceOnly:
+        """A deep copy, as ``copy.deepcopy`` makes of any module.
+
+        Why: torch cannot deep-copy a sparse CSR tensor (it has no storage to copy), so the
+        default copy of a CSR module fails; its buffers are cloned instead (``clone`` keeps the
+        layout), and everything else is deep-copied as usual.
+        """
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for key, value in self.__dict__.items():
+            if key == "_buffers":
+                value = {name: self._copied_buffer(buffer, memo) for name, buffer in value.items()}
+            else:
+                value = copy.deepcopy(value, memo)
+            object.__setattr__(copied, key, value)
+        return copied
+
+    @staticmethod
+    def _copied_buffer(buffer: torch.Tensor | None, memo: dict) -> torch.Tensor | None:
+        if buffer is None or buffer.layout != torch.sparse_csr:
+            return copy.deepcopy(buffer, memo)
+        if id(buffer) not in memo:  # a tensor shared by two modules stays shared in the copy
+            memo[id(buffer)] = buffer.clone()
+        return memo[id(buffer)]
+
 
 class SparseLinear(_InferenceOnly):
     """``y = x Wᵀ + b`` with ``W`` (out × in) stored as a sparse CSR or COO matrix.

@@ -170,6 +170,30 @@ def test_export_is_inference_only_and_leaves_the_model_alone():
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_an_export_can_be_deep_copied_and_the_copy_is_independent(layout):
+    """torch cannot deep-copy a CSR tensor; the sparse modules clone their buffers instead."""
+    exported = sparse.to_sparse(pruned("lenet5", 0.99), layout, conv="sparse")
+    twin = copy.deepcopy(exported)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(twin(x), exported(x))
+    for name, module in exported.named_modules():
+        if isinstance(module, (sparse.SparseLinear, sparse.SparseConv2d)):
+            copied = twin.get_submodule(name)
+            assert type(copied) is type(module) and copied.weight.layout == module.weight.layout
+            assert copied.weight is not module.weight and copied.bias is not module.bias
+            assert vars(copied).keys() == vars(module).keys()
+    with torch.no_grad():  # the copy shares no memory with the original
+        stored = (lambda w: w.values() if w.layout == torch.sparse_csr else w._values())
+        stored(twin.fc3.weight).zero_()
+        assert torch.count_nonzero(stored(exported.fc3.weight)) > 0
+        assert not torch.equal(twin(x), exported(x))
+    assert str(twin) == str(exported)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        twin.train()
+
+
 def test_a_refused_train_call_leaves_an_export_that_refuses_to_run_until_eval():
     """Module.train switches a BatchNorm placed before the first sparse layer before that layer
     refuses; the export must not then run on batch statistics (and update its running ones)."""
