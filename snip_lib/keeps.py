@@ -84,6 +84,12 @@ def _check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _check_seed(seed: Any) -> int:
+    from snip_lib.init import check_seed
+
+    return check_seed(seed, allow_none=False)
+
+
 def _check_classes(classes: Any, num_classes: int = 10) -> tuple[int, ...]:
     if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, range)) or len(classes) == 0:
         raise ValueError(f"classes must be a non-empty sequence of labels in 0..{num_classes - 1}, got {classes!r}")
@@ -97,9 +103,28 @@ def _check_classes(classes: Any, num_classes: int = 10) -> tuple[int, ...]:
 
 def _check_images(name: str, images: Any) -> np.ndarray:
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if array.ndim < 2 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} must be a numeric array of images (K, H, W), got dtype {array.dtype}")
+    if array.ndim < 2 or array.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty numeric array of images (K, H, W), got shape {array.shape}")
-    return array.reshape(array.shape[0], -1).astype(np.float64)
+    array = array.reshape(array.shape[0], -1).astype(np.float64)
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise ValueError(f"{name}[{bad}] has a NaN or infinite pixel; a correlation needs finite pixels")
+    return array
+
+
+def _centred(array: np.ndarray) -> np.ndarray:
+    """Rows minus their means, with the rows of a constant image set to NaN.
+
+    Why: subtracting the mean of a constant row leaves rounding residue (about 1e-16 for 0.3 or
+    k/300), not zeros, and dividing by its tiny norm would give a correlation of about 0 instead
+    of an undefined one. A row counts as constant when its spread is within rounding of its values.
+    """
+    centred = array - array.mean(axis=1, keepdims=True)
+    rounding = 8 * np.finfo(np.float64).eps * np.abs(array).max(axis=1, initial=0.0)
+    centred[np.abs(centred).max(axis=1) <= rounding] = np.nan
+    return centred
 
 
 # ----------------------------------------------------------------------------- Figure 2
@@ -128,6 +153,7 @@ def class_mask_images(
     values = _check_sparsities(sparsities)
     labels = _check_classes(classes)
     n = _check_positive_int("n", n)
+    seed = _check_seed(seed)
     device = next(model.parameters()).device
     out = np.empty((len(values), len(labels), 28, 28))
     for j, c in enumerate(labels):
@@ -161,14 +187,14 @@ def correlation_matrix(images: Any, references: Any) -> np.ndarray:
     """Pearson correlation of every image with every reference, over pixels: shape ``(K, M)``.
 
     ``images`` is ``(K, H, W)`` (or ``(K, P)``), ``references`` ``(M, H, W)`` with the same
-    number of pixels. A constant image has no defined correlation: its row is NaN.
+    number of pixels, all finite. A constant image (or reference) has no defined correlation: its
+    row (column) is NaN, also when its pixels are a value like 0.3 whose mean is not exact.
     """
     a = _check_images("images", images)
     b = _check_images("references", references)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"images have {a.shape[1]} pixels but references have {b.shape[1]}")
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
+    a, b = _centred(a), _centred(b)
     na = np.linalg.norm(a, axis=1, keepdims=True)
     nb = np.linalg.norm(b, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -225,6 +251,7 @@ def disjoint_batches(dataset: str, sizes: Sequence[int], *, seed: int = 0, split
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
         raise ValueError(f"sizes must be a non-empty sequence of positive ints, got {sizes!r}")
     counts = [_check_positive_int("every size", s) for s in sizes]
+    seed = _check_seed(seed)
     ds = data.load_dataset(dataset, split)
     if sum(counts) > len(ds):
         raise ValueError(f"batches of sizes {counts} need {sum(counts)} examples; the {split!r} split has {len(ds)}")
@@ -242,6 +269,13 @@ def _kept_by_a(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> 
         raise ValueError("a and b must be non-empty dicts {parameter name: bool Tensor}")
     if set(a) != set(b):
         raise ValueError(f"the masks cover different parameters: {sorted(a)} vs {sorted(b)}")
+    for which, masks in (("a", a), ("b", b)):
+        for k, m in masks.items():
+            if not isinstance(m, torch.Tensor):
+                raise TypeError(f"mask {which}[{k!r}] must be a Tensor, got {type(m).__name__}")
+            if m.dtype != torch.bool and not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError(f"mask {which}[{k!r}] must hold only 0 and 1 (a bool Tensor), got dtype "
+                                 f"{m.dtype} with other values: scores are not masks (use snip.masks_from_scores)")
     for k in a:
         if a[k].shape != b[k].shape:
             raise ValueError(f"the masks of {k!r} have different shapes: {tuple(a[k].shape)} vs {tuple(b[k].shape)}")
@@ -305,9 +339,14 @@ def mask_stability(
     if sizes is None:
         raise ValueError(f"batch_sizes must be a non-empty sequence of positive ints, got {batch_sizes!r}")
     (sparsity,) = _check_sparsities([sparsity])
+    seed = _check_seed(seed)
     n_split = len(data.load_dataset(dataset, "train"))
     largest = max(sizes)
     left = n_split - 2 * largest
+    if left < 1:
+        raise ValueError(f"batch size {largest} is too large: two disjoint batches of it need {2 * largest} of the "
+                         f"{n_split} training examples and leave none for the reference; at most "
+                         f"{(n_split - 1) // 2} fits")
     if reference_size is None:
         reference_size = left
     reference_size = _check_positive_int("reference_size", reference_size)
@@ -404,7 +443,8 @@ def label_fitting_run(
 
     Returns a JSON-ready ``{"kind": "label_fitting", "seed", "config", "metrics", "wall_time"}``;
     ``metrics`` holds the per-epoch ``train_loss``, ``train_error`` and ``test_error`` curves and
-    their final values.
+    their final values. A dense run scores nothing and records ``saliency_batch`` and
+    ``saliency_labels`` as ``None``.
     """
     from snip_lib import data, experiments, masking, models, snip
     from snip_lib import init as init_mod
@@ -432,6 +472,8 @@ def label_fitting_run(
     if labels == "shuffled":
         train_set = shuffled_labels(train_set, seed=seed)
     test_set = data.load_dataset(dataset, "test", limit=n_test, sequential=sequential)
+    if len(test_set) < n_test:
+        raise ValueError(f"n_test={n_test} exceeds the {len(test_set)} test examples")
     n_prunable = sum(p.numel() for p in snip.prunable_parameters(model).values())
     kept = n_prunable
     if sparsity > 0:
@@ -460,8 +502,10 @@ def label_fitting_run(
     }
     cfg = {
         "arch": getattr(model, "snip_arch", arch), "dataset": dataset, "sparsity": sparsity, "labels": labels,
-        "seed": seed, "init": init, "n_train": n_train, "n_test": len(test_set), "saliency_batch": saliency_batch,
-        "saliency_labels": "true", "device": str(dev), "train": config.to_dict(),
+        "seed": seed, "init": init, "n_train": n_train, "n_test": len(test_set),
+        # a dense run scores nothing, so it records no scoring batch (as experiments.prune_and_train)
+        "saliency_batch": saliency_batch if sparsity > 0 else None,
+        "saliency_labels": "true" if sparsity > 0 else None, "device": str(dev), "train": config.to_dict(),
     }
     return {"kind": "label_fitting", "seed": seed, "config": cfg, "metrics": metrics,
             "wall_time": time.perf_counter() - start}
@@ -497,6 +541,9 @@ def scoring_init_densities(
         init_mod.canonical_scheme(scheme)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+    seeds = [_check_seed(seed) for seed in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must differ (a repeated seed counts one draw twice in a mean), got {list(seeds)}")
     (sparsity,) = _check_sparsities([sparsity])
     sequential = experiments.family_of(arch) == "rnn"
     rows = []

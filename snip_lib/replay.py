@@ -215,7 +215,9 @@ def replay_arguments(result: str | os.PathLike | Mapping[str, Any], epochs: int 
         return dict(arch=cfg["arch"], sparsity=cfg["sparsity"], labels=cfg["labels"], n_train=cfg["n_train"],
                     epochs=n, seed=cfg["seed"], init=cfg["init"], optimizer=train["optimizer"], lr=train["lr"],
                     weight_decay=train["weight_decay"], batch_size=train["batch_size"],
-                    saliency_batch=cfg["saliency_batch"], n_test=cfg["n_test"])
+                    n_test=cfg["n_test"],
+                    # a dense run records no scoring batch (None): the default is then never used
+                    **({"saliency_batch": cfg["saliency_batch"]} if cfg["saliency_batch"] is not None else {}))
     options = _train_options(train, int(obj["metrics"]["iterations"]), truncated=n < _recorded_epochs(obj))
     return dict(
         arch=cfg["arch"], sparsity=cfg["sparsity"], seed=cfg["seed"], dataset=cfg["dataset"], epochs=n,

@@ -55,6 +55,7 @@ __all__ = [
     "KeepsSuite",
     "figure4_sizes",
     "main",
+    "plan_suite",
     "result_name",
     "run_suite",
 ]
@@ -211,20 +212,12 @@ def run_suite(
     ``out`` defaults to ``results/keeps/<name>`` in the repository. Files already present are
     skipped (unless ``overwrite``), so a stopped suite resumes where it was; one recorded with
     other settings (mode, epochs) is refused before anything runs
-    (:func:`snip_lib.experiments.check_existing`).
+    (:func:`snip_lib.experiments.check_existing`), as is any bad input (:func:`plan_suite`).
     """
-    from snip_lib import keeps, results
+    from snip_lib import results
 
-    if name not in KEEPS_SUITES:
-        raise ValueError(f"unknown suite {name!r}; available: {', '.join(KEEPS_SUITES)}")
+    planned = plan_suite(name, out=out, seeds=seeds, epochs=epochs, device=device, overwrite=overwrite)
     suite = KEEPS_SUITES[name]
-    folder = Path(out) if out is not None else keeps.results_dir() / keeps.RESULTS_SUBDIR / name
-    runs = tuple(suite.runs)  # built once: the mode cannot change between the check and the runs
-    planned = [(folder / result_name(run, seed), run, seed)
-               for run in runs for seed in (seeds if seeds is not None else suite.seeds)]
-    if not overwrite:
-        experiments.check_existing([(path, dict(_requested(suite, run, epochs), seed=seed))
-                                    for path, run, seed in planned])
     written = []
     for path, run, seed in planned:  # the runs checked above, not a second (possibly other-mode) listing
         if path.exists() and not overwrite:
@@ -244,6 +237,47 @@ def run_suite(
         print(f"[{name}] {path.stem}: {summary}; {res['wall_time']:.0f} s -> {path}", flush=True)
         written.append(path)
     return written
+
+
+def plan_suite(
+    name: str,
+    *,
+    out: str | Path | None = None,
+    seeds: Sequence[int] | None = None,
+    epochs: int | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> list[tuple[Path, dict[str, Any], int]]:
+    """The runs :func:`run_suite` would make, as ``(path, run, seed)``, after checking every input.
+
+    Raises ``ValueError``/``TypeError`` naming a bad suite, seed (negative, not an int, repeated,
+    or none at all), epoch count or device, and ``ValueError`` for a result file already recorded
+    with other settings (unless ``overwrite``), all before anything runs.
+    """
+    from snip_lib import keeps
+    from snip_lib.init import check_seed
+    from snip_lib.train import resolve_device
+
+    if name not in KEEPS_SUITES:
+        raise ValueError(f"unknown suite {name!r}; available: {', '.join(KEEPS_SUITES)}")
+    suite = KEEPS_SUITES[name]
+    if seeds is not None:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+            raise ValueError(f"seeds must be a non-empty sequence of ints (or None for the suite's own), got {seeds!r}")
+        seeds = [check_seed(seed, allow_none=False) for seed in seeds]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must differ (two runs would write one file), got {list(seeds)}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a positive int (or None for the suite's own), got {epochs!r}")
+    resolve_device(device)
+    folder = Path(out) if out is not None else keeps.results_dir() / keeps.RESULTS_SUBDIR / name
+    runs = tuple(suite.runs)  # built once: the mode cannot change between the check and the runs
+    planned = [(folder / result_name(run, seed), run, seed)
+               for run in runs for seed in (seeds if seeds is not None else suite.seeds)]
+    if not overwrite:
+        experiments.check_existing([(path, dict(_requested(suite, run, epochs), seed=seed))
+                                    for path, run, seed in planned])
+    return planned
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,6 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from snip_lib.data import DatasetUnavailableError
 
+    try:  # bad input exits with status 2 and its message before anything runs
+        plan_suite(args.suite, out=args.out, seeds=args.seeds, epochs=args.epochs, device=args.device,
+                   overwrite=args.overwrite)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
     try:
         run_suite(args.suite, out=args.out, seeds=args.seeds, epochs=args.epochs, device=args.device,
                   progress=not args.no_progress, overwrite=args.overwrite)

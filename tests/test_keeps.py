@@ -54,11 +54,32 @@ def test_correlation_matrix_matches_numpy_and_flags_constant_images():
     assert np.isnan(constant).all()
 
 
+@pytest.mark.parametrize("value", [0.3, 1 / 300, 7 / 300, 0.1])
+def test_a_constant_image_is_nan_even_when_its_mean_is_not_exact(value):
+    """A first-layer mask image of one value k/300 leaves ~1e-16 after subtracting its mean:
+    a correlation of ~0 with anything, which argmax would read as a class, unless it is NaN."""
+    rng = np.random.default_rng(1)
+    others = rng.normal(size=(3, 28, 28))
+    rows = keeps.correlation_matrix(np.full((1, 28, 28), value), others)
+    assert np.isnan(rows).all(), rows
+    columns = keeps.correlation_matrix(others, np.full((2, 28, 28), value))  # a constant reference too
+    assert np.isnan(columns).all(), columns
+    almost = np.full((1, 28, 28), value)
+    almost[0, 3, 4] += 1e-6                              # not constant: a defined correlation
+    assert np.isfinite(keeps.correlation_matrix(almost, others)).all()
+
+
 def test_correlation_matrix_rejects_mismatched_pixels():
     with pytest.raises(ValueError, match="pixels"):
         keeps.correlation_matrix(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
     with pytest.raises(ValueError, match="images"):
         keeps.correlation_matrix(np.zeros((0, 4, 4)), np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="dtype bool"):
+        keeps.correlation_matrix(np.zeros((2, 4, 4), dtype=bool), np.zeros((2, 4, 4)))
+    nan = np.zeros((3, 4, 4))
+    nan[2, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"references\[2\] has a NaN or infinite pixel"):
+        keeps.correlation_matrix(np.ones((2, 4, 4)), nan)
 
 
 def test_class_mask_images_trace_their_class():
@@ -116,6 +137,10 @@ def test_disjoint_batches_never_share_an_example(monkeypatch):
         keeps.disjoint_batches("mnist", [100, 150], seed=0)
     with pytest.raises(ValueError, match="positive"):
         keeps.disjoint_batches("mnist", [0], seed=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        keeps.disjoint_batches("mnist", [5], seed=-1)   # torch would wrap it around
+    with pytest.raises(TypeError, match="got True"):
+        keeps.disjoint_batches("mnist", [5], seed=True)
 
 
 def test_mask_overlap_counts_shared_kept_connections():
@@ -127,6 +152,22 @@ def test_mask_overlap_counts_shared_kept_connections():
         keeps.mask_overlap(a, {"v": a["w"]})
     with pytest.raises(ValueError, match="keeps no connection"):
         keeps.mask_overlap({"w": torch.zeros(3, dtype=torch.bool)}, {"w": torch.ones(3, dtype=torch.bool)})
+    as_float = {"w": a["w"].float()}                       # 0/1 masks of any dtype are masks
+    assert keeps.mask_overlap(as_float, as_float) == 1.0
+    assert keeps.mask_overlap(as_float, {"w": torch.tensor([1, 0, 1, 0])}) == 0.5
+
+
+@pytest.mark.parametrize("function", [keeps.mask_overlap, keeps.chance_overlap])
+def test_overlaps_refuse_scores_passed_as_masks(function):
+    """Scores are not masks: counting their sum as 'kept' gave an overlap of a mask with itself of 0.67."""
+    mask = {"w": torch.tensor([True, False, False, True])}
+    scores = {"w": torch.tensor([2.0, 0.0, 0.0, 1.0])}
+    with pytest.raises(ValueError, match=r"mask a\['w'\] must hold only 0 and 1.*torch.float32"):
+        function(scores, scores)
+    with pytest.raises(ValueError, match=r"mask b\['w'\]"):
+        function(mask, scores)
+    with pytest.raises(TypeError, match=r"mask a\['w'\] must be a Tensor, got list"):
+        function({"w": [1, 0, 0, 1]}, mask)
 
 
 def test_chance_overlap_is_the_expected_overlap_at_matched_layer_densities():
@@ -177,6 +218,11 @@ def test_mask_stability_rejects_a_reference_that_does_not_fit():
         keeps.mask_stability(lenet300(), [20_000], 0.9, reference_size=20_000)
     with pytest.raises(ValueError, match="batch_sizes"):
         keeps.mask_stability(lenet300(), [], 0.9)
+    # batches too large for any reference: the message names the batch size, not reference_size
+    with pytest.raises(ValueError, match=r"batch size 27000 is too large: .*54000 .* at most 26999 fits"):
+        keeps.mask_stability(lenet300(), [10, 27_000], 0.9)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        keeps.mask_stability(lenet300(), [10], 0.9, seed=-2, reference_size=100)
 
 
 # ----------------------------------------------------------------------------- Figure 4
@@ -241,6 +287,18 @@ def test_label_fitting_rejects_bad_arguments():
         keeps.label_fitting_run("lenet300", 0.9, "true", n_train=0, epochs=1)
     with pytest.raises(ValueError, match="sparsity"):
         keeps.label_fitting_run("lenet300", 1.0, "true", n_train=10, epochs=1)
+    with pytest.raises(ValueError, match="n_test=50000 exceeds the 10000 test examples"):
+        keeps.label_fitting_run("lenet300", 0.9, "true", n_train=10, epochs=1, n_test=50_000)
+
+
+def test_a_dense_label_fitting_run_records_no_scoring_batch(monkeypatch):
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a dense run scores nothing")
+
+    monkeypatch.setattr(snip, "snip_masks", no_scoring)
+    run = keeps.label_fitting_run("lenet300", 0.0, "true", n_train=100, epochs=1, n_test=100, seed=0)
+    assert run["config"]["saliency_batch"] is None and run["config"]["saliency_labels"] is None
+    assert run["metrics"]["kept_parameters"] == run["metrics"]["prunable_parameters"]
 
 
 # ----------------------------------------------------------------------------- Table 3
@@ -256,6 +314,10 @@ def test_scoring_init_densities_has_one_row_per_scheme_seed_and_layer():
     assert np.allclose(kept, round(0.1 * sum(sizes.values())))
     with pytest.raises(ValueError, match="unknown initialisation"):
         keeps.scoring_init_densities("lenet300", ["nope"], 0.9)
+    with pytest.raises(ValueError, match=r"seeds must differ .* got \[0, 0\]"):
+        keeps.scoring_init_densities("lenet300", ["vs-h"], 0.9, seeds=(0, 0))
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        keeps.scoring_init_densities("lenet300", ["vs-h"], 0.9, seeds=(0.5,))
 
 
 # ----------------------------------------------------------------------------- recorded results
@@ -365,6 +427,26 @@ def test_main_lists_and_rejects(capsys):
     with pytest.raises(SystemExit) as exc:
         suites_keeps.main(["nope"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["figure4", "--seeds", "-1"], "seed must be a non-negative int, got -1"),
+    (["figure4", "--seeds", "0", "0"], "seeds must differ"),
+    (["figure4", "--device", "tpu"], "unknown device 'tpu'"),
+    (["figure4", "--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_main_refuses_bad_input_with_status_2_before_running(monkeypatch, tmp_path, capsys, argv, message):
+    monkeypatch.setattr(suites_keeps, "run_suite", lambda *a, **k: pytest.fail("ran despite bad input"))
+    with pytest.raises(SystemExit) as exc:
+        suites_keeps.main([*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_suite_refuses_no_seeds_before_running(tmp_path):
+    with pytest.raises(ValueError, match="seeds must be a non-empty sequence"):
+        suites_keeps.run_suite("figure4", out=tmp_path, seeds=[])
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- what the chapter-7 functions compute
