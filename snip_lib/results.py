@@ -32,8 +32,9 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is built
     import pandas as pd
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "commit_label", "load_results", "mean_ci", "provenance", "provenance_line",
-           "load_recorded", "read_result", "results_dir", "validate_result", "write_result"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "check_one_recipe", "commit_label", "load_results", "mean_ci",
+           "mixed_settings", "provenance", "provenance_line", "load_recorded", "read_result", "results_dir",
+           "validate_result", "write_result"]
 
 #: Version of the result-file layout written by :func:`write_result`.
 SCHEMA_VERSION = 1
@@ -408,6 +409,62 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None) -> 
                 row[f"{section}.{key}"] = value
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["path", "kind", "seed", "wall_time"])
+
+
+#: Settings that files written before they existed lack, and the value those runs used.
+_SETTING_DEFAULTS: dict[str, Any] = {"config.method": "snip", "config.method_options": {}, "config.shuffle": False,
+                                     "config.scoring_bias": "zeros", "config.scoring_init": None}
+#: Recorded settings that do not change what a run computes: where it ran and what it is called.
+_NOT_SETTINGS = {"config.seed", "config.device"}
+
+
+def mixed_settings(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """The recorded settings on which the runs of ``frame`` differ: ``{setting: [values]}``.
+
+    Why: a mean over seeds is a result only if every seed ran the same recipe. Every ``config``
+    entry counts (``config.train``'s one by one, as ``config.train.lr``), and so does
+    ``provenance.mode``; the seed and the device do not. A setting a file lacks counts as the
+    value runs used before it was recorded (``method`` ``"snip"``, ``shuffle`` False, ...).
+    Values are shown as JSON. An empty dict means one recipe.
+    """
+    import pandas as pd
+
+    def shown(value: Any) -> str:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)  # a frame stores 5000 as 5000.0 in a column that also holds None
+        return json.dumps(value, sort_keys=True, default=str)
+
+    seen: dict[str, set[str]] = {}
+    columns = [c for c in frame.columns if (c.startswith("config.") or c == "provenance.mode")
+               and c not in _NOT_SETTINGS]
+    for _, row in frame.iterrows():
+        values: dict[str, Any] = {}
+        for column in columns:
+            value = row[column]
+            if column == "config.train" and isinstance(value, Mapping):
+                values.update({f"config.train.{k}": v for k, v in value.items()})
+                continue
+            if not isinstance(value, (Mapping, list)) and pd.isna(value):
+                value = _SETTING_DEFAULTS.get(column)  # a file that lacks the setting (NaN in the frame)
+            values[column] = value
+        for column, value in values.items():
+            seen.setdefault(column, set()).add(shown(value))
+    return {column: sorted(values) for column, values in sorted(seen.items()) if len(values) > 1}
+
+
+def check_one_recipe(group: pd.DataFrame, what: str) -> None:
+    """``ValueError`` naming the settings that differ when the runs of ``group`` are not one recipe.
+
+    ``what`` names the row being summarised in the message ("lenet300 at 95 %, lr 0.1, 50 epochs").
+    """
+    mixed = mixed_settings(group)
+    if mixed:
+        details = "; ".join(f"{setting}: {' vs '.join(values)}" for setting, values in mixed.items())
+        files = ", ".join(Path(p).name for p in group["path"]) if "path" in group else "?"
+        raise ValueError(
+            f"the runs of {what} were not trained the same way ({details}), so their mean would be no "
+            f"result; summarise each recipe on its own (load one folder, or filter the frame). Files: {files}"
+        )
 
 
 def _id_ranges(ids: list[int]) -> str:

@@ -82,7 +82,7 @@ WARMUP_ITERATIONS = experiments.LENET_WARMUP_ITERATIONS
 LENET5_SHORT_EPOCHS = 10
 #: Learning rate of the LeNet-5-Caffe runs (dense and pruned), see the module docstring.
 LENET5_LR = 0.01
-#: 25k/27k of the full run (50 epochs x 540 iterations), applied to 8,100 iterations.
+#: 25k/27k of the full run (50 epochs x 540 iterations), applied to the 5,400 iterations of the short run.
 LENET5_SHORT_DECAY_EVERY = round(25_000 / 27_000 * LENET5_SHORT_EPOCHS * 540)
 #: Where recorded result files live, relative to the repository's ``results/`` folder.
 RESULTS_SUBDIR = "lenet"
@@ -401,7 +401,9 @@ def summarize(frame):
 
     ``frame`` is a :func:`recorded_results` or :func:`table1_results` (or
     :func:`snip_lib.results.load_results`) frame of ``prune_and_train`` runs; runs with another
-    learning rate or budget get their own row, never a shared mean. Columns: ``arch``,
+    learning rate or budget get their own row, never a shared mean, and a row whose runs differ
+    in any other recorded setting (training set, schedule, initialisation, mode, ...) is refused
+    with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`). Columns: ``arch``,
     ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
     ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
     ``wall_time_mean`` (s), ``device`` and ``commit`` (:func:`snip_lib.results.commit_label`: first 8
@@ -411,7 +413,7 @@ def summarize(frame):
     """
     import pandas as pd
 
-    from snip_lib.results import _date_range, _machine_names, commit_label
+    from snip_lib.results import _date_range, _machine_names, check_one_recipe, commit_label
     from snip_lib.results import _id_ranges as _results_id_ranges
 
     if frame is None or len(frame) == 0:
@@ -424,6 +426,7 @@ def summarize(frame):
     rows = []
     for (arch, sparsity, lr, epochs), g in keyed.groupby(["config.arch", "config.sparsity", "_lr", "_epochs"],
                                                          sort=True):
+        check_one_recipe(g, f"{arch} at {100 * sparsity:g} %, lr {lr:g}, {epochs} epochs")
         row = {"arch": arch, "sparsity": round(100 * sparsity, 2), "lr": lr, "epochs": epochs,
                "paper": PAPER_TABLE1.get((arch, round(sparsity, 4))), "n": len(g)}
         for name, col in _PROTOCOLS.items():
@@ -497,7 +500,7 @@ def table1_report(root: str | Path | None = None, mode: str = "full") -> str:
     table = summarize(frame)
     hours = float(frame["wall_time"].sum()) / 3600
     commits = sorted({c for cs in table["commit"] for c in cs.split(", ")})
-    head = "Table 1 (MNIST), test error in %: the paper (20 runs a row) and ours, mean ± std over the seeds"
+    head = "Table 1 (MNIST), test error in %: the paper's and ours, mean ± std over the seeds"
     if mode == "quick":
         head = "QUICK-MODE runs (shortened, NOT results): " + head
     return "\n".join([

@@ -64,6 +64,7 @@ __all__ = [
     "SUITE_NAMES",
     "TABLE2_ARCHS",
     "TABLE3_EPOCHS",
+    "TABLE3_SPARSITY",
     "TABLE3_SCHEMES",
     "ArchitectureMask",
     "collapse_table",
@@ -86,6 +87,8 @@ __all__ = [
 SMALL_EPOCHS = 10
 BIG_EPOCHS = 3
 TABLE3_EPOCHS = 3
+#: Sparsity of the paper's Table 3 (κ̄ = 90).
+TABLE3_SPARSITY = 0.9
 #: Gradient-norm clipping of every recurrent run (not in the paper).
 RNN_CLIP = 5.0
 WARMUP_ITERATIONS = 500
@@ -141,7 +144,8 @@ _SUITES = (
         description="Table 3, recurrent columns: LSTM-s and GRU-s at 90 % by scoring initialisation; trained from "
                     f"VS-X with Adam lr 1e-3, {TABLE3_EPOCHS} epochs, clipping at {RNN_CLIP:g}",
         runs=tuple(
-            {"arch": arch, "sparsity": 0.9, "init": "glorot_uniform", "scoring_init": scheme, "optimizer": "adam",
+            {"arch": arch, "sparsity": TABLE3_SPARSITY, "init": "glorot_uniform", "scoring_init": scheme,
+             "optimizer": "adam",
              "schedule": "constant", "epochs": TABLE3_EPOCHS, "train_options": {"clip_grad_norm": RNN_CLIP}}
             for arch in ("lstm-s", "gru-s") for scheme in _TABLE3_SCHEMES.values()
         ),
@@ -696,6 +700,10 @@ def _arch_order(arch: str) -> int:
 def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (network, sparsity) of a Table 2 results frame, with the paper's error.
 
+    A row whose runs differ in any recorded setting (epochs, training set, mode, ...) is refused
+    with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`): a mean is over
+    seeds of one recipe.
+
     Columns: ``arch``, ``sparsity`` (%; 0 = dense reference), ``paper`` (Table 2's error for
     that row, None if the row is not in Table 2), ``n`` and ``seeds``, ``epochs``, then mean and
     sample std over seeds (NaN for one seed) of the ``final``, ``at_best_val`` (honest) and
@@ -707,8 +715,11 @@ def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     _check_frame(frame, {"config.arch", "config.sparsity", "config.train", "seed", "wall_time", *_PROTOCOLS.values()})
+    from snip_lib.results import check_one_recipe
+
     rows = []
     for (arch, sparsity), g in frame.groupby(["config.arch", "config.sparsity"], sort=False):
+        check_one_recipe(g, f"{arch} at {100 * sparsity:g} %")
         sp, paper = PAPER_TABLE2.get(arch, (None, None, None))[0], None
         if arch in PAPER_TABLE2:
             paper = PAPER_TABLE2[arch][1] if sparsity == 0 else (PAPER_TABLE2[arch][2] if abs(sparsity - sp) < 1e-9
@@ -720,25 +731,30 @@ def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_table3(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (network, scoring initialisation) of a Table 3 results frame, with the paper's.
+    """One row per (network, scoring initialisation, sparsity) of a Table 3 results frame, with the paper's.
 
-    Columns: ``arch``, ``scoring init`` (RN, TN, VS-X, VS-H), ``paper_mean`` and ``paper_std``
-    (Table 3, 20 runs), then as :func:`summarize_table2` (``n``, ``seeds``, ``epochs``, the
+    Columns: ``arch``, ``scoring init`` (RN, TN, VS-X, VS-H), ``sparsity`` (%), ``paper_mean`` and
+    ``paper_std`` (Table 3, 20 runs; None away from its 90 %), then as :func:`summarize_table2` (``n``, ``seeds``, ``epochs``, the
     three error protocols, the wall times, ``device``, ``machine``, ``commit``, ``recorded``).
     """
     import pandas as pd
 
     _check_frame(frame, {"config.arch", "config.scoring_init", "config.train", "seed", "wall_time",
                          *_PROTOCOLS.values()})
+    from snip_lib.results import check_one_recipe
+
     rows = []
-    for (arch, scheme), g in frame.groupby(["config.arch", "config.scoring_init"], sort=False, dropna=False):
+    for (arch, scheme, sparsity), g in frame.groupby(["config.arch", "config.scoring_init", "config.sparsity"],
+                                                     sort=False, dropna=False):
         label = _label_of(scheme)
-        paper = PAPER_TABLE3_RNN.get(arch, {}).get(label, (None, None))
-        rows.append({"arch": arch, "scoring init": label, "paper_mean": paper[0], "paper_std": paper[1],
-                     **_group_summary(g)})
+        check_one_recipe(g, f"{arch} scored under {label} at {100 * sparsity:g} %")
+        at_table3 = abs(sparsity - TABLE3_SPARSITY) < 1e-9  # the paper's numbers are for 90 % only
+        paper = PAPER_TABLE3_RNN.get(arch, {}).get(label, (None, None)) if at_table3 else (None, None)
+        rows.append({"arch": arch, "scoring init": label, "sparsity": round(100 * sparsity, 2),
+                     "paper_mean": paper[0], "paper_std": paper[1], **_group_summary(g)})
     out = pd.DataFrame(rows)
     labels = list(TABLE3_SCHEMES)
-    order = sorted(range(len(out)), key=lambda i: (_arch_order(out["arch"][i]),
+    order = sorted(range(len(out)), key=lambda i: (_arch_order(out["arch"][i]), out["sparsity"][i],
                                                   labels.index(out["scoring init"][i])
                                                   if out["scoring init"][i] in labels else len(labels)))
     return out.iloc[order].reset_index(drop=True)

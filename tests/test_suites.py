@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,40 @@ def test_figure1_helpers(tmp_path, monkeypatch):
     tidy = suites_lenet.sweep_frame(frame).sort_values("sparsity")
     assert tidy["sparsity"].tolist() == [0.0, 50.0] and tidy["final"].tolist() == [1.5, 1.4]
     assert tidy["epochs"].tolist() == [50, 50]
+
+
+@pytest.mark.parametrize("setting, other, named", [
+    ("limit_train", 5000, "config.limit_train: 5000 vs null"),                 # a --limit-train run
+    ("train", {"epochs": 50, "lr": 0.1, "decay_every": 5000}, "config.train.decay_every"),
+    ("init", "he_normal", 'config.init: "glorot_uniform" vs "he_normal"'),
+    ("mode", "quick", 'config.mode: "full" vs "quick"'),
+])
+def test_summarize_refuses_a_row_whose_runs_differ_in_any_setting(tmp_path, setting, other, named):
+    """A row is keyed on (arch, sparsity, lr, epochs); a run that differs in anything else (a smaller
+    training set, another decay point, init or mode) must not be averaged into it."""
+    base = {"arch": "lenet300", "sparsity": 0.95, "init": "glorot_uniform", "limit_train": None, "mode": "full",
+            "train": {"epochs": 50, "lr": 0.1, "decay_every": 25000}}
+    for seed, config in enumerate((base, dict(base, **{setting: other}))):
+        results.write_result(tmp_path / f"r{seed}.json", kind="prune_and_train", config=config, seed=seed,
+                             metrics={"final_test_error": 1.9 + seed, "test_error_at_best_val": 2.0,
+                                      "best_test_error": 1.8}, wall_time=60.0, device="cpu")
+    frame = results.load_results(tmp_path)
+    with pytest.raises(ValueError, match=r"(?s)runs of lenet300 at 95 %, lr 0.1, 50 epochs were not trained the "
+                                         r"same way \(.*" + re.escape(named) + r".*Files: r0.json, r1.json"):
+        suites_lenet.summarize(frame)
+    assert suites_lenet.summarize(frame[frame["seed"] == 0])["n"].tolist() == [1]  # one recipe: fine
+
+
+def test_mixed_settings_ignores_seed_and_device_and_fills_settings_older_files_lack(tmp_path):
+    for seed, extra in enumerate(({}, {"method": "snip", "shuffle": False, "device": "cuda"})):
+        results.write_result(tmp_path / f"r{seed}.json", kind="prune_and_train", seed=seed, wall_time=1.0,
+                             config={"arch": "lenet300", "seed": seed, "device": "cpu", "train": {"lr": 0.1}, **extra},
+                             metrics={"final_test_error": 2.0})
+    assert results.mixed_settings(results.load_results(tmp_path)) == {}
+    results.write_result(tmp_path / "r2.json", kind="prune_and_train", seed=2, wall_time=1.0,
+                         config={"arch": "lenet300", "method": "grasp", "train": {"lr": 0.1}},
+                         metrics={"final_test_error": 2.0})
+    assert results.mixed_settings(results.load_results(tmp_path)) == {"config.method": ['"grasp"', '"snip"']}
 
 
 def test_table1_results_and_summarize_keep_learning_rates_and_budgets_apart(tmp_path, monkeypatch):

@@ -227,6 +227,27 @@ def test_summarize_table2_puts_our_seeds_next_to_the_paper(tmp_path, monkeypatch
         suites_modern.summarize_table2(pd.DataFrame())
 
 
+def test_summarize_table2_refuses_to_average_budgets(tmp_path, monkeypatch):
+    """A 50-epoch seed (reproduce ... --epochs 50 --overwrite) is not averaged with a 10-epoch one."""
+    monkeypatch.setattr(suites_modern, "results_dir", lambda: tmp_path)
+    run = _run("table2-rnn", "lstm-s", 0.95)
+    _record(tmp_path, "table2-rnn", run, 0, 5.0, monkeypatch)
+    _record(tmp_path, "table2-rnn", dict(run, epochs=50), 1, 2.0, monkeypatch)
+    with pytest.raises(ValueError, match=r"runs of lstm-s at 95 % were not trained the same way \(config.train.epochs"):
+        suites_modern.summarize_table2(suites_modern.recorded_results("table2-rnn"))
+
+
+def test_summarize_table3_keeps_sparsities_apart_and_gives_the_paper_only_at_90(tmp_path, monkeypatch):
+    monkeypatch.setattr(suites_modern, "results_dir", lambda: tmp_path)
+    run = _run("table3-rnn", "gru-s", 0.9, suites_modern.TABLE3_SCHEMES["VS-H"])
+    _record(tmp_path, "table3-rnn", run, 0, 3.0, monkeypatch)
+    _record(tmp_path, "table3-rnn", dict(run, sparsity=0.99), 1, 7.5, monkeypatch)
+    table = suites_modern.summarize_table3(suites_modern.recorded_results("table3-rnn"))
+    assert table[["sparsity", "n", "final_mean"]].values.tolist() == [[90.0, 1, 3.0], [99.0, 1, 7.5]]
+    assert table["paper_mean"].iloc[0] == suites_modern.PAPER_TABLE3_RNN["gru-s"]["VS-H"][0]
+    assert math.isnan(table["paper_mean"].iloc[1])
+
+
 def test_summarize_table3_orders_the_scoring_initialisations_as_the_paper(tmp_path, monkeypatch):
     monkeypatch.setattr(suites_modern, "results_dir", lambda: tmp_path)
     for label in ("VS-H", "RN", "VS-X"):
