@@ -7,7 +7,11 @@ training step is dominated by its weights, LeNet-300-100 at batch 100, that pass
 of the step (``benchmarks/masked_overhead.py``). :class:`MaskedSGD` folds the mask into a pass
 the optimizer makes anyway: SGD with momentum adds the (weight-decayed) gradient to the momentum
 buffer, and here that addition is ``buffer += gradient * mask`` (one ``addcmul``) instead of
-``buffer += gradient``. The only extra work is reading the mask.
+``buffer += gradient``. The only extra work is reading the mask. On the CPU, where a mask keeps
+at most 1/16 of a tensor of at least 65,536 entries (SNIP's large layers), the addition is made
+at the kept entries only (``index_add_`` of the gathered ones): it reads a sixteenth of the
+tensor or less instead of three whole tensors, the same sums in the same rounding, and the other
+entries of the buffer stay zero.
 
 What it computes. Exactly ``torch.optim.SGD(lr, momentum, weight_decay)`` (no dampening, not
 Nesterov) run on gradients masked by the model's masks: on the CPU the weights after any number
@@ -41,6 +45,12 @@ from torch import nn
 from snip_lib import masking
 
 __all__ = ["MaskedSGD"]
+
+#: A mask that keeps at most this fraction of a CPU tensor of at least SPARSE_UPDATE_MIN_NUMEL
+#: entries gets the momentum addition at its kept entries only (measured crossover: between 1/10
+#: and 1/5 for tensors of 0.27M and 2.4M entries; below 65,536 entries the indexing costs more).
+SPARSE_UPDATE_MAX_DENSITY = 1 / 16
+SPARSE_UPDATE_MIN_NUMEL = 65_536
 
 
 # torch.optim.SGD's other settings, at the values MaskedSGD computes with; stored in every group
@@ -82,6 +92,8 @@ class MaskedSGD(torch.optim.Optimizer):
         self._model: nn.Module | None = model
         # id(parameter) -> (id, version) of the mask its momentum buffer was last cleared with
         self._mask_seen: dict[int, tuple[int, int]] = {}
+        # id(parameter) -> flat indices of the entries its mask keeps, where the sparse update pays
+        self._kept: dict[int, torch.Tensor | None] = {}
         super().__init__(params, defaults)  # validates each group through add_param_group
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -103,6 +115,7 @@ class MaskedSGD(torch.optim.Optimizer):
         super().__setstate__(state)
         self._model = getattr(self, "_model", None)
         self._mask_seen = {}  # masks whose zeros the momentum buffers are known to share
+        self._kept = {}
 
     def _masks(self) -> dict[int, torch.Tensor]:
         """id(parameter) -> its mask buffer, read from the model now (so later masks count)."""
@@ -143,6 +156,14 @@ class MaskedSGD(torch.optim.Optimizer):
             torch._foreach_add_(params, steps, alpha=-lr)
         return loss
 
+    @staticmethod
+    def _kept_indices(param: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """Flat indices of the entries ``mask`` keeps, where adding there only is cheaper; else None."""
+        if param.device.type != "cpu" or mask.numel() < SPARSE_UPDATE_MIN_NUMEL:
+            return None
+        kept = mask.reshape(-1).nonzero().squeeze(1)
+        return kept if kept.numel() <= SPARSE_UPDATE_MAX_DENSITY * mask.numel() else None
+
     def _momentum(self, params, steps, masks, masked, plain, momentum) -> list[torch.Tensor]:
         """buffer = momentum * buffer + d * mask (d alone where unmasked); returns the buffers."""
         buffers: list[torch.Tensor | None] = [self.state[p].get("momentum_buffer") for p in params]
@@ -152,10 +173,18 @@ class MaskedSGD(torch.optim.Optimizer):
                 if buffers[i] is not None:
                     buffers[i].mul_(masks[i])
                 self._mask_seen[id(params[i])] = seen
+                self._kept[id(params[i])] = self._kept_indices(params[i], masks[i])
         old = [i for i, b in enumerate(buffers) if b is not None]
         if old:
             torch._foreach_mul_([buffers[i] for i in old], momentum)
-        for group_idx, fold in ((masked, True), (plain, False)):
+        sparse = [i for i in masked if buffers[i] is not None and self._kept.get(id(params[i])) is not None
+                  and buffers[i].is_contiguous() and steps[i].is_contiguous()]
+        for i in sparse:  # the buffer is zero where the mask prunes: add d at the kept entries only
+            kept = self._kept[id(params[i])]
+            buffers[i].view(-1).index_add_(0, kept, steps[i].view(-1).index_select(0, kept))
+        sparse_set = set(sparse)
+        dense_masked = [i for i in masked if i not in sparse_set]
+        for group_idx, fold in ((dense_masked, True), (plain, False)):
             kept_old = [i for i in group_idx if buffers[i] is not None]
             new = [i for i in group_idx if buffers[i] is None]
             if kept_old:

@@ -33,15 +33,25 @@ def _mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
 
 
+def _wide() -> nn.Module:
+    """A first layer of 131,072 weights: at 5 % density MaskedSGD updates its buffer at the kept
+    entries only (optim.SPARSE_UPDATE_*); the small second layer takes the addcmul path."""
+    return nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 4))
+
+
 def _make(kind: str) -> nn.Module:
     torch.manual_seed(0)
-    return SmallCNN() if kind == "cnn" else _mlp()
+    return {"cnn": SmallCNN, "wide": _wide}.get(kind, _mlp)()
 
 
 def _batch(kind: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn((16, 3, 8, 8) if kind == "cnn" else (16, 12), generator=g)
+    x = torch.randn({"cnn": (16, 3, 8, 8), "wide": (16, 512)}.get(kind, (16, 12)), generator=g)
     return x, torch.randint(0, 4, (16,), generator=g)
+
+
+def _density(kind: str) -> float:
+    return 0.05 if kind == "wide" else 0.3
 
 
 def _masks(model: nn.Module, density: float = 0.3, with_bias: bool = False) -> dict[str, torch.Tensor]:
@@ -82,11 +92,11 @@ def _groups(model: nn.Module, weight_decay: float) -> list[dict]:
             for g in train.make_optimizer(model, cfg).param_groups]
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "wide"])
 @pytest.mark.parametrize("momentum, weight_decay", [(0.9, 5e-4), (0.9, 0.0), (0.0, 5e-4), (0.0, 0.0)])
 def test_same_weights_as_torch_sgd_with_the_hooks_bit_for_bit(kind, momentum, weight_decay):
     base = _make(kind)
-    masks = _masks(base, with_bias=kind == "cnn")  # a masked bias too, on the CNN
+    masks = _masks(base, _density(kind), with_bias=kind == "cnn")  # a masked bias too, on the CNN
     hooked, folded = copy.deepcopy(base), copy.deepcopy(base)
     masking.apply_masks(hooked, masks)
     masking.apply_masks(folded, masks)
@@ -101,6 +111,25 @@ def test_same_weights_as_torch_sgd_with_the_hooks_bit_for_bit(kind, momentum, we
     if momentum:  # the buffers are torch.optim.SGD's, under its key, and zero where pruned
         for name, p in folded.named_parameters():
             assert torch.equal(ours.state[p]["momentum_buffer"], reference.state[dict(hooked.named_parameters())[name]]["momentum_buffer"])
+    if kind == "wide" and momentum:  # the large sparse layer went the kept-entries way, the small one did not
+        layers = dict(folded.named_parameters())
+        assert ours._kept[id(layers["0.weight"])] is not None and ours._kept[id(layers["2.weight"])] is None
+
+
+def test_the_kept_entries_update_is_chosen_by_size_density_and_device():
+    from snip_lib import optim
+
+    big = torch.zeros(optim.SPARSE_UPDATE_MIN_NUMEL)
+    sparse_mask = torch.zeros_like(big)
+    sparse_mask[:: 16] = 1.0                                        # exactly 1/16 kept
+    kept = MaskedSGD._kept_indices(big, sparse_mask)
+    assert kept is not None and torch.equal(kept, torch.arange(0, big.numel(), 16))
+    denser = sparse_mask.clone()
+    denser[1] = 1.0                                                 # one more than 1/16
+    assert MaskedSGD._kept_indices(big, denser) is None
+    small = torch.zeros(optim.SPARSE_UPDATE_MIN_NUMEL - 1)
+    assert MaskedSGD._kept_indices(small, torch.zeros_like(small)) is None
+    assert MaskedSGD._kept_indices(big.to("meta"), sparse_mask.to("meta")) is None  # not the CPU
 
 
 def test_it_is_the_optimizer_that_keeps_the_zeros_while_the_hooks_are_paused():
@@ -400,28 +429,31 @@ def test_per_group_learning_rates_are_used():
     assert all(torch.equal(p, q) for p, q in zip(hooked.parameters(), folded.parameters()))
 
 
-def test_load_state_dict_resumes_training_where_it_stopped():
+@pytest.mark.parametrize("kind", ["mlp", "wide"])
+def test_load_state_dict_resumes_training_where_it_stopped(kind):
     """A checkpoint of MaskedSGD loads into a new MaskedSGD, which steps on as the first one does
     (Optimizer.load_state_dict goes through __setstate__, which must keep the model)."""
-    base = _make("mlp")
-    masking.apply_masks(base, _masks(base))
+    base = _make(kind)
+    masking.apply_masks(base, _masks(base, _density(kind)))
     resumed = copy.deepcopy(base)
     opt = MaskedSGD(base.parameters(), base, lr=0.05, momentum=0.9, weight_decay=5e-4)
-    _train(base, opt, "mlp", 3)
+    _train(base, opt, kind, 3)
     checkpoint = copy.deepcopy((base.state_dict(), opt.state_dict()))
-    _train(base, opt, "mlp", 2, start=3)
+    _train(base, opt, kind, 2, start=3)
     resumed.load_state_dict(checkpoint[0])
     opt2 = MaskedSGD(resumed.parameters(), resumed, lr=0.05, momentum=0.9, weight_decay=5e-4)
     opt2.load_state_dict(checkpoint[1])
-    _train(resumed, opt2, "mlp", 2, start=3)
+    _train(resumed, opt2, kind, 2, start=3)
     assert all(torch.equal(p, q) for p, q in zip(base.parameters(), resumed.parameters()))
 
 
-def test_a_sparser_mask_clears_the_momentum_of_the_weights_it_prunes():
+@pytest.mark.parametrize("kind", ["mlp", "wide"])
+def test_a_sparser_mask_clears_the_momentum_of_the_weights_it_prunes(kind):
     """Masks re-applied during training that prune more: old momentum must not move the newly
-    pruned weights (with torch.optim.SGD and the gradient hooks, it does)."""
-    base = _make("mlp")
-    first = _masks(base, 0.6)
+    pruned weights (with torch.optim.SGD and the gradient hooks, it does). On the wide net the
+    second mask is sparse enough for the kept-entries update, which needs the cleared buffer."""
+    base = _make(kind)
+    first = _masks(base, 0.6 if kind == "mlp" else 0.1)
     second = {n: m & (torch.rand(m.shape, generator=torch.Generator().manual_seed(9)) < 0.5) for n, m in first.items()}
     ours, hooked = copy.deepcopy(base), copy.deepcopy(base)
     opts = {}
@@ -430,10 +462,10 @@ def test_a_sparser_mask_clears_the_momentum_of_the_weights_it_prunes():
     opts["ours"] = MaskedSGD(ours.parameters(), ours, lr=0.05, momentum=0.9, weight_decay=5e-4)
     opts["hooked"] = torch.optim.SGD(hooked.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     for name, model in (("ours", ours), ("hooked", hooked)):
-        _train(model, opts[name], "mlp", 3)
+        _train(model, opts[name], kind, 3)
         masking.apply_masks(model, second)
         assert masking.pruned_nonzero(model) == {}
-        _train(model, opts[name], "mlp", 2, start=3)
+        _train(model, opts[name], kind, 2, start=3)
     assert masking.pruned_nonzero(ours) == {}
     assert masking.pruned_nonzero(hooked) != {}  # what the buffers' clearing prevents
 
