@@ -11,8 +11,9 @@ with momentum 0.9 and weight decay 5e-4) take training steps, interleaved:
   alone, not of one SGD implementation against another;
 - ``ours_fit``          :class:`snip_lib.optim.MaskedSGD` on the masked model with the masks' gradient
   hooks paused (:func:`snip_lib.masking.gradient_hooks_paused`): the mask is folded into the
-  momentum update (one ``addcmul`` instead of an ``add``). This is what :func:`snip_lib.train.fit`
-  trains with SGD, and what the target is judged on;
+  momentum update (one ``addcmul`` instead of an ``add``, or for a large, very sparse layer an
+  addition at its kept entries only). This is what :func:`snip_lib.train.fit` trains with SGD, and
+  what the target is judged on;
 - ``ours_hook``         ``torch.optim.SGD`` on the model masked by :func:`snip_lib.masking.apply_masks`:
   a post-accumulate-grad hook multiplies each masked gradient by its mask in place once per
   backward (what any other optimizer gets: Adam in ``fit``, or a training loop of one's own);
@@ -23,8 +24,8 @@ with momentum 0.9 and weight decay 5e-4) take training steps, interleaved:
 
 A step is ``zero_grad``, forward, cross-entropy, backward, ``step`` (and ``enforce_masks`` for
 ``ours_hook_enforce``). Many short rounds keep the median ratio stable on a shared machine: 100 in
-full mode, 400 for LeNet-300-100, whose 2.5 ms step spreads its per-round ratios most (a quartile
-range of about 0.2) and whose ratio sits nearest the target. Each ratio comes with a distribution-free
+full mode, 400 for LeNet-300-100, whose short step (2 to 4.5 ms on the CPUs measured) spreads its
+per-round ratios most and whose ratio sits nearest the target. Each ratio comes with a distribution-free
 95 % confidence interval of its median (:func:`snip_lib.benchmarking.median_ci`). The target (our
 masked step within 5 % of the dense one) is judged on ``ours_fit`` against **both** dense baselines,
 ``dense`` and ``dense_masked_sgd``: it is *met* when both medians are within it, and met *with

@@ -42,17 +42,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     recorded = args.out.resolve() == common.RESULTS_DIR.resolve()
     if args.notebook_modes is None:
         args.notebook_modes = ["quick", "full"] if recorded else ["quick"]
-    if recorded and "notebook_times" in (args.only or NAMES) and set(args.notebook_modes) != {"quick", "full"}:
-        # The recorded file feeds chapter 10 and the introduction's time table, which need both modes.
-        parser.error(f"--notebook-modes {' '.join(args.notebook_modes)} would replace {common.RESULTS_DIR.name}/"
-                     "notebook_times.json without its other mode; record both (--notebook-modes quick full) "
-                     "or write elsewhere (--out DIR)")
+    if recorded and args.mode != "full":
+        # The recorded files feed chapter 10 and the introduction as results: never a smoke run.
+        parser.error(f"--mode {args.mode} is a smoke run and would replace the recorded results in "
+                     f"{common.RESULTS_DIR.name}/; write it elsewhere (--out DIR, default benchmarks/out)")
+    if recorded and "notebook_times" in (args.only or NAMES):
+        # The recorded file feeds chapter 10 and the introduction's time table, which need both modes
+        # and every chapter.
+        if set(args.notebook_modes) != {"quick", "full"}:
+            parser.error(f"--notebook-modes {' '.join(args.notebook_modes)} would replace {common.RESULTS_DIR.name}/"
+                         "notebook_times.json without its other mode; record both (--notebook-modes quick full) "
+                         "or write elsewhere (--out DIR)")
+        if args.notebooks is not None:
+            from benchmarks.notebook_times import default_notebooks
+
+            wanted = {p.resolve() for p in default_notebooks()}
+            if {p.resolve() for p in args.notebooks} != wanted:
+                parser.error(f"--notebooks names {len(args.notebooks)} notebook(s); {common.RESULTS_DIR.name}/"
+                             f"notebook_times.json holds every chapter ({len(wanted)}), which the book's time tables "
+                             "read; time a subset elsewhere (--out DIR)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Before torch starts its thread pool; the recorded provenance reads the mode from SNIP_QUICK.
+    # torch is imported already (parse_args reads benchmarks.common), but its thread pool starts at
+    # the first parallel op: set_num_threads below applies. The recorded provenance reads the mode
+    # from SNIP_QUICK.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["SNIP_QUICK"] = "1" if args.mode == "quick" else "0"
     import torch

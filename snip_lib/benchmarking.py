@@ -120,7 +120,7 @@ def time_interleaved(
 
     names = list(variants)
     calls: dict[str, int] = {}
-    for name in names:  # warm-up, interleaved too
+    for name in names:  # warm-up and calibration, one variant after another
         for _ in range(warmup):
             variants[name]()
         once = _one_sample(variants[name], 1, sync)
