@@ -70,6 +70,7 @@ __all__ = [
     "result_name",
     "run_suite",
     "shortened_decay_every",
+    "suite_epochs",
 ]
 
 #: Initialisation of the trained network unless a run says otherwise: the official code's "vs" default.
@@ -460,6 +461,16 @@ def planned_runs(suite: Suite, runs: Sequence[dict[str, Any]] | None = None,
     return [(run, seed) for seed in every for run in runs if seed in seeds_of(suite, run)]
 
 
+def suite_epochs(run: dict[str, Any], epochs: int | None = None) -> int:
+    """The epochs a suite's ``run`` trains for: ``epochs`` if given (a command's ``--epochs``), else
+    the run's own ``"epochs"`` or its family's default, in full mode. Quick mode trains the family's
+    quick epochs whatever the run pins (a smoke run of the code path: ``--epochs`` still wins)."""
+    if epochs is not None:
+        return epochs
+    fam = FAMILY_DEFAULTS[family_of(run["arch"])]
+    return _config.pick(run.get("epochs", fam["full_epochs"]), fam["quick_epochs"])
+
+
 def _run_kwargs(run: dict[str, Any]) -> dict[str, Any]:
     """A suite run as :func:`prune_and_train` keywords (without the suite-level ``seeds`` key)."""
     return {k: v for k, v in run.items() if k != "seeds"}
@@ -574,7 +585,7 @@ def requested_settings(run: dict[str, Any], *, epochs: int | None = None,
     """
     fam = defaults_for(run["arch"])
     settings = _run_kwargs(run)
-    settings["epochs"] = epochs if epochs is not None else run.get("epochs", fam["epochs"])
+    settings["epochs"] = suite_epochs(run, epochs)
     settings["limit_train"] = (limit_train if limit_train is not None
                                else run.get("limit_train", _config.pick(None, _QUICK_LIMIT_TRAIN)))
     for key in ("batch_size", "saliency_batch", "schedule"):
@@ -635,8 +646,7 @@ def run_suite(
             log(f"{path} exists, skipped")
             continue
         kwargs = dict(_run_kwargs(run), seed=seed, device=device, progress=progress, smoke_ok=smoke_ok)
-        if epochs is not None:
-            kwargs["epochs"] = epochs
+        kwargs["epochs"] = suite_epochs(run, epochs)  # (the same as the check above: quick mode shortens)
         if limit_train is not None:
             kwargs["limit_train"] = limit_train
         res = prune_and_train(**kwargs)

@@ -230,18 +230,31 @@ for _suite in _SUITES:
 
 
 def result_name(arch: str, sparsity: float, seed: int) -> str:
-    """File name of one run, the same as ``python -m snip_lib reproduce`` writes."""
+    """File name of a run of a suite with one run per (arch, sparsity), as the Table 1 suites are.
+
+    It is what ``python -m snip_lib reproduce`` writes for such a suite; a suite with several
+    runs at one (arch, sparsity) (the diagnosis suite) tags its names to tell them apart: use
+    :func:`snip_lib.experiments.result_name` there.
+    """
     return f"{arch}-sp{sparsity:g}-seed{seed}.json"
 
 
 def expected_run(suite: str, arch: str, sparsity: float) -> dict[str, Any]:
-    """The run dict of ``suite`` for (``arch``, ``sparsity``); ``KeyError`` if the suite has none."""
+    """The run dict of ``suite`` for (``arch``, ``sparsity``).
+
+    ``KeyError`` if the suite has none, ``ValueError`` if it has several (the diagnosis suite runs
+    one (arch, sparsity) several ways): the first of them would silently stand for all.
+    """
     if suite not in experiments.SUITES:
         raise KeyError(f"unknown suite {suite!r}; registered: {', '.join(experiments.SUITES)}")
-    for run in experiments.SUITES[suite].runs:
-        if run["arch"] == arch and abs(run["sparsity"] - sparsity) < 1e-12:
-            return run
-    raise KeyError(f"suite {suite!r} has no run for arch={arch!r}, sparsity={sparsity!r}")
+    found = [run for run in experiments.SUITES[suite].runs
+             if run["arch"] == arch and abs(run["sparsity"] - sparsity) < 1e-12]
+    if not found:
+        raise KeyError(f"suite {suite!r} has no run for arch={arch!r}, sparsity={sparsity!r}")
+    if len(found) > 1:
+        raise ValueError(f"suite {suite!r} has {len(found)} runs for arch={arch!r}, sparsity={sparsity!r}; "
+                         "pick one from experiments.SUITES[suite].runs")
+    return found[0]
 
 
 # ----------------------------------------------------------------------------- recorded results
@@ -350,7 +363,9 @@ def diagnosis_table(mode: str | None = "full"):
     One row per recorded variant (``"plain (Table 1 recipe)"`` first, from ``results/lenet``) with
     the mean final and at-best-val test error (%), the seeds, the epochs, and ``change``, the mean
     over seeds of (variant − plain run of the same seed), with ``change_sd``, the sample standard
-    deviation of those differences (NaN for one seed). A file is a variant's by its name
+    deviation of those differences (NaN for one seed, and for the plain row itself). The plain
+    row averages the seeds the variants ran (0-2), not all ten of Table 1, so that every mean in
+    the ``final`` column is over the same seeds. A file is a variant's by its name
     (:func:`snip_lib.experiments.result_name`). ``FileNotFoundError`` (saying how to produce them)
     when the diagnosis runs are not recorded.
     """
@@ -366,10 +381,8 @@ def diagnosis_table(mode: str | None = "full"):
     plain = recorded_results(mode)
     plain = plain[(plain["config.arch"] == "lenet300") & ((plain["config.sparsity"] - 0.98).abs() < 1e-9)]
     plain_by_seed = dict(zip(plain["seed"], plain["metrics.final_test_error"]))
-    rows = [{"variant": "plain (Table 1 recipe)", "final": float(plain["metrics.final_test_error"].mean()),
-             "at_best_val": float(plain["metrics.test_error_at_best_val"].mean()), "seeds": len(plain),
-             "epochs": int(plain["config.train"].iloc[0]["epochs"]) if len(plain) else None, "change": 0.0,
-             "change_sd": 0.0}]
+    rows = []
+    variant_seeds: set[int] = set()
     suite = experiments.SUITES["table1-lenet300-diagnosis"]
     file_names = runs["path"].map(lambda p: Path(p).name)
     for label, run in zip(DIAGNOSIS_VARIANTS, suite.runs):  # the suite's runs are the variants, in order
@@ -377,6 +390,7 @@ def diagnosis_table(mode: str | None = "full"):
         match = runs[file_names.isin({experiments.result_name(suite, run, s) for s in experiments.seeds_of(suite, run)})]
         if match.empty:
             continue
+        variant_seeds.update(int(s) for s in match["seed"])
         deltas = [e - plain_by_seed[s] for s, e in zip(match["seed"], match["metrics.final_test_error"])
                   if s in plain_by_seed]
         rows.append({"variant": label, "final": float(match["metrics.final_test_error"].mean()),
@@ -384,6 +398,11 @@ def diagnosis_table(mode: str | None = "full"):
                      "epochs": int(match["config.train"].iloc[0]["epochs"]),
                      "change": float(np.mean(deltas)) if deltas else float("nan"),
                      "change_sd": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan")})
+    same = plain[plain["seed"].isin(variant_seeds)] if variant_seeds else plain
+    rows.insert(0, {"variant": "plain (Table 1 recipe)", "final": float(same["metrics.final_test_error"].mean()),
+                    "at_best_val": float(same["metrics.test_error_at_best_val"].mean()), "seeds": len(same),
+                    "epochs": int(same["config.train"].iloc[0]["epochs"]) if len(same) else None, "change": 0.0,
+                    "change_sd": float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -405,7 +424,8 @@ def summarize(frame):
     in any other recorded setting (training set, schedule, initialisation, mode, ...) is refused
     with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`). Columns: ``arch``,
     ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
-    ``test.py``, optimistic), ``at_best_val_mean``/``at_best_val_std`` (honest),
+    ``test.py``, optimistic: the minimum over all epochs, where ``test.py`` sees the last five
+    checkpoints), ``at_best_val_mean``/``at_best_val_std`` (honest),
     ``wall_time_mean`` (s), ``device`` and ``commit`` (:func:`snip_lib.results.commit_label`: first 8
     hex digits, ``+dirty`` for uncommitted changes, ``none`` outside git), ``seed_ids`` ("0-9"), ``recorded`` (UTC date or date
     range) and ``machine`` (the kernel build of each recording machine, which tells apart machines
@@ -471,7 +491,7 @@ def table1_frame(table, provenance: bool = True):
         "paper": table["paper"].map(lambda p: MISSING if missing(p) else f"{p:.1f}"),
         "ours, final": [mean_std(m, s) for m, s in zip(table["final_mean"], table["final_std"])],
         "at best val": [mean_std(m, s) for m, s in zip(table["at_best_val_mean"], table["at_best_val_std"])],
-        "best test (test.py, optimistic)": [mean_std(m, s) for m, s in
+        "best test (≈ test.py, optimistic)": [mean_std(m, s) for m, s in
                                             zip(table["best_test_mean"], table["best_test_std"])],
         "final - paper": [MISSING if missing(p) else f"{m - p:+.2f}"
                           for m, p in zip(table["final_mean"], table["paper"])],

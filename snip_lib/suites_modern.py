@@ -555,6 +555,10 @@ def time_epochs(
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty sequence of network names, got {archs!r}")
+    for arch in archs:  # each must have a Table 2 sparsity, before anything trains
+        if models.build(arch).snip_arch not in PAPER_TABLE2:
+            raise ValueError(f"time_epochs times the networks of Table 2 at its sparsity; {arch!r} is not one of "
+                             f"{', '.join(PAPER_TABLE2)}")
     for name, value in (("n_examples", n_examples), ("batch_size", batch_size), ("epochs", epochs)):
         _check_positive_int(name, value)
     settings = [tuple(s) for s in settings]
@@ -567,7 +571,7 @@ def time_epochs(
     for arch in archs:
         train_ds, test_ds, dataset = training_data(arch, n_examples, batch_size, seed=seed)
         x, y, _ = scoring_batch(arch, batch_size, seed=seed)
-        sparsity = PAPER_TABLE2.get(models.build(arch).snip_arch, (0.95,))[0]
+        sparsity = PAPER_TABLE2[models.build(arch).snip_arch][0]
         for amp, channels_last in settings:
             for pruned in (False, True):
                 seed_everything(seed)
@@ -652,11 +656,10 @@ def run_status(suite: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     have = set() if frame is None or len(frame) == 0 else {Path(p).name for p in frame["path"]}
     spec = experiments.SUITES[suite]
     rows = []
-    for seed in spec.seeds:
-        for run in spec.runs:
-            name = experiments.result_name(spec, run, seed)
-            rows.append({"file": name, "arch": run["arch"], "sparsity": round(100 * run["sparsity"], 2),
-                         "scoring init": _label_of(run.get("scoring_init")), "seed": seed, "recorded": name in have})
+    for run, seed in experiments.planned_runs(spec):  # a run's own seeds count, as reproduce runs them
+        name = experiments.result_name(spec, run, seed)
+        rows.append({"file": name, "arch": run["arch"], "sparsity": round(100 * run["sparsity"], 2),
+                     "scoring init": _label_of(run.get("scoring_init")), "seed": seed, "recorded": name in have})
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snip_lib import models
@@ -177,6 +178,8 @@ def test_unknown_option_raises_type_error_naming_it_and_the_allowed_ones():
         ("lenet300", {"num_classes": 0}, ValueError, "0"),
         ("lenet300", {"num_classes": 2.5}, TypeError, "2.5"),
         ("lstm-s", {"forget_bias": "one"}, TypeError, "one"),
+        ("lstm-s", {"forget_bias": float("nan")}, ValueError, "forget_bias must be a finite number, got nan"),
+        ("lstm-b", {"forget_bias": float("-inf")}, ValueError, "got -inf"),
     ],
 )
 def test_bad_option_values_are_rejected(name, options, error, bad):
@@ -284,3 +287,52 @@ def test_count_parameters_include_bn_on_a_paper_model():
     bn = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for p in m.parameters())
     assert bn > 0
     assert models.count_parameters(model, include_bn=True) == EXPECTED_COUNTS["vgg-like"] + bn
+
+
+def _conv_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(channels, height, kernel) of every convolution's output, in forward order."""
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((o.shape[1], o.shape[2], m.kernel_size[0])))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name, kernels", [
+    ("vgg-d", [3] * 13),
+    ("vgg-c", [3, 3, 3, 3, 3, 3, 1, 3, 3, 1, 3, 3, 1]),   # VGG-C: a 1x1 convolution ends blocks 3 to 5
+])
+def test_vgg_pools_after_convolutions_2_4_7_10_and_13(name, kernels):
+    """The parameter count cannot see where the pooling is; the feature-map sizes can."""
+    outputs = _conv_outputs(models.build(name), torch.randn(2, 3, 32, 32))
+    assert [h for _, h, _ in outputs] == [32, 32, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 2]
+    assert [c for c, _, _ in outputs] == [64, 64, 128, 128, 256, 256, 256] + [512] * 6
+    assert [k for _, _, k in outputs] == kernels
+    net = models.build(name)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 13      # BN after every convolution
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in net.modules()) == 2       # and every hidden fc layer
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 5
+
+
+def test_wrn_blocks_are_pre_activation_with_a_projection_that_reads_the_activated_input():
+    net = models.build("wrn-16-8").eval()
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 3 * 2 * 2 + 1
+    projections = [n for n, m in net.named_modules() if n.endswith("shortcut") and m is not None]
+    assert projections == ["group1.0.shortcut", "group2.0.shortcut", "group3.0.shortcut"]
+    block = net.group2[0]
+    x = torch.randn(2, 128, 16, 16)
+    seen = {}
+    block.shortcut.register_forward_hook(lambda m, i, o: seen.update(input=i[0]))  # returns None: output kept
+    with torch.no_grad():
+        out = block(x)
+        expected_in = F.relu(block.bn1(x))
+        assert torch.equal(seen["input"], expected_in)                   # not the raw x
+        branch = block.conv2(F.relu(block.bn2(block.conv1(expected_in))))
+        torch.testing.assert_close(out, branch + block.shortcut(expected_in))
+        plain = net.group2[1]                                            # identity shortcut: adds raw x
+        y = torch.randn(2, 256, 8, 8)
+        torch.testing.assert_close(plain(y), plain.conv2(F.relu(plain.bn2(plain.conv1(F.relu(plain.bn1(y)))))) + y)
+    assert [h for _, h, _ in _conv_outputs(net, torch.randn(1, 3, 32, 32))][::5] == [32, 32, 16, 8]

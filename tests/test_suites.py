@@ -196,6 +196,7 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
 
     write("lenet", "p0.json", 3.0, 0)
     write("lenet", "p1.json", 2.0, 1)
+    write("lenet", "p7.json", 9.0, 7)        # a Table 1 seed no variant ran: not in the plain row's mean
     write_variant("Glorot initialisation", 3.5, 0)
     write_variant("100 epochs (two lr decays)", 2.5, 0, epochs=100)
     scoring = "the first official code's scoring (two initialisations, 'vs' biases, biases prunable)"
@@ -203,7 +204,9 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     write_variant(scoring, 1.6, 1)
     write("table1-lenet300-diagnosis", "lenet300-sp0.98-seed0.json", 9.9, 0)  # no variant's name: ignored
     table = suites_lenet.diagnosis_table(mode=None).set_index("variant")
-    assert table.loc["plain (Table 1 recipe)", "final"] == pytest.approx(2.5)   # mean over the two plain seeds
+    assert table.loc["plain (Table 1 recipe)", "final"] == pytest.approx(2.5)   # mean over the variants' seeds 0, 1
+    assert table.loc["plain (Table 1 recipe)", "seeds"] == 2
+    assert math.isnan(table.loc["plain (Table 1 recipe)", "change_sd"])           # no spread of a row with itself
     assert table.loc["Glorot initialisation", "change"] == pytest.approx(0.5)   # against seed 0's plain run
     assert math.isnan(table.loc["Glorot initialisation", "change_sd"])          # one seed: no spread
     assert table.loc["100 epochs (two lr decays)", "change"] == pytest.approx(-0.5)
@@ -425,3 +428,29 @@ def test_mean_std_cells_show_the_mean_alone_for_one_seed_and_a_dash_for_no_numbe
     assert mean_std(1.987, float("nan")) == mean_std(1.987, None) == "1.99"
     assert mean_std(float("nan"), 0.1) == mean_std(None, None) == MISSING
     assert mean_std(0.8, 0.05, digits=1) == "0.8 ± 0.1"
+
+
+def test_expected_run_refuses_a_suite_with_several_runs_of_one_network_and_sparsity():
+    with pytest.raises(ValueError, match=r"suite 'table1-lenet300-diagnosis' has \d+ runs for arch='lenet300', "
+                                         r"sparsity=0.98"):
+        suites_lenet.expected_run("table1-lenet300-diagnosis", "lenet300", 0.98)
+    assert suites_lenet.expected_run("table1-lenet300", "lenet300", 0.98)["sparsity"] == 0.98
+    with pytest.raises(KeyError, match="no run"):
+        suites_lenet.expected_run("table1-lenet300", "lenet300", 0.5)
+
+
+@pytest.mark.parametrize("mode, expected", [("1", [1, 1, 1, 7]), ("0", [10, 100, 50, 7])])
+def test_quick_mode_shortens_suites_that_pin_their_epochs(tmp_path, monkeypatch, mode, expected):
+    """Quick mode trains every suite run for the family's quick epochs: a pinned 100-epoch run was
+    not shortened (and outlasted the 'full' 50-epoch suite); --epochs still wins in both modes."""
+    monkeypatch.setenv("SNIP_QUICK", mode)
+    calls, fake = [], _fake_prune_and_train([])
+    monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: (calls.append(kw), fake(**kw))[1])
+    suite = experiments.Suite("fake-e", "", runs=({"arch": "lenet5", "sparsity": 0.5, "epochs": 10},
+                                                  {"arch": "lenet5", "sparsity": 0.9, "epochs": 100},
+                                                  {"arch": "lenet300", "sparsity": 0.5}), seeds=(0,))
+    monkeypatch.setitem(experiments.SUITES, suite.name, suite)
+    experiments.run_suite("fake-e", tmp_path / "a", log=lambda line: None)
+    experiments.run_suite("fake-e", tmp_path / "b", epochs=7, archs=["lenet300"], log=lambda line: None)
+    assert [c["epochs"] for c in calls] == expected
+    assert [experiments.requested_settings(r)["epochs"] for r in suite.runs] == expected[:3]

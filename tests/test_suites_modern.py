@@ -7,6 +7,7 @@ paper. The model tests use the small recurrent networks and FakeData, so the fil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -159,6 +160,8 @@ def test_time_epochs_compares_dense_and_pruned_side_by_side():
         suites_modern.time_epochs("vgg-d")
     with pytest.raises(ValueError, match="settings"):
         suites_modern.time_epochs(["gru-s"], settings=[(True,)])
+    with pytest.raises(ValueError, match="'lenet300' is not one of"):   # no Table 2 sparsity to prune at
+        suites_modern.time_epochs(["gru-s", "lenet300"], n_examples=40, batch_size=20, epochs=1)
 
 
 # ----------------------------------------------------------------------------- recorded runs
@@ -205,6 +208,16 @@ def test_run_status_lists_what_is_still_missing(tmp_path, monkeypatch):
     t3 = suites_modern.run_status("table3-rnn")
     assert len(t3) == 2 * 4 * 2 and set(t3["scoring init"]) == {"RN", "TN", "VS-X", "VS-H"}
     assert t3["file"].is_unique
+
+
+def test_run_status_plans_a_runs_own_seeds_as_reproduce_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(suites_modern, "results_dir", lambda: tmp_path)
+    spec = experiments.SUITES["table2-rnn"]
+    runs = tuple(dict(r, seeds=(0, 1, 2)) if r["arch"] == "gru-s" else r for r in spec.runs)
+    monkeypatch.setitem(experiments.SUITES, "table2-rnn", dataclasses.replace(spec, runs=runs))
+    status = suites_modern.run_status("table2-rnn")
+    assert len(status) == len(experiments.planned_runs(experiments.SUITES["table2-rnn"])) == 6 * 2 + 2 * 3
+    assert sorted(status.loc[status["arch"] == "gru-s", "seed"]) == [0, 0, 1, 1, 2, 2]
 
 
 def test_summarize_table2_puts_our_seeds_next_to_the_paper(tmp_path, monkeypatch):
