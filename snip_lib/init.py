@@ -14,7 +14,8 @@ Schemes (``fan_in``/``fan_out`` computed as in PyTorch, see :func:`fan_in_fan_ou
                              Glorot & Bengio (2010); std = 1/√(3·fan_in)
 ``glorot_uniform`` (VS-X)    U(-a, a), a = √(6/(fan_in+fan_out)); std = √(2/(fan_in+fan_out))
 ``glorot_normal``            N(0, 2/(fan_in+fan_out))
-``he_normal`` (VS-H)         N(0, 2/fan_in)  (fan-in mode, gain √2)
+``he_normal`` (VS-H)         N(0, 2/fan_in)  (fan-in mode, gain √2; untruncated, while TF1's
+                             ``he_normal`` is truncated at ±2σ: the same std, other tails)
 ``he_uniform``               U(-a, a), a = √(6/fan_in); std = √(2/fan_in)
 ``lecun_truncated_normal``   TF1 ``tf.variance_scaling_initializer`` defaults (the official
                              code's ``vs``): normal with σ = √(1/fan_in)/0.8796…, cut at ±2σ,
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import torch
 from torch import nn
@@ -117,8 +119,10 @@ def _module_fans(module: nn.Module) -> tuple[int, int]:
     A transposed convolution stores its weight as ``(in, out/groups, *kernel)``, the layout of the
     convolution it is the gradient of, so reading the fans off the shape (as
     ``torch.nn.init._calculate_fan_in_and_fan_out`` does) swaps them. Here they keep the meaning
-    they have for a convolution: each output sums over fan_in = (in/groups)·prod(kernel) inputs,
-    and fan_out = out·prod(kernel). (A Bilinear weight (out, in1, in2) gets fan_in = in1·in2, the
+    they have for a convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel).
+    That is the number of inputs each output sums at stride 1; with stride s an output sums only
+    about 1/s^d of them, so variance scaling by fan_in shrinks the output variance by about s^d
+    (an upsampling layer of stride 2 and a 4x4 kernel: a quarter). (A Bilinear weight (out, in1, in2) gets fan_in = in1·in2, the
     number of products each output sums, and fan_out = out·in2.)
     """
     weight = module.weight
@@ -198,6 +202,27 @@ def _draw(shape: torch.Size, dtype: torch.dtype, scheme: str, scale: float,
     return nn.init.normal_(out, 0.0, scale, generator=generator)
 
 
+def _check_drawable(name: str, module: nn.Module) -> None:
+    """A clear error for a layer whose weight :func:`apply` could not draw into (nothing changed yet)."""
+    from torch.nn.utils import parametrize
+
+    kind = type(module).__name__
+    if "weight_orig" in module._parameters:
+        raise ValueError(f"layer {name!r} ({kind}) is pruned with torch.nn.utils.prune: its weight is recomputed "
+                         "from weight_orig at every forward, so a drawn weight would be lost; convert it first "
+                         "with snip_lib.masking.from_torch_prune(model), or initialise before pruning")
+    if parametrize.is_parametrized(module, "weight"):
+        raise ValueError(f"layer {name!r} ({kind}) has a torch.nn.utils.parametrize parametrisation of its weight, "
+                         "which is recomputed at every read, so a drawn weight would be lost; initialise before "
+                         "parametrising, or write into module.parametrizations.weight.original yourself")
+    weight = module._parameters.get("weight")
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        raise ValueError(f"layer {name!r} ({kind}) is lazy and has not run yet, so its weight has no shape; "
+                         "run one forward pass first")
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"layer {name!r} ({kind}) has no weight tensor to initialise")
+
+
 def _fill(param: torch.Tensor, values: torch.Tensor) -> None:
     with torch.no_grad():
         param.copy_(values.to(device=param.device, dtype=param.dtype))
@@ -229,16 +254,23 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     - Weights of ``nn.Linear``, ``nn.Bilinear``, ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d``
       are drawn from ``scheme``. A transposed convolution stores its weight as
       ``(in, out/groups, *kernel)``, so its fans are not read off that shape but are those of the layer, as for a
-      convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel).
+      convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel) (exact at stride 1;
+      see :func:`_module_fans` for larger strides).
     - Their biases are set to zero (``bias="zeros"``, the official code's default for the
-      trained network), drawn from PyTorch's default rule U(-1/√fan_in, 1/√fan_in)
-      (``bias="default"``), or drawn from ``scheme`` itself with TensorFlow's fans of a 1-D
+      trained network), drawn from U(-1/√fan_in, 1/√fan_in) with the layer's fan_in as above
+      (``bias="default"``: PyTorch's default rule for Linear and Conv; PyTorch's own bound differs
+      for ConvTranspose and Bilinear layers), or drawn from ``scheme`` itself with TensorFlow's fans of a 1-D
       variable, fan_in = fan_out = its length (``bias="scheme"``: the official code as first
       published initialised the biases of the network it *scores* with ``vs`` too, e.g. std
       1/√300 for a 300-unit layer; zeros since June 2019).
     - BatchNorm/InstanceNorm/LayerNorm/GroupNorm get weight 1 and bias 0, and BatchNorm
       running statistics are reset: a freshly initialised network has fresh statistics.
-    - Other modules (embeddings, ``nn.LSTM``, ...) are left as they are.
+    - Other modules (embeddings, ...) are left as they are; ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU``
+      too, with a warning naming them (the book's recurrent networks are built from Linear layers).
+    - A weight that is computed rather than stored cannot be drawn into: a layer pruned with
+      ``torch.nn.utils.prune`` (convert it with :func:`snip_lib.masking.from_torch_prune`), one
+      with a ``torch.nn.utils.parametrize`` parametrisation, or a lazy layer that has not run yet.
+      Such a layer is refused with a ``ValueError`` naming it, before any layer is changed.
     - A model masked with :func:`snip_lib.masking.apply_masks` keeps its masks: after the draw its
       pruned entries are set back to 0 (:func:`snip_lib.masking.enforce_masks`), so the model
       stays as sparse as its masks say. The draw itself is that of the unmasked model.
@@ -257,11 +289,18 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     seed = check_seed(seed)
     generator = None if seed is None else torch.Generator().manual_seed(seed)
 
-    layers = [m for m in model.modules() if isinstance(m, _WEIGHT_MODULES)]
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _WEIGHT_MODULES)]
     if not layers:
         raise ValueError(
             f"{type(model).__name__} has no nn.Linear, nn.Bilinear or convolution layer to initialise"
         )
+    for layer_name, module in layers:  # every layer checked before any is changed
+        _check_drawable(layer_name or type(model).__name__, module)
+    skipped = [n or type(model).__name__ for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    if skipped:
+        warnings.warn(f"init.apply leaves {', '.join(skipped)} as they are (nn.RNN/LSTM/GRU keep PyTorch's own "
+                      "initialisation); build recurrent cells from nn.Linear to initialise them with a scheme",
+                      stacklevel=2)
     for module in model.modules():
         if isinstance(module, _WEIGHT_MODULES):
             weight = module.weight

@@ -128,6 +128,13 @@ class _InferenceOnly(nn.Module):
     def _dense_weight(self) -> torch.Tensor:
         return self.weight.to_dense()
 
+    def _check_runnable(self) -> None:
+        """The clear error to_sparse gives, for a CSR module turned half precision after the export."""
+        w = self.weight
+        if w.layout == torch.sparse_csr and w.device.type == "cpu" and w.dtype in _NO_CPU_CSR_DTYPES:
+            raise ValueError(f"{type(self).__name__}: a CSR weight in {w.dtype} cannot be multiplied on the CPU "
+                             "(no kernel); export with layout='coo', or keep the exported model in float32")
+
     def __deepcopy__(self, memo: dict) -> _InferenceOnly:
         """A deep copy, as ``copy.deepcopy`` makes of any module.
 
@@ -180,6 +187,7 @@ class SparseLinear(_InferenceOnly):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As ``nn.Linear``: (..., in_features) -> (..., out_features), by a sparse matrix product."""
+        self._check_runnable()
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected inputs with last dimension {self.in_features}, got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
@@ -263,6 +271,7 @@ class SparseConv2d(_InferenceOnly):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As ``nn.Conv2d``: (N, C, H, W) or (C, H, W) in, by ``unfold`` and a sparse matrix product."""
+        self._check_runnable()
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)

@@ -146,9 +146,11 @@ class TrainConfig:
       ``decay_factor=0.1`` and ``decay_every`` iterations (paper: 25k MNIST, 30k CIFAR).
     - ``"official"``: the README of the official code, piecewise constant with values
       ``lr * decay_factor ** k`` (``decay_factor=0.2``: 0.1, 0.02, 0.004, 0.0008, 0.00016)
-      changing at ``boundaries``. Boundaries are either all fractions of the total number
+      changing after ``boundaries``. Boundaries are either all fractions of the total number
       of iterations (floats in (0, 1); default 0.2, 0.4, 0.6, 0.8, i.e. 30k/60k/90k/120k of
-      the README's 150k) or all explicit iteration counts (ints >= 1).
+      the README's 150k) or all explicit iteration counts (ints >= 1). As in the official code
+      (``tf.train.piecewise_constant`` keeps a value while the step is ``<=`` its boundary), the
+      zero-based iteration ``b`` itself still runs at the old rate; ``b + 1`` at the new one.
     - ``"constant"``: ``lr`` throughout (the official code's default ``--lr_decay_type``).
     - ``"cosine"``: half-cosine from ``lr`` to 0 over the whole run (not in the paper).
 
@@ -296,8 +298,8 @@ def lr_at(config: TrainConfig, iteration: int, total_iterations: int) -> float:
 def fraction_boundaries(fractions: Sequence[float], total_iterations: int) -> list[int]:
     """Boundaries given as fractions of a run, as iterations: ``round(f * total)``, at least 1.
 
-    At least 1, so that the first iteration always runs at the initial learning rate, however
-    short the run (on a 4-iteration run a 0.1 boundary would otherwise decay at iteration 0).
+    At least 1, so that the first two iterations always run at the initial learning rate, however
+    short the run (on a 4-iteration run a 0.1 boundary would otherwise be 0).
     """
     return [max(1, round(f * total_iterations)) for f in fractions]
 
@@ -312,7 +314,7 @@ def _scheduled_lr(config: TrainConfig, iteration: int, total_iterations: int) ->
         bounds = config.boundaries or _OFFICIAL_BOUNDARIES
         if isinstance(bounds[0], (float, np.floating)):
             bounds = fraction_boundaries(bounds, total_iterations)
-        k = sum(1 for b in bounds if iteration >= b)
+        k = sum(1 for b in bounds if iteration > b)  # TF's piecewise_constant: x <= boundary keeps a value
         return base * config.decay_factor**k
     if config.schedule == "cosine":
         return base * 0.5 * (1.0 + math.cos(math.pi * min(iteration, total_iterations) / total_iterations))
@@ -552,6 +554,7 @@ def fit(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.__post_init__()  # checked again: a field may have been changed since (cfg.epochs = 0)
     _check_loader(train_loader, "train_loader")
     _check_loader(test_loader, "test_loader")
     if val_loader is not None:
@@ -646,6 +649,8 @@ def _train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: to
                 batch_bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.3g}")
                 tqdm.write(f"epoch {epoch} iteration {iteration}/{total}: train loss {running:.4f}, lr {lr:.4g}")
         batch_bar.close()
+        if seen == 0:
+            raise ValueError(f"train_loader yielded no batch in epoch {epoch} although its len() is {n_batches}")
         if masked:
             _check_pruning(model, f"after epoch {epoch}")
 

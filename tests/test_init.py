@@ -285,3 +285,33 @@ def test_check_seed_returns_plain_ints_and_none_only_where_allowed():
         init.check_seed(None, allow_none=False)
     for call in _seeded_calls().values():   # each good seed is accepted, and gives a result
         assert call(3) is not None
+
+
+def _computed_weight_layers():
+    pruned = nn.Linear(40, 30)
+    torch.nn.utils.prune.random_unstructured(pruned, "weight", amount=0.5)
+    parametrized = nn.utils.parametrizations.weight_norm(nn.Linear(40, 30))
+    return [("torch.nn.utils.prune", pruned, "from_torch_prune"),
+            ("parametriz", parametrized, "parametrizations.weight.original"),
+            ("lazy", nn.LazyLinear(30), "run one forward pass first")]
+
+
+@pytest.mark.parametrize("what, layer, advice", _computed_weight_layers(), ids=["torch-prune", "parametrize", "lazy"])
+def test_a_weight_that_is_computed_rather_than_stored_is_refused_before_anything_changes(what, layer, advice):
+    """copy_ into a weight rebuilt at every forward (or read) was lost without a word; a lazy layer
+    failed half-way, after the layers before it were redrawn."""
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), layer)
+    before = model[0].weight.detach().clone()
+    with pytest.raises(ValueError, match=rf"layer '2' \(\w+\) .*{what}.*{re.escape(advice)}|"
+                                         rf"layer '2' \(\w+\) is {what}.*{re.escape(advice)}"):
+        init.apply(model, "random_normal", seed=0)
+    assert torch.equal(model[0].weight, before)                    # nothing changed
+
+
+def test_recurrent_torch_modules_are_left_alone_with_a_warning_naming_them():
+    model = nn.ModuleDict({"rnn": nn.GRU(8, 16), "head": nn.Linear(16, 4)})
+    gru_before = copy.deepcopy(model["rnn"].state_dict())
+    with pytest.warns(UserWarning, match=r"init.apply leaves rnn as they are"):
+        init.apply(model, "random_normal", seed=0)
+    assert all(torch.equal(v, gru_before[k]) for k, v in model["rnn"].state_dict().items())
+    assert model["head"].weight.std() > 0.5                        # the Linear was drawn (std 1)

@@ -337,3 +337,12 @@ def test_half_precision_is_refused_for_csr_on_the_cpu_and_exports_as_coo(dtype):
     as_float = sparse.to_sparse(copy.deepcopy(model).float())               # the other way out
     with torch.no_grad():
         torch.testing.assert_close(as_float(x.float()), model.float()(x.float()), rtol=1e-5, atol=1e-5)
+
+
+def test_a_csr_export_turned_half_precision_afterwards_gets_the_clear_error():
+    exported = sparse.to_sparse(pruned("lenet5", 0.99), "csr", conv="sparse").half()
+    with pytest.raises(ValueError, match=r"SparseConv2d: a CSR weight in torch.float16 cannot be multiplied on the CPU"):
+        exported(torch.randn(2, 1, 28, 28).half())
+    lenet300 = sparse.to_sparse(pruned("lenet300", 0.98), "csr").to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"SparseLinear: a CSR weight in torch.bfloat16 .* layout='coo'"):
+        lenet300(torch.randn(2, 1, 28, 28).to(torch.bfloat16))

@@ -272,7 +272,9 @@ def test_official_schedule_matches_the_readme_values():
     cfg = TrainConfig(epochs=1, schedule="official")
     assert cfg.decay_factor == 0.2 and cfg.boundaries == (0.2, 0.4, 0.6, 0.8)
     total = 150_000  # README: boundaries 30k 60k 90k 120k, values 0.1 0.02 0.004 0.0008 0.00016
-    expected = {0: 0.1, 29_999: 0.1, 30_000: 0.02, 60_000: 0.004, 90_000: 0.0008, 120_000: 0.00016, 149_999: 0.00016}
+    # tf.train.piecewise_constant keeps a value while global_step <= its boundary: step 30000 still at 0.1
+    expected = {0: 0.1, 29_999: 0.1, 30_000: 0.1, 30_001: 0.02, 60_000: 0.02, 60_001: 0.004, 90_001: 0.0008,
+                120_000: 0.0008, 120_001: 0.00016, 149_999: 0.00016}
     for it, lr in expected.items():
         assert lr_at(cfg, it, total) == pytest.approx(lr), it
     explicit = TrainConfig(epochs=1, schedule="official", boundaries=(30_000, 60_000, 90_000, 120_000))
@@ -282,7 +284,7 @@ def test_official_schedule_matches_the_readme_values():
 
 def test_fraction_boundaries_never_decay_before_the_first_iteration():
     short = TrainConfig(epochs=1, schedule="official", boundaries=(0.1, 0.2))
-    assert [lr_at(short, i, 4) for i in range(4)] == pytest.approx([0.1, 0.004, 0.004, 0.004])  # both at 1
+    assert [lr_at(short, i, 4) for i in range(4)] == pytest.approx([0.1, 0.1, 0.004, 0.004])  # both at 1
     assert train.fraction_boundaries((0.2, 0.4, 0.6, 0.8), 150_000) == [30_000, 60_000, 90_000, 120_000]
     assert train.fraction_boundaries((0.01,), 3) == [1]
 
@@ -308,6 +310,29 @@ def test_fit_applies_the_schedule_per_iteration():
     cfg = _cfg(epochs=4, schedule="step", decay_every=3, lr=0.1)
     hist = fit(_mlp(), train_loader, test_loader, cfg, progress=False)
     assert hist.lr == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+
+
+@pytest.mark.parametrize("overrides", [
+    {"schedule": "step", "decay_every": 2},              # a decay inside an epoch of 3 iterations
+    {"schedule": "cosine", "decay_factor": 1.0},
+    {"schedule": "step", "decay_every": 25_000, "warmup_iterations": 5},
+])
+def test_fit_sets_the_scheduled_rate_at_every_iteration(monkeypatch, overrides):
+    """The rate each optimizer step runs with is lr_at of its own iteration (History.lr keeps only
+    one per epoch, which a per-epoch schedule could match)."""
+    seen = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    train_loader, _, test_loader = _loaders(batch_size=100)  # 3 iterations per epoch
+    cfg = _cfg(epochs=3, lr=0.1, **overrides)
+    fit(_mlp(), train_loader, test_loader, cfg, progress=False)
+    assert seen == pytest.approx([lr_at(cfg, i, 9) for i in range(9)])
+    assert len(set(seen)) > 3                                       # the rate really moves within epochs
 
 
 def test_adam_defaults_are_table3():
@@ -436,3 +461,30 @@ def test_clipping_sees_the_masked_gradients(monkeypatch):
                                 for n, p in model.named_parameters() if p.dim() > 1})
     fit(model, train_loader, test_loader, _cfg(epochs=1, clip_grad_norm=1.0), progress=False)
     assert len(calls) == 2 * len(train_loader)    # both masked weights, every step
+
+
+def test_fit_checks_a_config_changed_after_it_was_built():
+    cfg = _cfg(epochs=2)
+    cfg.epochs = 0                    # a dataclass field, changed after __post_init__ checked it
+    train_loader, _, test_loader = _loaders()
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
+        fit(_mlp(), train_loader, test_loader, cfg, progress=False)
+    cfg = _cfg(epochs=1)
+    cfg.lr = float("nan")
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got nan"):
+        fit(_mlp(), train_loader, test_loader, cfg, progress=False)
+
+
+def test_fit_names_a_train_loader_that_yields_nothing():
+    class Lying:
+        """len() says 3 batches; iterating gives none (an exhausted generator behind a len())."""
+
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            return iter(())
+
+    _, _, test_loader = _loaders()
+    with pytest.raises(ValueError, match="train_loader yielded no batch in epoch 1 although its len\\(\\) is 3"):
+        fit(_mlp(), Lying(), test_loader, _cfg(epochs=1), progress=False)
