@@ -420,11 +420,24 @@ def test_colab_cell_without_its_tags_fails(book: Path):
     assert any("lacks the tags" in p for p in nbtools.check(book))
 
 
-@pytest.mark.parametrize("tag", ["raises-exception", "skip-execution", "nbval-skip"])
+@pytest.mark.parametrize("tag", ["raises-exception", "skip-execution", "nbval-skip", "nbval-raises-exception"])
 def test_a_tag_that_lets_a_cell_go_unchecked_fails(book: Path, tag: str):
     path = add_chapter(book, "03_variance_scaling.ipynb")
     edit(path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell("1 / 0", metadata={"tags": [tag]})))
     assert any(f"tagged {tag!r}" in p for p in nbtools.check(book)), nbtools.check(book)
+
+
+@pytest.mark.parametrize("source, marker", [
+    ("# NBVAL_SKIP\nassert False", "NBVAL_SKIP"),
+    ("x = 1\n  #NBVAL_RAISES_EXCEPTION\n1 / 0", "NBVAL_RAISES_EXCEPTION"),
+    ("# nbval_ignore_output\nprint(1)", "NBVAL_IGNORE_OUTPUT"),
+])
+def test_an_nbval_comment_marker_fails(book: Path, source: str, marker: str):
+    """nbval reads these comments like the tags: a cell could go unchecked without a tag."""
+    path = add_chapter(book, "03_variance_scaling.ipynb")
+    edit(path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(source)))
+    assert any(f"has nbval's '# {marker}' comment" in p for p in nbtools.check(book)), nbtools.check(book)
+    assert nbtools.UNCHECKED_MARKER.search("print('# NBVAL_SKIP is a comment nbval reads')") is None
 
 
 def test_a_misspelt_tex_macro_fails(book: Path):
@@ -601,12 +614,24 @@ def test_config_without_raise_on_error_fails(book: Path):
     config["execute"].pop("raise_on_error")
     config["sphinx"]["config"].pop("nb_execution_raise_on_error")
     (book / "_config.yml").write_text(yaml.safe_dump(config))
-    assert any("raise_on_error is not true" in p for p in nbtools.check(book))
+    assert any("execute.raise_on_error is None, not true" in p for p in nbtools.check(book))
+
+
+def test_a_sphinx_override_that_lets_notebook_errors_only_warn_fails(book: Path):
+    """sphinx.config wins over execute:, so execute.raise_on_error: true does not help there."""
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config["execute"]["raise_on_error"] = True
+    config["sphinx"]["config"]["nb_execution_raise_on_error"] = False
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    problems = nbtools.check(book)
+    assert any("sphinx.config.nb_execution_raise_on_error is False, not true" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("name, line", [
     ("jupyter-book", "jupyter-book"), ("jupyter-book", "jupyter-book>=1.0"), ("jupyter-book", "jupyter-book>=2"),
+    ("jupyter-book", "jupyter-book>=1.0.4.post1,!=2.0.0"),     # excludes 2.0.0 but lets 2.1 in
     ("ipykernel", "ipykernel>=6"), ("ipykernel", "ipykernel>=7"), ("ipykernel", None),
+    ("ipykernel", "ipykernel>=6.29,!=7.4.0"),
 ])
 def test_requirement_ranges_are_checked(book: Path, name: str, line: str | None):
     """An open range (or a missing line) for jupyter-book or ipykernel is reported by name."""

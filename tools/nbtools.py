@@ -459,7 +459,12 @@ UNCHECKED_TAGS: dict[str, str] = {
                         "catch the error in the cell and assert on its type and message",
     "skip-execution": "so the book shows it without running it; every cell of the book runs",
     "nbval-skip": "so the tests never run it; every cell of the book runs under nbval",
+    "nbval-raises-exception": "so nbval accepts it whether or not it raises the error it should; catch the "
+                              "error in the cell and assert on its type and message",
 }
+#: nbval's comment markers with the same effect as those tags (a first line such as ``# NBVAL_SKIP``).
+UNCHECKED_MARKER = re.compile(r"^[ \t]*#[ \t]*(NBVAL_SKIP|NBVAL_RAISES_EXCEPTION|NBVAL_IGNORE_OUTPUT|NBVAL_CHECK_OUTPUT)\b",
+                              re.MULTILINE | re.IGNORECASE)
 
 
 def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
@@ -499,6 +504,10 @@ def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> l
     for index, cell in enumerate(cells):
         for tag in sorted(set(cell.metadata.get("tags", [])) & set(UNCHECKED_TAGS)):
             problems.append(f"cell {index}: tagged {tag!r}, {UNCHECKED_TAGS[tag]}")
+        if cell.cell_type == "code":
+            for marker in UNCHECKED_MARKER.findall(cell.source):
+                problems.append(f"cell {index}: has nbval's '# {marker.upper()}' comment, which changes what nbval "
+                                "checks in this cell; the book checks numbers with assert cells, under --nbval-lax")
         caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
         for name in unknown_tex_macros((cell.source if cell.cell_type == "markdown" else "") + "\n" + caption):
             problems.append(f"cell {index}: math uses \\{name}, which is not in nbtools.TEX_MACROS (MathJax would "
@@ -574,8 +583,12 @@ def check_config(root: Path | str | None = None) -> list[str]:
     execute = config.get("execute") or {}
     sphinx_config = (config.get("sphinx") or {}).get("config") or {}
     problems: list[str] = []
-    if not (execute.get("raise_on_error") is True or sphinx_config.get("nb_execution_raise_on_error") is True):
-        problems.append(f"{CONFIG_FILE}: execute.raise_on_error is not true, so a failing notebook only warns")
+    # sphinx.config overrides execute: (Jupyter Book 1 writes execute: into it first)
+    raise_on_error = sphinx_config.get("nb_execution_raise_on_error", execute.get("raise_on_error"))
+    if raise_on_error is not True:
+        where = ("sphinx.config.nb_execution_raise_on_error" if "nb_execution_raise_on_error" in sphinx_config
+                 else "execute.raise_on_error")
+        problems.append(f"{CONFIG_FILE}: {where} is {raise_on_error!r}, not true, so a failing notebook only warns")
     if execute.get("allow_errors") is True:
         problems.append(f"{CONFIG_FILE}: execute.allow_errors is true; a cell that must raise catches its error "
                         "and asserts on it instead")
@@ -597,13 +610,22 @@ def check_config(root: Path | str | None = None) -> list[str]:
     return problems
 
 
-#: requirements.txt must allow the first version of each package and exclude the second:
-#: Jupyter Book 2 ignores ``_config.yml``/``_toc.yml``; ipykernel 7.4.0 left a notebook run here
-#: waiting on an idle kernel (a dropped execute request, ipython/ipykernel#1554).
+#: requirements.txt must allow the first version of each package and exclude the second and every
+#: later one (checked on a few: an upper bound, not one excluded release): Jupyter Book 2 ignores
+#: ``_config.yml``/``_toc.yml``; ipykernel 7.4.0 left a notebook run here waiting on an idle kernel
+#: (a dropped execute request, ipython/ipykernel#1554).
 REQUIRED_RANGES: dict[str, tuple[str, str]] = {
     "jupyter-book": ("1.0.4.post1", "2.0.0"),
     "ipykernel": ("6.29.0", "7.4.0"),
 }
+
+
+def _later_versions(version: str) -> list[str]:
+    """``version`` and a few later ones: the next minor and major releases and a far one."""
+    from packaging.version import Version
+
+    v = Version(version)
+    return [version, f"{v.major}.{v.minor + 1}.0", f"{v.major + 1}.0.0", f"{v.major + 10}.0.0"]
 
 
 def check_requirements(root: Path | str | None = None) -> list[str]:
@@ -622,8 +644,9 @@ def check_requirements(root: Path | str | None = None) -> list[str]:
         if not specs:
             problems.append(f"requirements.txt does not list {name}")
         for req in specs:
-            if req.specifier.contains(excluded, prereleases=True) or not req.specifier.contains(allowed):
-                problems.append(f"requirements.txt: '{req}' must allow {allowed} and exclude {excluded} "
+            if (any(req.specifier.contains(v, prereleases=True) for v in _later_versions(excluded))
+                    or not req.specifier.contains(allowed)):
+                problems.append(f"requirements.txt: '{req}' must allow {allowed} and exclude {excluded} and later "
                                 f"(e.g. >={allowed},<{excluded.split('.')[0]})")
     return problems
 
