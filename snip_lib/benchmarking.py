@@ -179,7 +179,6 @@ def median_ci(values: Any, level: float = 0.95) -> tuple[float, float]:
     at 95 %).
     """
     import numpy as np
-    from scipy.stats import binom
 
     if not isinstance(level, float) or not 0.0 < level < 1.0:
         raise ValueError(f"level must be a float in (0, 1), got {level!r}")
@@ -188,12 +187,27 @@ def median_ci(values: Any, level: float = 0.95) -> tuple[float, float]:
     n = len(x)
     if n == 0:
         return (math.nan, math.nan)
-    j = int(binom.ppf((1.0 - level) / 2.0, n, 0.5))  # smallest k with P(B <= k) >= alpha/2
-    if binom.cdf(j, n, 0.5) > (1.0 - level) / 2.0:
-        j -= 1                                         # now P(B <= j) <= alpha/2: ranks j+1 .. n-j
+    j = _lower_rank(n, (1.0 - level) / 2.0)
     if j < 0:
         return (math.nan, math.nan)
     return (float(x[j]), float(x[n - 1 - j]))
+
+
+def _lower_rank(n: int, alpha_half: float) -> int:
+    """The largest ``j`` with ``P(Binomial(n, 1/2) <= j) <= alpha_half``, -1 if there is none.
+
+    Exact, in integers: ``P(B <= j) = sum(C(n, i) for i <= j) / 2**n`` (no scipy needed).
+    """
+    from fractions import Fraction
+
+    bound = Fraction(alpha_half) * 2**n
+    cumulative, j = 0, -1
+    for i in range(n + 1):
+        cumulative += math.comb(n, i)
+        if cumulative > bound:
+            break
+        j = i
+    return j
 
 
 def machine_load() -> dict[str, Any]:

@@ -180,6 +180,30 @@ def test_median_ci_is_the_order_statistic_interval():
         benchmarking.median_ci([1.0], level=95)
 
 
+def test_median_ci_ranks_agree_with_scipy_and_need_no_scipy(monkeypatch):
+    """The ranks come from exact binomial sums, the same as scipy's ppf/cdf rule for every n and
+    level tried; scipy is not needed (it is only in the extras)."""
+    import builtins
+
+    binom = pytest.importorskip("scipy.stats").binom
+    for level in (0.5, 0.9, 0.95, 0.99):
+        alpha_half = (1.0 - level) / 2.0
+        for n in range(1, 160):
+            j = int(binom.ppf(alpha_half, n, 0.5))
+            if binom.cdf(j, n, 0.5) > alpha_half:
+                j -= 1
+            assert benchmarking._lower_rank(n, alpha_half) == j, (n, level)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name == "scipy" or name.startswith("scipy."):
+            raise ModuleNotFoundError(f"import of {name} halted")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert benchmarking.median_ci(list(range(1, 101))) == (40.0, 61.0)
+
+
 def test_summary_ratios_are_paired_medians():
     import pandas as pd
 
