@@ -10,8 +10,9 @@ buffer, and here that addition is ``buffer += gradient * mask`` (one ``addcmul``
 ``buffer += gradient``. The only extra work is reading the mask. On the CPU, where a mask keeps
 at most 1/16 of a tensor of at least 65,536 entries (SNIP's large layers), the addition is made
 at the kept entries only (``index_add_`` of the gathered ones): it reads a sixteenth of the
-tensor or less instead of three whole tensors, the same sums in the same rounding, and the other
-entries of the buffer stay zero.
+tensor or less instead of three whole tensors, the same sums in the same rounding (for finite
+gradients: a non-finite gradient of a pruned weight, which ``addcmul`` turns into NaN, is not
+read at all), and the other entries of the buffer stay zero.
 
 What it computes. Exactly ``torch.optim.SGD(lr, momentum, weight_decay)`` (no dampening, not
 Nesterov) run on gradients masked by the model's masks: on the CPU the weights after any number
@@ -90,8 +91,9 @@ class MaskedSGD(torch.optim.Optimizer):
         defaults = {"lr": _check_hyper("lr", lr), "momentum": _check_hyper("momentum", momentum, below_one=True),
                     "weight_decay": _check_hyper("weight_decay", weight_decay), **_SGD_FIXED}
         self._model: nn.Module | None = model
-        # id(parameter) -> (id, version) of the mask its momentum buffer was last cleared with
-        self._mask_seen: dict[int, tuple[int, int]] = {}
+        # id(parameter) -> (mask, version) its momentum buffer was last cleared with. The mask object
+        # itself, not its id: a freed mask's id can come back as a new mask's, with version 0 again.
+        self._mask_seen: dict[int, tuple[torch.Tensor, int]] = {}
         # id(parameter) -> flat indices of the entries its mask keeps, where the sparse update pays
         self._kept: dict[int, torch.Tensor | None] = {}
         super().__init__(params, defaults)  # validates each group through add_param_group
@@ -168,11 +170,11 @@ class MaskedSGD(torch.optim.Optimizer):
         """buffer = momentum * buffer + d * mask (d alone where unmasked); returns the buffers."""
         buffers: list[torch.Tensor | None] = [self.state[p].get("momentum_buffer") for p in params]
         for i in masked:  # a mask this buffer has not seen (re-applied masks, a loaded state):
-            seen = (id(masks[i]), masks[i]._version)  # clear the buffer where it prunes, once
-            if self._mask_seen.get(id(params[i])) != seen:
+            seen = self._mask_seen.get(id(params[i]))  # clear the buffer where it prunes, once
+            if seen is None or seen[0] is not masks[i] or seen[1] != masks[i]._version:
                 if buffers[i] is not None:
                     buffers[i].mul_(masks[i])
-                self._mask_seen[id(params[i])] = seen
+                self._mask_seen[id(params[i])] = (masks[i], masks[i]._version)
                 self._kept[id(params[i])] = self._kept_indices(params[i], masks[i])
         old = [i for i, b in enumerate(buffers) if b is not None]
         if old:

@@ -225,7 +225,9 @@ def run_suite(
             written.append(path)
             continue
         kwargs = dict(run, seed=seed, device=device, progress=progress)
-        if epochs is not None:
+        if suite.runner is _prune_and_train:  # quick mode shortens a pinned budget, as reproduce does
+            kwargs["epochs"] = experiments.suite_epochs(run, epochs)
+        elif epochs is not None:
             kwargs["epochs"] = epochs
         res = suite.runner(**kwargs)
         results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],

@@ -431,6 +431,8 @@ def test_a_tag_that_lets_a_cell_go_unchecked_fails(book: Path, tag: str):
     ("# NBVAL_SKIP\nassert False", "NBVAL_SKIP"),
     ("x = 1\n  #NBVAL_RAISES_EXCEPTION\n1 / 0", "NBVAL_RAISES_EXCEPTION"),
     ("# nbval_ignore_output\nprint(1)", "NBVAL_IGNORE_OUTPUT"),
+    ("## NBVAL_SKIP\nassert False", "NBVAL_SKIP"),                      # nbval strips every leading '#'
+    ("# PYTEST_VALIDATE_IGNORE_OUTPUT\nprint(2)", "PYTEST_VALIDATE_IGNORE_OUTPUT"),
 ])
 def test_an_nbval_comment_marker_fails(book: Path, source: str, marker: str):
     """nbval reads these comments like the tags: a cell could go unchecked without a tag."""

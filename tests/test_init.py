@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 from snip_lib import init
 
@@ -289,7 +290,7 @@ def test_check_seed_returns_plain_ints_and_none_only_where_allowed():
 
 def _computed_weight_layers():
     pruned = nn.Linear(40, 30)
-    torch.nn.utils.prune.random_unstructured(pruned, "weight", amount=0.5)
+    prune.random_unstructured(pruned, "weight", amount=0.5)
     parametrized = nn.utils.parametrizations.weight_norm(nn.Linear(40, 30))
     return [("torch.nn.utils.prune", pruned, "from_torch_prune"),
             ("parametriz", parametrized, "parametrizations.weight.original"),

@@ -475,3 +475,26 @@ def test_mask_stability_compares_each_mask_with_the_reference_mask():
     ref_mask = snip.snip_masks(net, *keeps._chunked(*ref), 0.9)
     assert table["overlap_reference"].iloc[0] == pytest.approx(keeps.mask_overlap(mask_a, ref_mask))
     assert table["image_corr_reference"].iloc[0] < 0.99          # one image's mask is not the reference's
+
+
+@pytest.mark.parametrize("mode, pinned", [("1", False), ("0", True)])
+def test_a_table3_suite_run_takes_quick_modes_epochs_and_resumes(tmp_path, monkeypatch, mode, pinned):
+    """Table 3 pins 20 (LeNet-300-100) and 4 (LeNet-5-Caffe) epochs: quick mode trains the family's quick
+    epochs instead (as reproduce does), and a second call skips the files instead of refusing them."""
+    monkeypatch.setenv("SNIP_QUICK", mode)
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu", "mode": experiments._config.mode_name(),
+               "init": kwargs.get("init"), "scoring_init": kwargs.get("scoring_init"), "saliency_batch": 100,
+               "train": {"epochs": kwargs["epochs"], "optimizer": kwargs.get("optimizer"), "lr": 1e-3}}
+        return {"kind": "prune_and_train", "seed": kwargs["seed"], "config": cfg, "wall_time": 1.0,
+                "metrics": {"final_test_error": 2.0}}
+
+    monkeypatch.setattr(experiments, "prune_and_train", fake)
+    suites_keeps.run_suite("table3", out=tmp_path, seeds=[0], progress=False)
+    runs = suites_keeps.KEEPS_SUITES["table3"].runs
+    assert [c["epochs"] for c in calls] == [r["epochs"] if pinned else 1 for r in runs]
+    suites_keeps.run_suite("table3", out=tmp_path, seeds=[0], progress=False)  # resumes: all skipped
+    assert len(calls) == len(runs)

@@ -486,3 +486,58 @@ def test_gradients_are_masked_again_when_the_hooks_come_back():
     train.fit(fitted, *_loaders(), train.TrainConfig(epochs=1, lr=0.05), device="cpu", progress=False)
     params = dict(fitted.named_parameters())
     assert all(bool((params[n].grad[~m] == 0).all()) for n, m in masks.items())
+
+
+def test_the_kept_entries_update_gives_the_numbers_of_the_addcmul_update(monkeypatch):
+    """The wide net trained twice, once with the kept-entries update and once with every masked layer
+    on the addcmul path (the size threshold raised past it), through a re-applied sparser mask, a
+    checkpoint and a resume: the same weights and buffers bit for bit."""
+    from snip_lib import optim
+
+    def run(sparse_path: bool) -> tuple[nn.Module, MaskedSGD]:
+        if not sparse_path:
+            monkeypatch.setattr(optim, "SPARSE_UPDATE_MIN_NUMEL", 10**12)
+        model = _make("wide")
+        first = _masks(model, 0.1)
+        masking.apply_masks(model, first)
+        opt = MaskedSGD(model.parameters(), model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+        _train(model, opt, "wide", 3)
+        masking.apply_masks(model, {n: m & (torch.rand(m.shape, generator=torch.Generator().manual_seed(9)) < 0.5)
+                                    for n, m in first.items()})
+        _train(model, opt, "wide", 2, start=3)
+        resumed = MaskedSGD(model.parameters(), model, lr=0.05, momentum=0.9, weight_decay=5e-4)
+        resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
+        _train(model, resumed, "wide", 2, start=5)
+        used = [k for k in resumed._kept.values() if k is not None]
+        assert bool(used) == sparse_path                     # each run took the path it was meant to
+        monkeypatch.undo()
+        return model, resumed
+
+    (a, opt_a), (b, opt_b) = run(True), run(False)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+        assert torch.equal(opt_a.state[p]["momentum_buffer"], opt_b.state[q]["momentum_buffer"]), name
+    assert masking.pruned_nonzero(a) == {}
+
+
+def test_masks_removed_and_applied_again_between_steps_are_new_masks():
+    """remove_masks then apply_masks between two steps frees the old mask tensors; the new ones may
+    get the freed ones' ids (and have version 0 again). The optimizer must still see new masks: clear
+    the buffers where they prune and recompute the kept entries (it compared ids and versions)."""
+    base = _make("wide")
+    first = _masks(base, 0.1)
+    ours, hooked = copy.deepcopy(base), copy.deepcopy(base)
+    for model in (ours, hooked):
+        masking.apply_masks(model, first)
+    opts = {"ours": MaskedSGD(ours.parameters(), ours, lr=0.05, momentum=0.9, weight_decay=5e-4),
+            "hooked": torch.optim.SGD(hooked.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)}
+    for step in range(3):
+        second = {n: m & (torch.rand(m.shape, generator=torch.Generator().manual_seed(10 + step)) < 0.7)
+                  for n, m in first.items()}
+        for name, model in (("ours", ours), ("hooked", hooked)):
+            _train(model, opts[name], "wide", 2, start=2 * step)
+            masking.remove_masks(model)
+            masking.apply_masks(model, second)
+        first = second
+    _train(ours, opts["ours"], "wide", 2, start=6)
+    assert masking.pruned_nonzero(ours) == {}

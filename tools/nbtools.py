@@ -463,8 +463,8 @@ UNCHECKED_TAGS: dict[str, str] = {
                               "error in the cell and assert on its type and message",
 }
 #: nbval's comment markers with the same effect as those tags (a first line such as ``# NBVAL_SKIP``).
-UNCHECKED_MARKER = re.compile(r"^[ \t]*#[ \t]*(NBVAL_SKIP|NBVAL_RAISES_EXCEPTION|NBVAL_IGNORE_OUTPUT|NBVAL_CHECK_OUTPUT)\b",
-                              re.MULTILINE | re.IGNORECASE)
+UNCHECKED_MARKER = re.compile(r"^[ \t]*#+[ \t]*(NBVAL_SKIP|NBVAL_RAISES_EXCEPTION|NBVAL_IGNORE_OUTPUT|NBVAL_CHECK_OUTPUT"
+                              r"|PYTEST_VALIDATE_IGNORE_OUTPUT)\b", re.MULTILINE | re.IGNORECASE)
 
 
 def check_notebook(path: Path | str, allowed: frozenset[str] | None = None) -> list[str]:
