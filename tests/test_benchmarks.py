@@ -221,3 +221,33 @@ def test_summary_ratios_are_paired_medians():
         benchmarking.time_interleaved({})
     with pytest.raises(TypeError, match="not callable"):
         benchmarking.time_interleaved({"a": 1})
+
+
+#: Each recorded benchmark and the library files whose speed it measures: a recording made before
+#: the last change to one of them describes code that no longer runs.
+MEASURED_CODE = {
+    "masked_overhead": ["snip_lib/optim.py", "snip_lib/masking.py"],
+    "sparse_inference": ["snip_lib/sparse.py"],
+    "scoring_vs_step": ["snip_lib/snip.py"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED_CODE))
+def test_a_recorded_benchmark_is_newer_than_the_code_it_measures(name):
+    """notebook_times carries each chapter's code hash; the others are checked here through git: the
+    commit a benchmark was recorded at must contain the last change to the code it times."""
+    import subprocess
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+    if git("rev-parse", "--is-inside-work-tree").returncode != 0 or git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("needs the repository's full git history")
+    recorded = results.read_result(REPO / "benchmarks" / "results" / f"{name}.json")["provenance"]["git_commit"]
+    assert recorded, f"{name}.json records no commit"
+    if git("cat-file", "-e", f"{recorded}^{{commit}}").returncode != 0:
+        pytest.skip(f"commit {recorded[:8]} of {name}.json is not in this clone's history")
+    last = git("log", "-1", "--format=%H", "--", *MEASURED_CODE[name]).stdout.strip()
+    assert git("merge-base", "--is-ancestor", last, recorded).returncode == 0, (
+        f"benchmarks/results/{name}.json was recorded at {recorded[:8]}, before {last[:8]} changed "
+        f"{', '.join(MEASURED_CODE[name])}: re-record it (python -m benchmarks --only {name})")
