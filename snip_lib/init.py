@@ -254,8 +254,9 @@ def apply(model: nn.Module, scheme: str, seed: int | None = None, *,
     - Weights of ``nn.Linear``, ``nn.Bilinear``, ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d``
       are drawn from ``scheme``. A transposed convolution stores its weight as
       ``(in, out/groups, *kernel)``, so its fans are not read off that shape but are those of the layer, as for a
-      convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel) (exact at stride 1;
-      see :func:`_module_fans` for larger strides).
+      convolution: fan_in = (in/groups)·prod(kernel), fan_out = out·prod(kernel). That is exact at
+      stride 1; at stride s an output sums only about 1/s^d of those inputs, so variance scaling
+      shrinks the output variance by about s^d.
     - Their biases are set to zero (``bias="zeros"``, the official code's default for the
       trained network), drawn from U(-1/√fan_in, 1/√fan_in) with the layer's fan_in as above
       (``bias="default"``: PyTorch's default rule for Linear and Conv; PyTorch's own bound differs
