@@ -231,7 +231,7 @@ import argparse
 def build():
     parser = argparse.ArgumentParser(prog="tool", description="A tool.", epilog="Set X=1 for *quick*.")
     sub = parser.add_subparsers(dest="command")
-    go = sub.add_parser("go", help="go somewhere", description="Go, see `list`.")
+    go = sub.add_parser("go", help="go somewhere (or --speed)", description="Go, see `list`.")
     go.add_argument("where", help="a place_ or |two|")
     go.add_argument("--speed", choices=["slow", "fast"], default="slow", help="how fast")
     go.add_argument("--with-bias", action="store_true", help="keep *biases*")
@@ -278,9 +278,12 @@ def test_directive_renders_one_section_per_command_and_no_markup_from_help_text(
     overview = re.search(r'<ul class="cli-overview[^"]*">(.*?)</ul>', html, re.S)
     assert overview and overview.start() < html.index('<section id="cli-go">')
     items = re.findall(r'<li><p><a class="reference internal" href="#(cli-\w+)"><code[^>]*>'
-                       r'<span class="pre">tool</span> <span class="pre">(\w+)</span></code></a>: ([^<]*)</p>',
+                       r'<span class="pre">tool</span> <span class="pre">(\w+)</span></code></a>: (.*?)</p>',
                        overview.group(1))
-    assert items == [("cli-go", "go", "go somewhere"), ("cli-list", "list", "list places")], overview.group(1)
+    assert [i[:2] for i in items] == [("cli-go", "go"), ("cli-list", "list")], overview.group(1)
+    assert items[1][2] == "list places"
+    # an option named in a help text is code, so its two hyphens stay two (not Sphinx's en dash)
+    assert re.search(r'go somewhere \(or <code[^>]*><span class="pre">--speed</span></code>\)', overview.group(1))
     assert "A tool. Set X=1 for *quick*." in html               # the parser's text, not emphasis
     assert "a place_ or |two|" in html and "keep *biases*" in html
     assert "how fast (one of <code" in html and "default <code" in html

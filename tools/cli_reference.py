@@ -28,6 +28,9 @@ __all__ = ["Option", "Command", "commands_of", "option_label", "usage_of", "comm
 USAGE_WIDTH = 88  # columns of the usage block on the page (a wide terminal's, not this machine's)
 _BACKQUOTED = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 _TRAILING_UNDERSCORE = re.compile(r"(\w)_(?=\W|$)")
+# an option named in prose (--method): shown as code, which also keeps Sphinx's smart quotes from
+# turning its two hyphens into a dash
+_OPTION_IN_PROSE = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*)")
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ def _inline(text: str) -> str:
     """Help text to reStructuredText: `word` (Markdown-style code in the help) becomes ``word``;
     everything else is escaped, so that a help text cannot turn into markup by accident."""
     parts = _BACKQUOTED.split(text)  # even indices: prose; odd: what was between backquotes
-    return "".join(f"``{part}``" if i % 2 else _escape(part) for i, part in enumerate(parts))
+    return "".join(f"``{part}``" if i % 2 else _OPTION_IN_PROSE.sub(r"``\1``", _escape(part))
+                   for i, part in enumerate(parts))
 
 
 def command_rst(command: Command) -> str:
@@ -218,7 +222,9 @@ def _directive() -> type:
                 link += nodes.literal(text=f"{parser.prog} {command.name}")
                 paragraph = nodes.paragraph("", "", link)
                 if command.summary:
-                    paragraph += nodes.Text(f": {command.summary}")
+                    paragraph += nodes.Text(": ")
+                    parsed, _ = self.state.inline_text(_inline(command.summary), self.lineno)
+                    paragraph.extend(parsed)
                 overview += nodes.list_item("", paragraph)
             return overview
 
