@@ -214,9 +214,15 @@ def run_suite(
     other settings (mode, epochs) is refused before anything runs
     (:func:`snip_lib.experiments.check_existing`), as is any bad input (:func:`plan_suite`).
     """
+    planned = plan_suite(name, out=out, seeds=seeds, epochs=epochs, device=device, overwrite=overwrite)
+    return _run_planned(name, planned, epochs=epochs, device=device, progress=progress, overwrite=overwrite)
+
+
+def _run_planned(name: str, planned: list[tuple[Path, dict[str, Any], int]], *, epochs: int | None,
+                 device: str, progress: bool, overwrite: bool) -> list[Path]:
+    """Run the runs :func:`plan_suite` planned (and checked), one result file each; returns the paths."""
     from snip_lib import results
 
-    planned = plan_suite(name, out=out, seeds=seeds, epochs=epochs, device=device, overwrite=overwrite)
     suite = KEEPS_SUITES[name]
     written = []
     for path, run, seed in planned:  # the runs checked above, not a second (possibly other-mode) listing
@@ -313,13 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from snip_lib.data import DatasetUnavailableError
 
     try:  # bad input exits with status 2 and its message before anything runs
-        plan_suite(args.suite, out=args.out, seeds=args.seeds, epochs=args.epochs, device=args.device,
-                   overwrite=args.overwrite)
+        planned = plan_suite(args.suite, out=args.out, seeds=args.seeds, epochs=args.epochs, device=args.device,
+                             overwrite=args.overwrite)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    try:
-        run_suite(args.suite, out=args.out, seeds=args.seeds, epochs=args.epochs, device=args.device,
-                  progress=not args.no_progress, overwrite=args.overwrite)
+    try:  # the runs planned and checked above, not planned (and their files read) a second time
+        _run_planned(args.suite, planned, epochs=args.epochs, device=args.device, progress=not args.no_progress,
+                     overwrite=args.overwrite)
     except (DatasetUnavailableError, FloatingPointError) as exc:
         print(f"run failed: {exc}", file=sys.stderr)
         return 1

@@ -436,7 +436,7 @@ def test_main_lists_and_rejects(capsys):
     (["figure4", "--epochs", "0"], "--epochs must be >= 1"),
 ])
 def test_main_refuses_bad_input_with_status_2_before_running(monkeypatch, tmp_path, capsys, argv, message):
-    monkeypatch.setattr(suites_keeps, "run_suite", lambda *a, **k: pytest.fail("ran despite bad input"))
+    monkeypatch.setattr(suites_keeps, "_run_planned", lambda *a, **k: pytest.fail("ran despite bad input"))
     with pytest.raises(SystemExit) as exc:
         suites_keeps.main([*argv, "--out", str(tmp_path)])
     assert exc.value.code == 2
