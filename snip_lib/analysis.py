@@ -35,8 +35,9 @@ as in the official code's scoring pass; the caller's model is never modified.
 from __future__ import annotations
 
 import copy
+import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from snip_lib.snip import prunable_parameters
 
@@ -62,8 +65,10 @@ Indices = Mapping[str, "torch.Tensor | Sequence[int] | np.ndarray"]
 # What rank_agreement compares: a 1-D array/tensor/sequence, or a dict of tensors flattened in key order.
 Scores = torch.Tensor | np.ndarray | Sequence[float] | Mapping[str, torch.Tensor]
 
-#: Largest number of float entries one vectorised chunk may hold in stacked copies of a
-#: parameter (2**24 float64 = 128 MiB); the chunk size shrinks for large layers to stay below.
+#: Largest number of float entries one vectorised chunk of removals may hold (2**24 float64 =
+#: 128 MiB): per removal, its stacked copy of the parameter (or the fast path's two rank-1
+#: factors) plus the forward values computed from the parameter's first use on, as counted on
+#: the full-loss pass (see :func:`_probe`). The chunk size shrinks to stay below.
 _CHUNK_BUDGET = 2**24
 
 
@@ -87,6 +92,25 @@ def _check_batch(inputs: torch.Tensor, targets: torch.Tensor) -> None:
 def _check_dtype(dtype: torch.dtype | None) -> None:
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
+
+
+def _is_integer(value: Any) -> bool:
+    """Python and NumPy integers count; bool does not (True is not a count or a seed)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _resolve_loss_fn(loss_fn: LossFn | None) -> LossFn:
+    """The default (mean cross-entropy) or the caller's callable, checked before any work."""
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
+    return loss_fn
+
+
+def _check_finite(loss: torch.Tensor) -> None:
+    """A nan/inf loss would make every result nan; refuse it as snip.connection_sensitivity does."""
+    if not torch.isfinite(loss.detach()).item():
+        raise ValueError(f"loss is {loss.item()} on the given batch; check the inputs/initialisation")
 
 
 def _resolve_names(model: nn.Module, names: Sequence[str] | str | None) -> list[str]:
@@ -118,24 +142,30 @@ def _resolve_indices(
     extra = [n for n in indices if n not in names]
     if extra:
         raise ValueError(f"indices given for {extra}, which are not among the chosen names {names}")
-    out = {}
-    for n in names:
-        if n not in indices:
-            out[n] = torch.arange(params[n].numel())
-            continue
-        idx = torch.as_tensor(np.asarray(indices[n]) if not isinstance(indices[n], torch.Tensor) else indices[n])
-        if idx.dim() != 1 or (idx.numel() and (idx.dtype.is_floating_point or idx.dtype == torch.bool)):
-            raise ValueError(f"indices[{n!r}] must be a 1-D sequence of integer flat indices, got {idx!r:.80}")
-        idx = idx.to(torch.int64).cpu()
-        size = params[n].numel()
-        bad = idx[(idx < 0) | (idx >= size)]
-        if bad.numel():
-            raise ValueError(
-                f"indices[{n!r}] has out-of-range flat index/indices {bad[:5].tolist()}; "
-                f"{n!r} has {size} entries (valid: 0..{size - 1})"
-            )
-        out[n] = idx
-    return out
+    return {
+        n: _flat_indices(n, indices[n], params[n].numel()) if n in indices else torch.arange(params[n].numel())
+        for n in names
+    }
+
+
+def _flat_indices(name: str, value: Any, size: int) -> torch.Tensor:
+    """``value`` as int64 flat indices into ``size`` entries, or a ValueError naming what is wrong.
+
+    Shared by :func:`removal_effects` and :func:`flatten_scores`: a bool mask or float indices
+    would otherwise be converted silently (a mask into 0/1 positions, 2.7 into 2).
+    """
+    idx = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if idx.dim() != 1 or (idx.numel() and (idx.dtype.is_floating_point or idx.dtype.is_complex
+                                           or idx.dtype == torch.bool)):
+        raise ValueError(f"indices[{name!r}] must be a 1-D sequence of integer flat indices, got {idx!r:.80}")
+    idx = idx.to(torch.int64).cpu()
+    bad = idx[(idx < 0) | (idx >= size)]
+    if bad.numel():
+        raise ValueError(
+            f"indices[{name!r}] has out-of-range flat index/indices {bad[:5].tolist()}; "
+            f"{name!r} has {size} entries (valid: 0..{size - 1})"
+        )
+    return idx
 
 
 def _working_copy(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
@@ -159,13 +189,19 @@ def _loss_of(net: nn.Module, buffers: dict, x: torch.Tensor, y: torch.Tensor, lo
     def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
         out = loss_fn(functional_call(net, (params, buffers), (x,)), y)
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
-            raise ValueError("loss_fn must return a scalar (the mean loss over the batch)")
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"loss_fn must return a scalar (the mean loss over the batch), got {got}")
         return out.reshape(())
     return loss
 
 
 def _sole_linear_owners(net: nn.Module) -> dict[str, nn.Linear]:
-    """Weight name -> its nn.Linear, for weights that no other module shares (the fast path)."""
+    """Weight name -> its nn.Linear, for weights that no other module shares and whose module has
+    no forward hook of the caller's (the fast path's hook must see the layer's own output).
+
+    Candidates only: :func:`_probe` then checks that the forward pass really uses the weight
+    through one call of the module and nowhere else.
+    """
     owners: dict[int, list[tuple[str, nn.Module]]] = {}
     for mod_name, module in net.named_modules(remove_duplicate=False):
         for p_name, p in module._parameters.items():
@@ -175,9 +211,73 @@ def _sole_linear_owners(net: nn.Module) -> dict[str, nn.Linear]:
     for entries in owners.values():
         if len(entries) == 1:
             name, module = entries[0]
-            if type(module) is nn.Linear and name.split(".")[-1] == "weight":
+            if type(module) is nn.Linear and name.split(".")[-1] == "weight" and not module._forward_hooks:
                 out[name] = module
     return out
+
+
+class _Watch(TorchFunctionMode):
+    """Sees every torch call of one forward pass: sizes of the results and reads of watched tensors."""
+
+    def __init__(self, watched: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.by_id = {id(t): (n, t) for n, t in watched.items()}
+        self.sizes: list[int] = []                 # numbers in each call's result, in call order
+        self.first_use: dict[str, int] = {}        # name -> index of the first call that read it
+        self.reads: dict[str, list[bool]] = {}     # name -> per read: inside its fast-path owner?
+        self.inside: set[str] = set()              # names whose owner's forward is running
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for leaf in tree_leaves((args, kwargs)):
+            hit = self.by_id.get(id(leaf))
+            if hit is not None and hit[1] is leaf:
+                self.first_use.setdefault(hit[0], len(self.sizes))
+                self.reads.setdefault(hit[0], []).append(hit[0] in self.inside)
+        out = func(*args, **kwargs)
+        self.sizes.append(sum(t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor)))
+        return out
+
+
+def _probe(loss: Callable, base: dict[str, torch.Tensor], chosen: list[str],
+           candidates: Mapping[str, nn.Linear]) -> tuple[torch.Tensor, dict[str, nn.Linear], dict[str, int]]:
+    """The full loss L(w), computed once while watching how the forward pass uses each parameter.
+
+    Returns the loss, the weights the rank-1 fast path may handle (the owner's forward ran
+    exactly once and the weight was read there only, e.g. not also by ``F.linear(x,
+    self.fc.weight)`` in the model's ``forward``: the hook would miss that use), and per name
+    the numbers one vectorised removal holds (see ``_CHUNK_BUDGET``).
+    """
+    watch = _Watch({n: base[n] for n in chosen})
+    calls = dict.fromkeys(candidates, 0)
+    handles = []
+    for name, module in candidates.items():
+        if name not in chosen:
+            continue
+
+        def enter(mod: nn.Module, args: tuple, name: str = name) -> None:
+            watch.inside.add(name)
+
+        def leave(mod: nn.Module, args: tuple, output: Any, name: str = name) -> None:
+            watch.inside.discard(name)
+            calls[name] += 1
+
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    try:
+        with torch.no_grad(), watch:
+            full = loss(base)
+    finally:
+        for handle in handles:
+            handle.remove()
+    fast = {n: candidates[n] for n in chosen
+            if n in candidates and calls[n] == 1 and watch.reads.get(n) == [True]}
+    per_removal = {}
+    for n in chosen:
+        p = base[n]
+        spec = p.shape[0] + p.shape[1] if n in fast else 2 * p.numel()  # rank-1 factors, or delta and w - delta
+        later = sum(watch.sizes[watch.first_use[n]:]) if n in watch.first_use else 0
+        per_removal[n] = spec + later
+    return full, fast, per_removal
 
 
 class _RemovalPaths:
@@ -186,19 +286,20 @@ class _RemovalPaths:
     t = 0 is the full network and t = 1 the network without connection j, so
     ΔL_j = phi_j(0) − phi_j(1), g_j = −phi_j'(0) and w_j² H_jj = phi_j''(0).
 
-    * Weight of an ``nn.Linear`` (out x in) that no other module shares: removing W[i, k] only
-      subtracts t·W[i, k]·x_k from output unit i. A forward hook applies that rank-1 change, so
-      the layer (and everything before it) runs once per chunk and only the later layers are
-      vectorised over the removals. Per removal the spec is (one-hot row i, W[i, k]·one-hot k).
+    * Weight of an ``nn.Linear`` (out x in) used only through one call of its module (checked
+      by :func:`_probe`): removing W[i, k] only subtracts t·W[i, k]·x_k from output unit i. A
+      forward hook applies that rank-1 change, so the layer (and everything before it) runs
+      once per chunk and only the later layers are vectorised over the removals. Per removal
+      the spec is (one-hot row i, W[i, k]·one-hot k).
     * Any other parameter (conv weight, bias, ...): the spec is w_j·e_j in the parameter's shape
       and the parameter is replaced by w − t·w_j e_j (a stacked copy per removal).
     """
 
-    def __init__(self, name: str, base: dict, loss: Callable, linear: nn.Linear | None, batch: int) -> None:
+    def __init__(self, name: str, base: dict, loss: Callable, linear: nn.Linear | None,
+                 per_removal: int) -> None:
         self.name, self.base, self.loss, self.linear = name, base, loss, linear
         self.p = base[name]
-        # Numbers held per removal: the perturbed layer output, or a copy of the parameter.
-        self.per_removal = batch * self.p.shape[0] if linear is not None else self.p.numel()
+        self.per_removal = per_removal  # numbers one removal holds, from _probe
 
     def chunk(self, chunk_size: int) -> int:
         return max(1, min(chunk_size, _CHUNK_BUDGET // max(1, self.per_removal)))
@@ -230,15 +331,13 @@ class _RemovalPaths:
 
 
 def _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size):
-    """Shared checks and set-up of the brute-force measures."""
+    """Shared checks and set-up of the brute-force measures: the full loss and one path per name."""
     _check_model(model)
     _check_batch(inputs, targets)
     _check_dtype(dtype)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    if not _is_integer(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got {loss_fn!r}")
+    loss_fn = _resolve_loss_fn(loss_fn)
     net = _working_copy(model, dtype)
     chosen = _resolve_names(net, names)
     base = {n: p.detach() for n, p in net.named_parameters()}
@@ -246,9 +345,10 @@ def _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size):
     buffers = {n: b.detach() for n, b in net.named_buffers()}
     x, y = _prepare_inputs(net, inputs, targets)
     loss = _loss_of(net, buffers, x, y, loss_fn)
-    linear = _sole_linear_owners(net)
-    paths = {n: _RemovalPaths(n, base, loss, linear.get(n), x.shape[0]) for n in chosen}
-    return base, idx, loss, paths
+    full_loss, fast, per_removal = _probe(loss, base, chosen, _sole_linear_owners(net))
+    _check_finite(full_loss)
+    paths = {n: _RemovalPaths(n, base, loss, fast.get(n), per_removal[n]) for n in chosen}
+    return full_loss, idx, paths
 
 
 def _per_name(values: torch.Tensor, p: torch.Tensor, name: str, indices: Indices | None) -> torch.Tensor:
@@ -259,7 +359,7 @@ def _per_name(values: torch.Tensor, p: torch.Tensor, name: str, indices: Indices
 def _chunked(path: _RemovalPaths, sel_all: torch.Tensor, chunk_size: int, fn: Callable) -> torch.Tensor:
     """Apply the vectorised ``fn(*specs) -> values`` to the removals ``sel_all``, chunk by chunk."""
     out = torch.empty(sel_all.numel(), dtype=path.p.dtype, device=path.p.device)
-    step = path.chunk(chunk_size)
+    step = path.chunk(int(chunk_size))
     for start in range(0, sel_all.numel(), step):
         sel = sel_all[start:start + step].to(path.p.device)
         out[start:start + sel.numel()] = fn(*path.specs(sel)).detach()
@@ -293,18 +393,21 @@ def removal_effects(
     Cost: one forward pass for L(w) plus one per probed connection, i.e. m + 1 passes for all
     m connections. The removals are evaluated ``chunk_size`` at a time in one vectorised call
     (``torch.func.vmap``), so the layers before the probed one run once per chunk, not once
-    per removal. For the weight of an ``nn.Linear`` (not shared with another module), zeroing
-    W[i, k] only subtracts W[i, k]·x_k from output unit i, so a forward hook applies that rank-1
-    change and only the later layers are vectorised; any other parameter (conv, bias, ...) is
-    handled by stacking copies of it, each with one entry zeroed. Chunks shrink so that one
-    holds at most 2**24 numbers. This makes each pass cheap, not the passes fewer: the total
+    per removal. For the weight of an ``nn.Linear`` that the forward pass uses only by calling
+    that module once (checked on the full-loss pass; not shared, not also read directly as in
+    ``F.linear(x, self.fc.weight)``), zeroing W[i, k] only subtracts W[i, k]·x_k from output
+    unit i, so a forward hook applies that rank-1 change and only the later layers are
+    vectorised; any other parameter (conv, bias, ...) is handled by stacking copies of it, each
+    with one entry zeroed. Chunks shrink so that chunk × (the stacked copies per removal + every
+    value the forward pass computes from the parameter's first use on, as counted on the
+    full-loss pass) stays at most 2**24 numbers (128 MiB in float64); temporaries inside a
+    single operation are not counted. This makes each pass cheap, not the passes fewer: the total
     work still grows like m × (cost of the rest of the forward pass). Computed on a float64
     copy by default (see the module docstring).
     """
-    base, idx, loss, paths = _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size)
+    full_loss, idx, paths = _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size)
     effects: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        full_loss = loss(base)
         for name, path in paths.items():
             one = torch.ones((), dtype=path.p.dtype, device=path.p.device)
             removed = vmap(lambda *spec, path=path: path.phi(one, *spec))
@@ -329,12 +432,16 @@ def first_order_effects(
     score is ``|g_j|`` normalised (``snip.connection_sensitivity``); here the sign is kept, so
     that g_j can be compared with the exact ΔL_j of :func:`removal_effects` (first order:
     ΔL_j ≈ g_j). ``names`` as in :func:`removal_effects`. ``dtype=None`` keeps the model's
-    dtype; pass ``torch.float64`` to compare with removal effects at full precision.
+    dtype; pass ``torch.float64`` to compare with removal effects at full precision. Needs
+    autograd, so it refuses to run under ``torch.inference_mode()``.
     """
     _check_model(model)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("first_order_effects differentiates the loss: "
+                           "call it outside torch.inference_mode(), gradients are needed")
     _check_batch(inputs, targets)
     _check_dtype(dtype)
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    loss_fn = _resolve_loss_fn(loss_fn)
     net = _working_copy(model, dtype)
     chosen = _resolve_names(net, names)
     base = {n: p.detach() for n, p in net.named_parameters()}
@@ -345,6 +452,7 @@ def first_order_effects(
     c = {n: torch.ones_like(base[n], requires_grad=True) for n in chosen}
     with torch.enable_grad():
         value = loss({**base, **{n: c[n] * base[n] for n in chosen}})
+        _check_finite(value)
         grads = torch.autograd.grad(value, [c[n] for n in chosen], allow_unused=True)
     return {n: (torch.zeros_like(base[n]) if g is None else g.detach()) for n, g in zip(chosen, grads)}
 
@@ -366,11 +474,12 @@ def second_order_effects(
     minimum g = 0 and the estimate reduces to OBD's −½ H_jj w_j² (OBD's saliency is its
     magnitude). Both derivatives are taken along the removal direction, d/dt and d²/dt² of
     L(w − t·w_j e_j) at t = 0 (``torch.func.grad`` twice), vectorised like
-    :func:`removal_effects`, so the cost is of the same order (a few times larger): a diagnostic that shows what the first-order g_j misses, not a
-    pruning criterion for large networks. Same ``names``/``indices``/return layout as
-    :func:`removal_effects`.
+    :func:`removal_effects`, so the cost is of the same order (a few times larger): a diagnostic
+    that shows what the first-order g_j misses, not a pruning criterion for large networks. Same
+    ``names``/``indices``/return layout and chunk sizes as :func:`removal_effects`; the
+    derivatives keep a few times the forward values that the chunk budget counts.
     """
-    base, idx, loss, paths = _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size)
+    _, idx, paths = _setup(model, inputs, targets, names, indices, loss_fn, dtype, chunk_size)
     estimates: dict[str, torch.Tensor] = {}
     for name, path in paths.items():
         zero = torch.zeros((), dtype=path.p.dtype, device=path.p.device)
@@ -418,7 +527,25 @@ def _top_set(values: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-values, kind="stable")[:k]
 
 
-def rank_agreement(a: Scores, b: Scores, sparsities: Sequence[float] = (0.9, 0.98)) -> dict[str, Any]:
+def _sparsity_levels(sparsities: Any) -> list[float]:
+    """One real number or a sequence of them, each in [0, 1); all checked before any work."""
+    if isinstance(sparsities, (torch.Tensor, np.ndarray)):
+        sparsities = sparsities.tolist()  # a 0-d array becomes a number, a 1-D one a list
+    if isinstance(sparsities, numbers.Real) and not isinstance(sparsities, (bool, np.bool_)):
+        sparsities = [sparsities]
+    if isinstance(sparsities, (str, bytes)) or not isinstance(sparsities, Iterable):
+        raise TypeError(f"sparsities must be a number in [0, 1) or a sequence of them, got {sparsities!r}")
+    sparsities = list(sparsities)
+    for s in sparsities:
+        if (isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Real)
+                or not (0.0 <= s < 1.0)):
+            raise ValueError(f"each sparsity must be a number in [0, 1), got {s!r}")
+    return [s if type(s) in (int, float) else float(s) for s in sparsities]
+
+
+def rank_agreement(
+    a: Scores, b: Scores, sparsities: float | Sequence[float] = (0.9, 0.98)
+) -> dict[str, Any]:
     """Do two scores rank the connections alike? Spearman's rho and top-κ overlaps.
 
     ``a`` and ``b`` are equal-length 1-D arrays/tensors (or dicts of tensors with the same keys,
@@ -426,6 +553,7 @@ def rank_agreement(a: Scores, b: Scores, sparsities: Sequence[float] = (0.9, 0.9
     ``|g|`` and ``|ΔL|``. For each sparsity s, κ = round((1 − s)·n) entries are kept by each
     score (largest first, ties to the lower index) and ``overlap[s]`` is ``|top_a ∩ top_b| / κ``;
     ``chance[s]`` = κ / n is the expected overlap of two unrelated random selections.
+    ``sparsities``: one number in [0, 1) or a sequence of them (NumPy/torch numbers count).
 
     Returns ``{"spearman": float, "n": int, "kappa": {s: int}, "overlap": {s: float},
     "chance": {s: float}}``.
@@ -443,12 +571,9 @@ def rank_agreement(a: Scores, b: Scores, sparsities: Sequence[float] = (0.9, 0.9
     rx, ry = _average_ranks(x), _average_ranks(y)
     rho = float(np.corrcoef(rx, ry)[0, 1])
 
-    if isinstance(sparsities, (int, float)):
-        sparsities = (sparsities,)
+    levels = _sparsity_levels(sparsities)
     kappa, overlap, chance = {}, {}, {}
-    for s in sparsities:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0.0 <= s < 1.0):
-            raise ValueError(f"each sparsity must be a number in [0, 1), got {s!r}")
+    for s in levels:
         k = int(round((1.0 - s) * x.size))
         if k == 0:
             raise ValueError(f"sparsity {s!r} keeps no entry of {x.size}; use a lower sparsity or more entries")
@@ -466,16 +591,19 @@ def sample_connections(
 
     Uniform over connections, so each layer gets a share proportional to its size. Returns
     name -> sorted flat indices (int64), ready for ``indices=`` of :func:`removal_effects`.
+    ``seed``: any integer torch.Generator accepts (-2**63 .. 2**64 - 1).
     """
     _check_model(model)
+    if not _is_integer(seed) or not (-2**63 <= seed < 2**64):
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
     chosen = _resolve_names(model, names)
     params = dict(model.named_parameters())
     sizes = torch.tensor([params[c].numel() for c in chosen])
     total = int(sizes.sum())
-    if isinstance(n, bool) or not isinstance(n, int) or not (1 <= n <= total):
+    if not _is_integer(n) or not (1 <= n <= total):
         raise ValueError(f"n must be an integer in [1, {total}] (the number of connections), got {n!r}")
-    gen = torch.Generator().manual_seed(seed)
-    picked = torch.randperm(total, generator=gen)[:n].sort().values
+    gen = torch.Generator().manual_seed(int(seed))
+    picked = torch.randperm(total, generator=gen)[:int(n)].sort().values
     offsets = torch.cumsum(sizes, 0) - sizes
     out = {}
     for name, off, size in zip(chosen, offsets.tolist(), sizes.tolist()):
@@ -489,19 +617,21 @@ def flatten_scores(scores: Mapping[str, torch.Tensor], indices: Indices | None =
 
     With ``indices`` (as returned by :func:`sample_connections`), full-shape scores are first
     reduced to those flat entries, so that first-order scores line up with removal effects.
+    The indices are flat positions in the *full-shape* score (one value per parameter entry);
+    scores already aligned with indices (``removal_effects(..., indices=...)``) are flattened
+    without ``indices``. Each entry must be 1-D integers (not a bool mask) within range.
     """
     if not isinstance(scores, Mapping) or not scores:
         raise ValueError(f"scores must be a non-empty dict of name -> Tensor, got {scores!r:.80}")
+    if indices is not None and not isinstance(indices, Mapping):
+        raise TypeError(f"indices must be a dict of name -> flat indices, got {type(indices).__name__}")
     parts = []
     for name, s in scores.items():
         flat = torch.as_tensor(s).detach().reshape(-1)
         if indices is not None:
             if name not in indices:
                 raise ValueError(f"indices has no entry for {name!r}; it has {list(indices)}")
-            idx = torch.as_tensor(indices[name], dtype=torch.int64).to(flat.device)
-            if idx.numel() and (idx.min() < 0 or idx.max() >= flat.numel()):
-                raise ValueError(f"indices[{name!r}] out of range for {flat.numel()} entries")
-            flat = flat[idx]
+            flat = flat[_flat_indices(name, indices[name], flat.numel()).to(flat.device)]
         parts.append(flat.cpu())
     return torch.cat(parts)
 
@@ -512,13 +642,17 @@ def time_forward(model: nn.Module, inputs: torch.Tensor, *, repeats: int = 20, w
 
     The minimum, as ``timeit`` recommends: slower runs measure interference from other processes
     (on a shared 2-core machine a multi-threaded matmul can stall for tens of milliseconds), not
-    the cost of the pass. The model runs in eval mode and its train/eval flag is restored.
+    the cost of the pass. The model runs in eval mode and every submodule's own train/eval flag
+    is restored afterwards (a frozen BatchNorm inside a training model stays in eval).
     """
     _check_model(model)
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor (one batch), got {type(inputs).__name__}")
     for label, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not _is_integer(value) or value < low:
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-    was_training = model.training
+    repeats, warmup = int(repeats), int(warmup)
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     times = []
     try:
@@ -531,5 +665,6 @@ def time_forward(model: nn.Module, inputs: torch.Tensor, *, repeats: int = 20, w
                 if i >= warmup:
                     times.append(time.perf_counter() - start)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return float(min(times))

@@ -162,18 +162,29 @@ def signal_propagation(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
     - ``input_variance``: Var(x) of the layer input, ``input_second_moment``: E[x²] (what the
       forward rule Var(y) = n_in Var(W) E[x²] needs when x is not zero-mean, e.g. after a ReLU);
     - ``forward_variance``: Var(y) of the layer output y = W x + b, i.e. the pre-activation;
-    - ``backward_variance``: Var(∂L/∂y); ``input_grad_variance``: Var(∂L/∂x);
+    - ``backward_variance``: Var(∂L/∂y); ``input_grad_variance``: Var(∂L/∂x), the *total*
+      gradient at the layer's input. When x also feeds other layers (parallel branches, a
+      skip connection) it sums every consumer's contribution, so ``input_grad_variance /
+      backward_variance`` is this layer's backward factor n_out·Var(W) only where the layer is
+      x's sole consumer, as in a plain chain of layers (e.g. :func:`deep_mlp`);
     - ``weight_variance``: Var(W); ``fan_in``/``fan_out`` as in :func:`snip_lib.init.fan_in_fan_out`;
     - ``calls``: how often the forward pass used the layer (recurrent cells use theirs once
       per time step; the variances pool every call).
 
-    Variances are taken over all entries (batch and units), in float64. ``loss_fn(outputs,
-    targets)`` must return a scalar (default: mean cross-entropy). The model runs in its
+    Variances are taken over all entries (batch and units), in float64. ``inputs`` are cast to
+    the dtype of the model's parameters (as :mod:`snip_lib.analysis` does), so a float64 model
+    takes a float32 batch. ``loss_fn(outputs, targets)`` must return a scalar (default: mean
+    cross-entropy). Gradients are needed: calling it under ``torch.inference_mode()`` is an
+    error (``torch.no_grad()`` is fine, it is lifted inside). The model runs in its
     current train/eval mode; its parameters, ``.grad`` fields and buffers (BatchNorm running
     statistics) are unchanged afterwards and every hook is removed, even on error.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if torch.is_inference_mode_enabled():
+        # enable_grad cannot lift inference mode: the gradients below would fail half-way.
+        raise RuntimeError("signal_propagation measures gradients: "
+                           "call it outside torch.inference_mode(), gradients are needed")
     for label, value in (("inputs", inputs), ("targets", targets)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{label} must be a torch.Tensor, got {type(value).__name__}")
@@ -223,7 +234,7 @@ def signal_propagation(model: nn.Module, inputs: torch.Tensor, targets: torch.Te
         with torch.enable_grad():
             # A leaf that requires grad makes every layer's input and output part of the graph,
             # even for frozen parameters; torch.autograd.grad leaves the parameters' .grad alone.
-            x = inputs.detach().to(param.device).clone().requires_grad_(True)
+            x = inputs.detach().to(param.device, param.dtype).clone().requires_grad_(True)
             outputs = model(x)
             loss = loss_fn(outputs, targets.to(param.device))
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:

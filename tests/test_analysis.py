@@ -81,6 +81,59 @@ def test_removal_effects_shared_weight_is_removed_everywhere():
     torch.testing.assert_close(effects["0.weight"], naive_removal(model, x, y, "0.weight"), rtol=0, atol=1e-13)
 
 
+class ReadsWeight(nn.Module):
+    """fc1's weight reached without (only) calling fc1: the rank-1 hook would not see that use."""
+
+    def __init__(self, how: str, act: nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.fc2, self.how, self.act = nn.Linear(4, 5), nn.Linear(5, 3), how, act
+        if how == "hooked":  # a hook of the caller's on fc1 changes its output
+            self.fc1.register_forward_hook(lambda mod, args, out: 2 * out + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "functional":
+            h = F.linear(x, self.fc1.weight, self.fc1.bias)
+        elif self.how == "both":
+            h = self.fc1(x) + 0.5 * F.linear(x, self.fc1.weight)
+        else:
+            h = self.fc1(x)
+        return self.fc2(self.act(h))
+
+
+@pytest.mark.parametrize("how", ["functional", "both", "hooked"])
+def test_removal_effects_of_a_weight_used_outside_its_module(how):
+    x, y = batch(6, shape=(4,))
+    model = ReadsWeight(how, nn.Tanh())
+    effects = analysis.removal_effects(model, x, y, names="fc1.weight", chunk_size=7)["fc1.weight"]
+    expected = naive_removal(model, x, y, "fc1.weight")
+    assert expected.abs().max() > 1e-4
+    torch.testing.assert_close(effects, expected, rtol=0, atol=1e-13)
+    # Linear in each weight and a quadratic loss: the second-order estimate is exact.
+    model, target = ReadsWeight(how, nn.Identity()), torch.randn(6, 3)
+    second = analysis.second_order_effects(model, x, target, names="fc1.weight", loss_fn=F.mse_loss)
+    torch.testing.assert_close(second["fc1.weight"], naive_removal(model, x, target, "fc1.weight", F.mse_loss),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_fast_path_is_kept_for_weights_used_only_through_their_module():
+    x, y = batch()
+    paths = analysis._setup(tiny_mlp(), x, y, None, None, None, torch.float64, 256)[-1]
+    assert all(path.linear is not None for path in paths.values())
+
+
+def test_chunks_shrink_when_the_activations_are_large():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 26 * 26, 10))
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    paths = analysis._setup(model, x, y, "0.weight", None, None, torch.float64, 256)[-1]
+    conv_output = 32 * 16 * 26 * 26  # one removal changes the whole conv output, and all after it
+    step = paths["0.weight"].chunk(256)
+    assert 1 <= step and step * conv_output <= analysis._CHUNK_BUDGET
+    small = analysis._setup(tiny_cnn(), *batch(6, shape=(1, 4, 4)), "0.weight", None, None, torch.float64, 256)
+    assert small[-1]["0.weight"].chunk(256) == 256  # small nets keep the requested chunk
+
+
 def test_removal_effects_with_indices_and_custom_loss():
     model = tiny_mlp(3)
     x, _ = batch()
@@ -128,6 +181,29 @@ def test_removal_effects_bad_names_and_indices_are_named():
         analysis.removal_effects(model, x, y, dtype=torch.int64)
     with pytest.raises(TypeError, match="Module"):
         analysis.removal_effects("lenet300", x, y)
+
+
+def test_measures_accept_numpy_integers_and_refuse_a_non_finite_loss():
+    model = tiny_mlp()
+    x, y = batch()
+    a = analysis.removal_effects(model, x, y, names="5.weight", chunk_size=np.int64(4))
+    torch.testing.assert_close(a["5.weight"], naive_removal(model, x, y, "5.weight"), rtol=0, atol=1e-13)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    for measure in (analysis.removal_effects, analysis.first_order_effects, analysis.second_order_effects):
+        with pytest.raises(ValueError, match="loss is nan.*check the inputs"):
+            measure(model, bad, y)
+
+
+def test_first_order_effects_checks_its_loss_and_the_grad_mode():
+    model = tiny_mlp()
+    x, y = batch()
+    with pytest.raises(TypeError, match="callable.*'mse'"):
+        analysis.first_order_effects(model, x, y, loss_fn="mse")
+    with pytest.raises(ValueError, match=r"scalar.*got shape \(8,\)"):
+        analysis.first_order_effects(model, x, y, loss_fn=lambda o, t: F.cross_entropy(o, t, reduction="none"))
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
+        analysis.first_order_effects(model, x, y)
 
 
 # ----------------------------------------------------------------------------- first order
@@ -258,6 +334,16 @@ def test_rank_agreement_accepts_dicts_and_rejects_bad_input():
         analysis.rank_agreement([1, 2, 3], [1, 2, 3], sparsities=(0.9,))
 
 
+def test_rank_agreement_sparsities_as_numpy_or_torch_numbers_and_refuses_text():
+    a, b = [1, 2, 3, 4], [1, 3, 2, 4]  # top halves {3, 2} and {3, 1}
+    for one in (np.float32(0.5), torch.tensor(0.5), np.array([0.5])):
+        assert analysis.rank_agreement(a, b, sparsities=one)["overlap"] == {0.5: 0.5}
+    with pytest.raises(TypeError, match="'0.5'"):
+        analysis.rank_agreement(a, b, sparsities="0.5")
+    with pytest.raises(ValueError, match="True"):
+        analysis.rank_agreement(a, b, sparsities=(0.5, True))
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def test_sample_connections_and_flatten_scores():
@@ -282,10 +368,37 @@ def test_sample_connections_and_flatten_scores():
         analysis.flatten_scores(scores, {"1.weight": picked["1.weight"]})
 
 
+def test_sample_connections_takes_numpy_integers_and_checks_the_seed():
+    model = tiny_mlp()
+    picked = analysis.sample_connections(model, np.int64(50), seed=np.int32(3))
+    assert all(torch.equal(picked[n], v) for n, v in analysis.sample_connections(model, 50, seed=3).items())
+    for seed in (1.5, True, "a"):
+        with pytest.raises(ValueError, match=f"seed.*{seed!r}"):
+            analysis.sample_connections(model, 5, seed=seed)
+
+
+def test_flatten_scores_checks_indices_like_removal_effects():
+    scores = {"w": torch.tensor([10.0, 20.0, 30.0, 40.0])}
+    with pytest.raises(ValueError, match="integer"):
+        analysis.flatten_scores(scores, {"w": torch.tensor([False, False, True, True])})  # a mask
+    with pytest.raises(ValueError, match="integer"):
+        analysis.flatten_scores(scores, {"w": [0.9, 2.7]})
+    with pytest.raises(ValueError, match=r"\[7\].*0\.\.3"):
+        analysis.flatten_scores(scores, {"w": [1, 7]})
+    assert analysis.flatten_scores(scores, {"w": np.array([3, 0])}).tolist() == [40.0, 10.0]
+
+
 def test_time_forward_restores_mode():
     model = tiny_mlp().train()
     seconds = analysis.time_forward(model, batch()[0], repeats=3, warmup=1)
     assert seconds > 0 and model.training
+    mixed = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
+    mixed[1].eval()  # a frozen BatchNorm inside a training model
+    before = [m.training for m in mixed.modules()]
+    analysis.time_forward(mixed, torch.randn(8, 4), repeats=np.int64(1), warmup=0)
+    assert [m.training for m in mixed.modules()] == before
+    with pytest.raises(TypeError, match="list"):
+        analysis.time_forward(model, [batch()[0]])
     with pytest.raises(ValueError, match="repeats"):
         analysis.time_forward(model, batch()[0], repeats=0)
     with pytest.raises(ValueError, match="warmup"):

@@ -234,8 +234,9 @@ def test_model_is_left_unchanged_and_hooks_are_removed():
     assert torch.allclose(model(x), before)
 
 
-def test_hooks_are_removed_when_the_loss_fails():
-    model = propagation.deep_mlp(2, 8, in_features=64)
+def test_hooks_are_removed_and_buffers_restored_when_the_loss_fails():
+    model = nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 10)).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
 
     def bad_loss(outputs, targets):
         return outputs.sum(dim=1)  # not a scalar
@@ -244,6 +245,49 @@ def test_hooks_are_removed_when_the_loss_fails():
     with pytest.raises(ValueError, match="scalar"):
         propagation.signal_propagation(model, x, y, loss_fn=bad_loss)
     assert all(not m._forward_hooks for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k  # the failed pass had updated the running statistics
+
+
+def test_refuses_inference_mode_before_touching_the_model():
+    model = propagation.deep_mlp(2, 8, in_features=64)
+    x, y = _batch()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
+        propagation.signal_propagation(model, x, y)
+    assert all(not m._forward_hooks for m in model.modules())
+    with torch.no_grad():  # no_grad is lifted inside
+        assert len(propagation.signal_propagation(model, x, y)) == 3
+
+
+def test_inputs_are_cast_to_the_model_dtype():
+    model = propagation.deep_mlp(2, 8, in_features=64).double()
+    x, y = _batch()
+    df = propagation.signal_propagation(model, x, y)  # float32 batch, float64 model
+    expected = propagation.signal_propagation(model, x.double(), y)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(df, expected)
+
+
+def test_input_grad_variance_is_the_total_gradient_at_a_shared_input():
+    # Two layers read the same x: each row reports Var of the summed ∂L/∂x (the documented
+    # meaning), not the layer's own share, so the ratio to backward_variance is no per-layer factor.
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    torch.manual_seed(0)
+    model = TwoHeads()
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    df = propagation.signal_propagation(model, x, y).set_index("layer")
+    xr = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xr), y).backward()
+    total = xr.grad.double().var(unbiased=False).item()
+    assert df.loc["a", "input_grad_variance"] == pytest.approx(total)
+    assert df.loc["b", "input_grad_variance"] == pytest.approx(total)
 
 
 def test_frozen_parameters_still_give_gradients_and_stay_frozen():
