@@ -71,19 +71,25 @@ def _check_scope(scope: str) -> str:
 
 
 def _select(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
-    """Top-κ masks, globally or tensor by tensor."""
+    """Top-κ masks, globally or tensor by tensor.
+
+    Layer by layer, a tensor with no entries (a zero-width layer) gets an empty mask: it has no
+    connection to keep or lose, so it neither counts as emptied nor stops the others being pruned.
+    """
     sparsity = _check_sparsity(sparsity)
     if _check_scope(scope) == "global":
         return masks_from_scores(scores, sparsity)
-    masks = {}
-    for name, s in scores.items():
-        if round((1.0 - sparsity) * s.numel()) == 0:
+    if all(s.numel() == 0 for s in scores.values()):
+        raise ValueError(f"the prunable tensors {list(scores)} have no entries; there is nothing to prune")
+    for name, s in scores.items():  # every layer is checked before any is ranked
+        if s.numel() and round((1.0 - sparsity) * s.numel()) == 0:
             raise ValueError(
                 f"sparsity {sparsity!r} with scope='layer' leaves no connection in {name!r} "
                 f"(round((1 - {sparsity!r}) * {s.numel()}) = 0); use a lower sparsity or scope='global'"
             )
-        masks[name] = masks_from_scores({name: s}, sparsity)[name]
-    return masks
+    return {name: masks_from_scores({name: s}, sparsity)[name] if s.numel()
+            else torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+            for name, s in scores.items()}
 
 
 # ----------------------------------------------------------------------------- random
@@ -162,6 +168,17 @@ class _EvalMode:
     def __exit__(self, *exc: object) -> None:
         for m, flag in self.flags:
             m.training = flag
+
+
+def _refuse_wrapper(model: nn.Module) -> None:
+    """A clear error for DataParallel/DDP, whose forward ``torch.func`` cannot call functionally.
+
+    Unlike the pruners' scores (``snip._refuse_unscorable``), inference mode is not refused: the
+    ``torch.func`` transforms used here compute the same Hessian diagonal inside it.
+    """
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        raise TypeError(f"got a {type(model).__name__}; compute OBD on the model inside it, "
+                        "e.g. obd_scores(model.module, inputs, targets)")
 
 
 def _check_batch(inputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -265,9 +282,15 @@ def hessian_diagonal(
     ``loss_fn(outputs, targets)`` must return the *mean* loss as a scalar (default
     ``F.cross_entropy``). The model runs in eval mode and its parameters, ``.grad`` fields and
     train/eval flags are unchanged afterwards; the batch is moved to the parameters' device.
+    Floating-point inputs must have the weights' dtype (``ValueError`` otherwise, as for SNIP).
     """
+    _refuse_wrapper(model)
     params = prunable_parameters(model, include_bias=include_bias)
     _check_batch(inputs, targets)
+    dtype = next(iter(params.values())).dtype
+    if inputs.is_floating_point() and inputs.dtype != dtype:
+        raise ValueError(f"the inputs are {inputs.dtype} but the model's weights are {dtype}; "
+                         f"convert one of them (e.g. inputs.to({dtype}))")
     if method not in HESSIAN_METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(HESSIAN_METHODS)}")
     chunk_size = _positive_int(chunk_size, "chunk_size")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ from snip_lib.snip import (
     _refuse_unscorable,
     _ScoringMode,
     _snip_masks,
+    _total_or_raise,
     _warn_unprunable,
     masks_from_scores,
     prunable_parameters,
@@ -184,20 +186,25 @@ def grasp_scores(
     A float16 model is scored as a float32 copy (its own weights are not touched) and its scores
     come back in float32: at ``T = 200`` they are of the order of 1e-7, where float16 flushes
     almost all of them to zero and the ranking would be arbitrary.
+
+    The model's output must be a tensor unless ``temperature=1``: a model returning several outputs
+    (``(logits, aux)``, with a ``loss_fn`` that picks the logits) is refused with a ``ValueError``
+    on the first forward pass, since dividing by T needs the logits themselves.
     """
     _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
     pairs = _as_batches(inputs, targets)
-    if any(p.dtype == torch.float16 for p in params.values()):
-        model = copy.deepcopy(model).float()
-        params = prunable_parameters(model, include_bias=include_bias)
-        pairs = [(x.float() if x.is_floating_point() else x, y) for x, y in pairs]
     _check_bn_mode(bn_mode)
     fn = _check_loss_fn(loss_fn)
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0 \
             or not math.isfinite(temperature):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     temperature = float(temperature)
+    fn = _tempered(fn, temperature)
+    if any(p.dtype == torch.float16 for p in params.values()):  # after the checks: no copy for a bad call
+        model = copy.deepcopy(model).float()
+        params = prunable_parameters(model, include_bias=include_bias)
+        pairs = [(x.float() if x.is_floating_point() else x, y) for x, y in pairs]
     device = next(iter(params.values())).device
     weights = {name: p.detach() for name, p in params.items()}
     total = sum(x.shape[0] for x, _ in pairs)
@@ -210,13 +217,13 @@ def grasp_scores(
     with _ScoringMode(model, bn_mode), torch.enable_grad():
         for i, (x, y) in enumerate(pairs):  # pass 1: g, the mean gradient
             w = leaves()
-            loss = _functional_loss(model, w, x.to(device), y.to(device), fn, i, temperature)
+            loss = _functional_loss(model, w, x.to(device), y.to(device), fn, i)
             for name, g in zip(w, torch.autograd.grad(loss, list(w.values()), allow_unused=True)):
                 if g is not None:
                     grad[name].add_(g, alpha=x.shape[0] / total)
         for i, (x, y) in enumerate(pairs):  # pass 2: H g, as the gradient of gᵀ∇L (g held fixed)
             w = leaves()
-            loss = _functional_loss(model, w, x.to(device), y.to(device), fn, i, temperature)
+            loss = _functional_loss(model, w, x.to(device), y.to(device), fn, i)
             grads = torch.autograd.grad(loss, list(w.values()), create_graph=True, allow_unused=True)
             z = sum((g * grad[name]).sum() for name, g in zip(w, grads) if g is not None)
             if not isinstance(z, torch.Tensor) or not z.requires_grad:
@@ -225,6 +232,27 @@ def grasp_scores(
                 if hg is not None:
                     hess_grad[name].add_(hg, alpha=x.shape[0] / total)
     return _check_finite({name: (weights[name] * hess_grad[name]).detach() for name in weights}, "GraSP")
+
+
+def _tempered(loss_fn: LossFn, temperature: float) -> LossFn:
+    """``loss_fn`` on the outputs divided by ``temperature``, refusing outputs that are not a tensor.
+
+    The division happens inside the loss, so the check costs nothing: it runs on the first forward
+    pass, before any gradient, instead of failing there with Python's ``tuple / float`` TypeError.
+    """
+    if temperature == 1.0:
+        return loss_fn  # nothing to divide: any output loss_fn accepts will do
+
+    def tempered(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        if not isinstance(outputs, torch.Tensor):
+            raise ValueError(
+                f"GraSP divides the model's output by temperature={temperature:g}, but the model returned a "
+                f"{type(outputs).__name__}, not a Tensor of logits; pass temperature=1 (with a loss_fn that "
+                "picks the logits) or a model that returns a tensor"
+            )
+        return loss_fn(outputs / temperature, targets)
+
+    return tempered
 
 
 # ----------------------------------------------------------------------------- SynFlow
@@ -255,15 +283,27 @@ def synflow_scores(
     default: the flow is a product over layers and can underflow float32 in deep networks); the
     model's own weights, signs included, are never touched (the SynFlow code flips their signs in
     place and restores them afterwards). Scores come back in ``dtype``.
+
+    The all-ones input replaces the data, so the model must take floating-point inputs (not the
+    integer indices of an ``nn.Embedding``) and return one tensor, whose sum is R.
     """
     _refuse_unscorable(model)
     params = prunable_parameters(model, include_bias=include_bias)
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 1 or inputs.shape[0] == 0:
+    if not isinstance(inputs, torch.Tensor):  # only the type: a batch's values would flood the message
         raise ValueError("synflow needs an example input tensor with a batch dimension (only its shape is used), "
-                         f"got {inputs if not isinstance(inputs, torch.Tensor) else tuple(inputs.shape)!r}")
+                         f"got a {type(inputs).__name__}")
+    if inputs.dim() < 1 or inputs.shape[0] == 0:
+        raise ValueError("synflow needs an example input tensor with a batch dimension (only its shape is used), "
+                         f"got shape {tuple(inputs.shape)}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     if masks is not None:
+        if not isinstance(masks, Mapping):
+            raise TypeError(f"masks must be None or a dict of prunable parameter name -> bool mask, "
+                            f"got a {type(masks).__name__}")
+        odd = [type(k).__name__ for k in masks if not isinstance(k, str)]
+        if odd:
+            raise TypeError(f"masks must be keyed by parameter name (str), got keys of type {', '.join(odd)}")
         unknown = sorted(set(masks) - set(params))
         if unknown:
             raise ValueError(f"masks name {unknown}, which are not prunable parameters; allowed: {', '.join(params)}")
@@ -282,7 +322,20 @@ def synflow_scores(
                for name, b in model.named_buffers()}
     ones = torch.ones((1, *inputs.shape[1:]), dtype=dtype, device=device)
     with _ScoringMode(model, "eval"), torch.enable_grad():
-        flow = functional_call(model, (absolute, buffers), (ones,)).sum()
+        try:
+            outputs = functional_call(model, (absolute, buffers), (ones,))
+        except RuntimeError as err:
+            if inputs.is_floating_point():
+                raise
+            raise TypeError(
+                f"synflow feeds the model an all-ones {dtype} input in place of the data, and the model failed on "
+                f"it; its example inputs are {inputs.dtype} (indices, e.g. for nn.Embedding?): SynFlow needs a model "
+                "that takes floating-point inputs"
+            ) from err
+        if not isinstance(outputs, torch.Tensor):
+            raise TypeError(f"synflow sums the model's output (R = 1ᵀ f(1)), but the model returned a "
+                            f"{type(outputs).__name__}, not a Tensor; score a model whose forward returns one tensor")
+        flow = outputs.sum()
         grads = torch.autograd.grad(flow, list(scored.values()), allow_unused=True)
     scores = {name: (w.detach() * g).abs() if g is not None else torch.zeros_like(w.detach())
               for (name, w), g in zip(scored.items(), grads)}
@@ -353,6 +406,7 @@ def _exclude_pruned(scores: dict[str, torch.Tensor], masks: Mapping[str, torch.T
 
 
 def _progressive(
+    method: str,
     score: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
     params: Mapping[str, torch.Tensor],
     sparsity: float,
@@ -361,13 +415,33 @@ def _progressive(
     *,
     monotone: bool,
 ) -> dict[str, torch.Tensor]:
-    """Prune in rounds: score the current network, keep the top entries at the round's sparsity."""
+    """Prune in rounds: score the current network, keep the top entries at the round's sparsity.
+
+    Round 1 scores the dense network, as SNIP does, and is refused like SNIP when every score is
+    zero (the whole ranking would be by position). Zero-score ties are reported, in one warning for
+    the call, where they say something: in round 1, and in every round of FORCE, whose pruned weights
+    keep their score |θ ⊙ g| (a zero there is a dead path, not a pruned weight). The monotone methods
+    (iterative SNIP, SynFlow) rank their pruned entries below all others from round 2 on, and a
+    surviving entry scoring zero there lies on a path earlier rounds cut; their ties are not reported.
+    """
     masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
-    for round_sparsity in sparsity_schedule(sparsity, steps, schedule):
+    ties: list[tuple[int, str]] = []
+    for t, round_sparsity in enumerate(sparsity_schedule(sparsity, steps, schedule), start=1):
         scores = score(masks)
+        if t == 1:
+            _total_or_raise(scores, f"{method!r} has nothing to rank in its first round: the ranking, and so "
+                                    "the mask, would be arbitrary")
         if monotone:
             scores = _exclude_pruned(scores, masks)
-        masks = masks_from_scores(scores, round_sparsity, warn_zero_ties=False)  # pruned ones score 0
+        with warnings.catch_warnings(record=True) as caught:  # one warning for all rounds, not one per round
+            warnings.simplefilter("always")
+            masks = masks_from_scores(scores, round_sparsity, warn_zero_ties=t == 1 or not monotone)
+        ties += [(t, str(w.message)) for w in caught]
+    if ties:
+        first, message = ties[0]
+        rounds = ", ".join(str(t) for t, _ in ties[:10]) + (", ..." if len(ties) > 10 else "")
+        warnings.warn(f"{method}, round {first} of {steps} (zero-score ties in round(s) {rounds}): {message}",
+                      UserWarning, stacklevel=3)
     return masks
 
 
@@ -465,7 +539,7 @@ def prune_masks(
             raise ValueError("method 'synflow' needs inputs (a batch tensor) for the input shape; "
                              f"got {type(inputs).__name__}")
         return _progressive(
-            lambda masks: synflow_scores(model, example, masks, include_bias=include_bias),
+            method, lambda masks: synflow_scores(model, example, masks, include_bias=include_bias),
             params, sparsity, iterations, schedule, monotone=True,
         )
     # iterative-snip / force
@@ -474,8 +548,8 @@ def prune_masks(
     pairs = _as_batches(inputs, targets)  # reject bad batches once, before the rounds
     xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
     return _progressive(
-        lambda masks: pruned_sensitivity(model, xs, ys, masks, opts.get("loss_fn"),
-                                         include_bias=include_bias, bn_mode=bn_mode),
+        method, lambda masks: pruned_sensitivity(model, xs, ys, masks, opts.get("loss_fn"),
+                                                 include_bias=include_bias, bn_mode=bn_mode),
         params, sparsity, steps, schedule, monotone=method == "iterative-snip",
     )
 

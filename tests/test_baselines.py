@@ -1,5 +1,7 @@
 """Tests for snip_lib.baselines: random, magnitude and Optimal Brain Damage saliencies."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,6 +98,36 @@ def test_magnitude_layer_scope_gives_each_layer_the_same_density():
 def test_magnitude_layer_scope_refuses_to_empty_a_layer():
     with pytest.raises(ValueError, match="4.weight"):
         baselines.magnitude_masks(small_mlp(), 0.99, scope="layer")
+
+
+class _WithEmptyLayer(nn.Module):
+    """A zero-width Linear (``e``) beside two ordinary ones."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Linear(10, 8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: "Initializing zero-element tensors is a no-op"
+            self.e = nn.Linear(10, 0)
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x))) + self.e(x).sum()
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5])
+def test_magnitude_layer_scope_gives_an_empty_layer_an_empty_mask(sparsity):
+    model = _WithEmptyLayer()
+    masks = baselines.magnitude_masks(model, sparsity, scope="layer")
+    assert list(masks) == ["a.weight", "e.weight", "b.weight"]
+    assert masks["e.weight"].shape == (0, 10) and masks["e.weight"].dtype == torch.bool
+    assert [int(masks[n].sum()) for n in ("a.weight", "b.weight")] == [round((1 - sparsity) * 80),
+                                                                       round((1 - sparsity) * 24)]
+    with pytest.raises(ValueError, match="leaves no connection in 'b.weight'"):  # a real layer still may not go
+        baselines.magnitude_masks(model, 0.99, scope="layer")
+    with pytest.raises(ValueError, match=r"the prunable tensors \['weight'\] have no entries"):
+        baselines.magnitude_masks(model.e, 0.5, scope="layer")  # nothing at all to prune is still refused
 
 
 def test_magnitude_scores_are_absolute_copies():
@@ -240,6 +272,28 @@ def test_obd_masks_keep_the_highest_saliency():
     kept_s = torch.cat([scores[n][masks[n]] for n in masks])
     dropped_s = torch.cat([scores[n][~masks[n]] for n in masks])
     assert kept_s.min() >= dropped_s.max()
+
+
+@pytest.mark.parametrize("fn", [baselines.hessian_diagonal, baselines.obd_scores,
+                                lambda m, x, y, **kw: baselines.obd_masks(m, x, y, 0.5, **kw)])
+@pytest.mark.parametrize("method", ["exact", "gauss-newton"])
+def test_obd_refuses_mismatched_dtypes_and_data_parallel_clearly(fn, method):
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with pytest.raises(ValueError, match=r"^the inputs are torch.float32 but the model's weights are torch.float64; "
+                                         r"convert one of them \(e.g. inputs.to\(torch.float64\)\)$"):
+        fn(tiny_net().double(), x, y, method=method)
+    with pytest.raises(TypeError, match=r"^got a DataParallel; compute OBD on the model inside it"):
+        fn(nn.DataParallel(tiny_net()), x, y, method=method)
+
+
+def test_obd_still_runs_in_inference_mode():
+    """torch.func computes the same diagonal there, so inference mode is not refused (unlike the pruners)."""
+    model = tiny_net()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    expected = baselines.obd_scores(model, x, y)
+    with torch.inference_mode():
+        got = baselines.obd_scores(model, x, y)
+    assert all(torch.equal(expected[n], got[n]) for n in expected)
 
 
 def test_exact_hessian_refuses_large_models():

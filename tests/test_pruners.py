@@ -7,6 +7,7 @@ against a hand computation and its conservation law).
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -151,7 +152,71 @@ def test_grasp_keeps_the_weights_whose_removal_would_reduce_gradient_flow_most()
     assert torch.cat([m.reshape(-1) for m in masks.values()])[int(flat_scores.argmax())]
 
 
+class _LogitsAndHidden(nn.Module):
+    """Returns (logits, hidden), as models with auxiliary outputs do."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(6, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.b(h), h
+
+
+def test_grasp_refuses_a_temperature_it_cannot_apply_to_a_tuple_output():
+    model = _LogitsAndHidden()
+    x, y = _batch((6,), 3, n=8)
+
+    def pick(out, t):
+        return F.cross_entropy(out[0], t)
+
+    with pytest.raises(ValueError, match=r"GraSP divides the model's output by temperature=200, but the model "
+                                         r"returned a tuple, not a Tensor of logits; pass temperature=1"):
+        pruners.prune_masks("grasp", model, x, y, 0.5, loss_fn=pick)
+    ours = pruners.grasp_scores(model, x, y, pick, temperature=1)  # temperature 1 divides nothing: it works
+
+    class LogitsOnly(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)[0]
+
+    theirs = pruners.grasp_scores(LogitsOnly(model), x, y, temperature=1)
+    assert all(torch.equal(ours[n], theirs[f"inner.{n}"]) for n in ours)
+
+
 # ----------------------------------------------------------------------------- SynFlow
+
+
+class _Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.out = nn.Embedding(10, 4), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.out(self.embed(x).flatten(1))
+
+
+@pytest.mark.parametrize("call, error, needle", [
+    (lambda m, x: pruners.synflow_scores(m, x, torch.ones(4, 6, dtype=torch.bool)), TypeError,
+     "^masks must be None or a dict of prunable parameter name -> bool mask, got a Tensor$"),
+    (lambda m, x: pruners.synflow_scores(m, x, [torch.ones(4, 6, dtype=torch.bool)]), TypeError,
+     "^masks must be None or a dict of prunable parameter name -> bool mask, got a list$"),
+    (lambda m, x: pruners.synflow_scores(m, [x]), ValueError,
+     r"^synflow needs an example input tensor with a batch dimension \(only its shape is used\), got a list$"),
+    (lambda m, x: pruners.synflow_scores(_LogitsAndHidden(), x), TypeError,
+     r"synflow sums the model's output .*, but the model returned a tuple, not a Tensor"),
+    (lambda m, x: pruners.synflow_scores(_Tokens(), torch.randint(0, 10, (2, 2))), TypeError,
+     "all-ones torch.float64 input .* its example inputs are torch.int64 .* SynFlow needs a model that takes "
+     "floating-point inputs"),
+])
+def test_synflow_errors_say_what_is_wrong(call, error, needle):
+    with pytest.raises(error, match=needle):
+        call(_mlp((6, 4, 3)), _batch((6,), 3)[0])
 
 
 def test_synflow_scores_match_a_hand_computation():
@@ -216,6 +281,63 @@ def test_force_lets_pruned_weights_return_and_iterative_snip_does_not(monkeypatc
     assert returned("force") > 0
 
 
+def _dead_end_mlp(zero="4.weight"):
+    """An MLP whose weight ``zero`` is all zeros: every weight before it gets a zero gradient."""
+    model = _mlp((12, 16, 16, 4))
+    with torch.no_grad():
+        dict(model.named_parameters())[zero].zero_()
+        model[2].bias.fill_(0.1)  # the units after a zeroed 2.weight stay alive, so 4.weight scores
+    return model
+
+
+_PROGRESSIVE = {"iterative-snip": {"steps": 5}, "force": {"steps": 5}, "synflow": {"iterations": 5}}
+
+
+@pytest.mark.parametrize("method", list(_PROGRESSIVE))
+def test_progressive_methods_refuse_all_zero_first_round_scores_like_snip(method):
+    """A zeroed last layer zeroes every score (SynFlow's R too): the rounds would rank by position."""
+    x, y = _batch((12,), 4)
+    with pytest.raises(ValueError, match="all connection sensitivities are zero"):
+        snip.snip_masks(_dead_end_mlp(), x, y, 0.9)
+    with pytest.raises(ValueError, match=f"all connection sensitivities are zero .*'{method}' has nothing to rank "
+                                         "in its first round: the ranking, and so the mask, would be arbitrary"):
+        pruners.prune_masks(method, _dead_end_mlp(), x, y, 0.9, **_PROGRESSIVE[method])
+
+
+@pytest.mark.parametrize("method", list(_PROGRESSIVE))
+def test_zero_score_ties_of_the_first_round_are_reported_once(method):
+    """With 2.weight zeroed only 4.weight scores (64 entries): round 1 must keep 323 of 512 by position."""
+    x, y = _batch((12,), 4)
+    with pytest.warns(UserWarning, match=rf"^{method}, round 1 of 5 .*only 64 of the κ = 323 connections") as caught:
+        pruners.prune_masks(method, _dead_end_mlp("2.weight"), x, y, 0.9, **_PROGRESSIVE[method])
+    assert len([w for w in caught if "zero-score ties" in str(w.message)]) == 1
+    assert caught[0].filename == __file__  # it points at the call of prune_masks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a network whose scores are all non-zero: not a word
+        pruners.prune_masks(method, _mlp((12, 16, 16, 4)), x, y, 0.9, **_PROGRESSIVE[method])
+
+
+def test_force_reports_zero_score_ties_in_later_rounds_and_iterative_snip_does_not(monkeypatch):
+    """FORCE re-ranks pruned weights by |θ ⊙ g|, so a zero there is news; iterative SNIP's pruned stay out."""
+    real, calls = pruners.pruned_sensitivity, []
+
+    def dead_after_round_one(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        calls.append(None)
+        if len(calls) > 1:  # from round 2 on, only the last layer's 64 weights score
+            scores = {n: s if n == "4.weight" else torch.zeros_like(s) for n, s in scores.items()}
+        return scores
+
+    monkeypatch.setattr(pruners, "pruned_sensitivity", dead_after_round_one)
+    x, y = _batch((12,), 4)
+    with pytest.warns(UserWarning, match=r"^force, round 2 of 5 \(zero-score ties in round\(s\) 2, 3, 4, 5\)"):
+        pruners.prune_masks("force", _mlp((12, 16, 16, 4)), x, y, 0.9, steps=5)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruners.prune_masks("iterative-snip", _mlp((12, 16, 16, 4)), x, y, 0.9, steps=5)
+
+
 def test_pruned_sensitivity_with_all_ones_masks_is_snips_sensitivity():
     model = _mlp((12, 10, 3))
     x, y = _batch((12,), 3)
@@ -261,9 +383,11 @@ def test_shuffle_keeps_per_layer_counts_and_moves_positions():
         (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 1.0), ValueError, "1.0"),
         (lambda m, x, y: pruners.prune_masks("snip", m, x, y, "0.9"), TypeError, "'0.9'"),
         (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 0.9, iterations=3), ValueError, "iterations"),
-        (lambda m, x, y: pruners.prune_masks("synflow", m, x, y, 0.9, iterations=0), ValueError, "0"),
+        (lambda m, x, y: pruners.prune_masks("synflow", m, x, y, 0.9, iterations=0), ValueError,
+         "^iterations must be a positive int, got 0$"),
         (lambda m, x, y: pruners.prune_masks("force", m, x, y, 0.9, schedule="cosine"), ValueError, "cosine"),
-        (lambda m, x, y: pruners.prune_masks("grasp", m, x, y, 0.9, temperature=-1), ValueError, "-1"),
+        (lambda m, x, y: pruners.prune_masks("grasp", m, x, y, 0.9, temperature=-1), ValueError,
+         "^temperature must be a positive finite number, got -1$"),
         (lambda m, x, y: pruners.prune_masks("grasp", m, None, None, 0.9), ValueError, "grasp"),
         (lambda m, x, y: pruners.prune_masks("random", m, x, y, 0.9, seed=-2), ValueError, "-2"),
         (lambda m, x, y: pruners.prune_masks("snip", m, x, y, 0.9, bn_mode="batch"), ValueError, "batch"),
@@ -426,6 +550,24 @@ def test_every_score_refuses_inference_mode_with_a_clear_error():
     for call in calls:
         with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
             call()
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_grasp_leaves_a_float16_model_untouched(bn_mode):
+    """Its float32 scoring copy must not leak: same half tensors, .grad, flags and parameter objects."""
+    model = _convnet().half()
+    x, y = _batch((1, 8, 8), 3)
+    model.train()
+    model[3].eval()
+    for i, p in enumerate(model.parameters()):
+        p.grad = torch.full_like(p, float(i))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    ids, flags = [id(p) for p in model.parameters()], [m.training for m in model.modules()]
+    pruners.prune_masks("grasp", model, x.half(), y, 0.9, bn_mode=bn_mode)
+    assert all(v.dtype == state[k].dtype and torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(grads[n], p.grad) for n, p in model.named_parameters())
+    assert [id(p) for p in model.parameters()] == ids and [m.training for m in model.modules()] == flags
 
 
 def test_grasp_scores_a_float16_model_in_float32():
