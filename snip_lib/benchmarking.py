@@ -73,6 +73,21 @@ def _one_sample(fn: Callable[[], Any], number: int, sync: Callable[[], None] | N
             gc.enable()
 
 
+# Single timed calls after the warm-up from which each variant's calls per sample are chosen.
+_CALIBRATION_CALLS = 3
+
+
+def _calls_per_sample(fn: Callable[[], Any], min_sample_time: float, sync: Callable[[], None] | None) -> int:
+    """Calls per sample so that one sample lasts at least ``min_sample_time`` seconds.
+
+    From the *fastest* of ``_CALIBRATION_CALLS`` single calls: one slow call (a preempted core,
+    a page fault) would otherwise set a count far too small, and every sample would be shorter
+    than ``min_sample_time``, down to timer-resolution noise.
+    """
+    fastest = min(_one_sample(fn, 1, sync) for _ in range(_CALIBRATION_CALLS))
+    return max(1, math.ceil(min_sample_time / fastest)) if fastest > 0 else 1
+
+
 def _synchronizer(device: Any) -> Callable[[], None] | None:
     """``torch.cuda.synchronize`` for a CUDA device, nothing for the CPU (its work is synchronous)."""
     if device is None:
@@ -99,10 +114,11 @@ def time_interleaved(
 ) -> pd.DataFrame:
     """Time each callable ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
 
-    Each variant gets its own number of calls per sample, chosen from the warm-up so that one
-    sample lasts at least ``min_sample_time`` seconds (timer resolution and per-sample noise stop
-    mattering). Round ``r`` runs the variants in their given order rotated by ``r``. Returns one
-    row per (round, variant): ``round``, ``variant``, ``seconds`` (per call), ``calls`` (per sample).
+    Each variant gets its own number of calls per sample, chosen after the warm-up from the fastest
+    of three timed calls (one slow call must not shorten every sample), so that one sample lasts
+    at least ``min_sample_time`` seconds (timer resolution and per-sample noise stop mattering).
+    Round ``r`` runs the variants in their given order rotated by ``r``. Returns one row per
+    (round, variant): ``round``, ``variant``, ``seconds`` (per call), ``calls`` (per sample).
     ``device``: where the variants run; for a CUDA device every sample waits for the GPU
     (``torch.cuda.synchronize``), otherwise only the kernel launches would be timed.
     """
@@ -123,8 +139,7 @@ def time_interleaved(
     for name in names:  # warm-up and calibration, one variant after another
         for _ in range(warmup):
             variants[name]()
-        once = _one_sample(variants[name], 1, sync)
-        calls[name] = max(1, math.ceil(min_sample_time / once)) if once > 0 else 1
+        calls[name] = _calls_per_sample(variants[name], min_sample_time, sync)
     rows = []
     for r in range(repeats):
         shift = r % len(names)

@@ -13,14 +13,24 @@ every rank:
 2. draw the SNIP scoring batch with the same seed and keep this rank's share of it;
    :func:`snip_lib.distributed.distributed_snip_masks` turns the shares into one mask, the mask
    single-process SNIP computes on the whole batch, identical on all ranks;
-3. apply it with :func:`snip_lib.masking.apply_masks` (gradient hooks), wrap the model in
+3. apply it with :func:`snip_lib.masking.apply_masks`, wrap the model in
    ``DistributedDataParallel`` and train on this rank's shard of the training data
    (``torch.utils.data.DistributedSampler``: a fresh shuffle each epoch, equal shard sizes).
-   DDP averages gradients that our hooks have already masked, so pruned weights get a zero
-   gradient on every rank; ``--batch-size`` is the *global* batch, split over the ranks, so the
-   recipe does not change with the number of processes;
+   The optimizer is :func:`snip_lib.train.make_optimizer`'s: for SGD on a masked model,
+   :class:`snip_lib.optim.MaskedSGD`, which applies the mask inside its own update, so whatever
+   gradient DDP averages, a pruned weight and its momentum stay exactly zero on every rank
+   (``apply_masks``'s gradient hooks stay installed too, and ``masking.enforce_masks`` runs after
+   each step unless ``--no-enforce``). ``--batch-size`` is the *global* batch, split over the
+   ranks, so the recipe does not change with the number of processes;
 4. check that pruned weights are still exactly zero on every rank and that all ranks hold the
-   same parameters; rank 0 evaluates on the test set and prints the result.
+   same parameters, raising ``RuntimeError`` on every rank otherwise (so ``torchrun`` exits with
+   an error); rank 0 evaluates on the test set and prints the result.
+
+BatchNorm. Each rank normalises with its own shard's batch statistics, so without synchronisation
+a network with BatchNorm trains differently with a different number of processes. On NCCL (CUDA)
+the script converts BatchNorm to ``torch.nn.SyncBatchNorm`` (statistics of the global batch); on
+gloo, where ``SyncBatchNorm`` is not available, it warns that the result depends on the number of
+processes. Networks without BatchNorm do not depend on it.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import datetime
 import math
 import os
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -64,8 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "saliency_batch", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("limit_train", "limit_test"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1 (or left out for the whole set), "
+                         f"got {getattr(args, name)}")
     if not 0.0 <= args.sparsity < 1.0:
         parser.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0 (iterations), got {args.warmup}")
     return args
 
 
@@ -105,6 +124,57 @@ def _buffer_sync(has_batchnorm: bool) -> dict[str, bool]:
     names = inspect.signature(DistributedDataParallel.__init__).parameters
     key = "forward_sync_buffers" if "forward_sync_buffers" in names else "broadcast_buffers"
     return {key: has_batchnorm}
+
+
+def _sync_batchnorm(model: torch.nn.Module, world: int, device: torch.device) -> torch.nn.Module:
+    """Make BatchNorm use the global batch's statistics where torch can (NCCL on CUDA), else warn.
+
+    Per-rank statistics make a BatchNorm network's training depend on the number of processes;
+    ``torch.nn.SyncBatchNorm`` needs CUDA tensors, so on gloo/CPU the dependence stays and is said.
+    The converted model shares the original's parameters and buffers (and so the masks).
+    """
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not has_bn or world == 1:
+        return model
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    warnings.warn(
+        f"the model has BatchNorm and runs on {world} CPU processes: each normalises with its own shard's "
+        "batch statistics (SyncBatchNorm needs CUDA and NCCL), so the training, and the result, depend on "
+        "the number of processes",
+        RuntimeWarning, stacklevel=2,
+    )
+    return model
+
+
+def _final_checks(model: torch.nn.Module, masks: dict[str, torch.Tensor], device: torch.device) -> int:
+    """Raise ``RuntimeError`` on every rank unless pruned weights are zero and the ranks agree.
+
+    Checks the parameters and the buffers DDP keeps equal (the masks; BatchNorm's running
+    statistics only when synchronised: without SyncBatchNorm they are per rank by design).
+    Returns the number of pruned weights that are non-zero, summed over the ranks: 0.
+    """
+    from snip_lib import distributed
+
+    params = dict(model.named_parameters())
+    unknown = sorted(set(masks) - set(params))
+    if unknown:
+        raise ValueError(f"masks name parameters the model does not have: {unknown[:5]}")
+    nonzero = torch.tensor(sum(int(torch.count_nonzero(params[n].detach()[~m.to(params[n].device)]))
+                               for n, m in masks.items()), dtype=torch.int64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(nonzero)
+        per_rank = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                    and not isinstance(m, torch.nn.SyncBatchNorm)]
+        skip = {id(b) for m in per_rank for b in m.buffers(recurse=False)}
+        state = {**params, **{n: b for n, b in model.named_buffers() if id(b) not in skip}}
+        distributed.check_identical(state, "the trained parameters and masks")
+    count = int(nonzero)
+    if count:
+        ranks = dist.get_world_size() if dist.is_initialized() else 1
+        raise RuntimeError(f"{count:,} of the pruned weights are non-zero after training (summed over {ranks} "
+                           "rank(s)); the masks were not kept")
+    return count
 
 
 def _shard_batches(dataset: Any, batch: int, sampler: Any, device: torch.device):
@@ -157,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         # 3. DDP training on this rank's shard
         has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        model = _sync_batchnorm(model, world, device)
         if dist.is_initialized():
             ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                           **_buffer_sync(has_bn))
@@ -190,16 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"epoch {epoch + 1}/{args.epochs}: train loss (rank 0's shard) {loss_sum / seen:.4f}")
 
         # 4. checks across ranks, then rank 0 evaluates
-        params = dict(model.named_parameters())
-        pruned_nonzero = torch.tensor(
-            sum(int(torch.count_nonzero(params[n].detach()[~m.to(device)])) for n, m in masks.items()), device=device)
+        pruned_nonzero = _final_checks(model, masks, device)  # raises on every rank unless all is well
         identical = True
-        if dist.is_initialized():
-            dist.all_reduce(pruned_nonzero)
-            try:
-                distributed.check_identical([p.detach() for p in model.parameters()], "the trained parameters")
-            except RuntimeError:
-                identical = False
         result: dict[str, Any] = {
             "rank": rank, "world_size": world, "device": str(device),
             "backend": dist.get_backend() if dist.is_initialized() else None,

@@ -142,7 +142,7 @@ def test_variants_are_interleaved_in_rotating_order():
     calls: list[str] = []
     frame = benchmarking.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                                           repeats=4, warmup=0, min_sample_time=0.0)
-    timed = calls[2:]  # after one calibration call each
+    timed = calls[6:]  # after three calibration calls each
     assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
     assert list(frame.columns) == ["round", "variant", "seconds", "calls"] and len(frame) == 8
 
@@ -154,14 +154,32 @@ def test_a_cuda_device_synchronises_around_every_sample(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(f"sync {device}"))
     frame = benchmarking.time_interleaved({"a": lambda: events.append("a")}, repeats=2, warmup=1,
                                           min_sample_time=0.0, device="cuda:0")
-    # warm-up, then calibration and two samples, each between two synchronisations
-    assert events == ["a"] + ["sync cuda:0", "a", "sync cuda:0"] * 3 and len(frame) == 2
+    # warm-up, then three calibration calls and two samples, each between two synchronisations
+    assert events == ["a"] + ["sync cuda:0", "a", "sync cuda:0"] * 5 and len(frame) == 2
     events.clear()
     benchmarking.time_interleaved({"a": lambda: events.append("a")}, repeats=2, warmup=0,
                                   min_sample_time=0.0, device="cpu")
-    assert events == ["a"] * 3                                       # the CPU needs no synchronisation
+    assert events == ["a"] * 5                                       # the CPU needs no synchronisation
     with pytest.raises(ValueError, match="device must be .*got 'gpu0'"):
         benchmarking.time_interleaved({"a": lambda: None}, device="gpu0")
+
+
+def test_one_slow_calibration_call_does_not_shorten_every_sample(monkeypatch):
+    """A fake clock: each call advances it by its cost, nothing is really timed. The first call
+    after the warm-up takes 1 s, all others 2**-10 s; samples must still last min_sample_time."""
+    import types
+
+    clock = [0.0]
+    costs = iter([2.0**-10, 1.0])                    # the warm-up call, then one slow timed call
+
+    def fn():
+        clock[0] += next(costs, 2.0**-10)
+
+    monkeypatch.setattr(benchmarking, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    frame = benchmarking.time_interleaved({"f": fn}, repeats=3, warmup=1, min_sample_time=2.0**-7)
+    assert (frame["calls"] == 8).all()                            # 2**-7 / 2**-10, not 2**-7 / 1 s
+    assert (frame["seconds"] * frame["calls"] >= 2.0**-7).all()
+    assert (frame["seconds"] == 2.0**-10).all()
 
 
 def test_median_ci_is_the_order_statistic_interval():
@@ -207,14 +225,22 @@ def test_median_ci_ranks_agree_with_scipy_and_need_no_scipy(monkeypatch):
 def test_summary_ratios_are_paired_medians():
     import pandas as pd
 
-    rows = [(0, "base", 1.0), (0, "x", 2.0), (1, "base", 2.0), (1, "x", 3.0), (2, "base", 4.0), (2, "x", 4.0)]
+    # Data on which the paired ratios and the medians tell different stories: x is slower than
+    # base in most rounds (paired median 1.05) but has the lower median time (ratio of medians 8/9).
+    base, x = [1.0, 2.0, 10.0, 4.0, 5.0, 8.0], [3.0, 2.0, 11.0, 4.0, 10.0, 4.0]
+    rows = [(r, name, t) for r, pair in enumerate(zip(base, x)) for name, t in zip(("base", "x"), pair)]
     frame = pd.DataFrame(rows, columns=["round", "variant", "seconds"])
     summary = benchmarking.summarize(frame, "base")
     assert summary.loc["base", "ratio"] == 1.0
-    assert summary.loc["x", "ratio"] == pytest.approx(1.5)           # median of 2, 1.5, 1
-    assert summary.loc["x", "ratio_of_medians"] == pytest.approx(1.5)  # 3 / 2
-    assert summary.loc["x", "median_s"] == 3.0 and summary.loc["x", "repeats"] == 3
-    assert math.isnan(summary.loc["x", "ratio_ci95_low"])          # three rounds: too few for an interval
+    # paired ratios 3, 1, 1.1, 1, 2, 0.5; sorted 0.5, 1, 1, 1.1, 2, 3
+    assert summary.loc["x", "ratio"] == pytest.approx(1.05)          # (1 + 1.1) / 2
+    assert summary.loc["x", "ratio_p25"] == pytest.approx(1.0)       # linear quantile at position 1.25
+    assert summary.loc["x", "ratio_p75"] == pytest.approx(1.775)     # at position 3.75: 1.1 + 0.75 * 0.9
+    assert summary.loc["x", "ratio_of_medians"] == pytest.approx(4.0 / 4.5)
+    assert (summary.loc["x", "ratio_ci95_low"], summary.loc["x", "ratio_ci95_high"]) == (0.5, 3.0)  # n = 6: min, max
+    assert summary.loc["x", "median_s"] == 4.0 and summary.loc["x", "repeats"] == 6
+    three = benchmarking.summarize(frame[frame["round"] < 3], "base")
+    assert math.isnan(three.loc["x", "ratio_ci95_low"])            # three rounds: too few for an interval
     with pytest.raises(ValueError, match="baseline 'nope'"):
         benchmarking.summarize(frame, "nope")
     with pytest.raises(ValueError, match="non-empty"):
