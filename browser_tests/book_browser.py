@@ -79,6 +79,7 @@ WIDGET_HINTS = re.compile(r"ipywidgets|\binteract\(|sparsity_explorer")
 FIGURE_HINTS = re.compile(r"!\[|\{figure\}|\{image\}|<img")
 SOLUTION_DIRECTIVE = re.compile(r"^[`:]{3,}\{solution(?:-start)?\}", re.MULTILINE)
 MATH_HINTS = re.compile(r"\$|\{math\}|\\begin\{")
+TITLE = re.compile(r"^# .+$", re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- the book's pages
@@ -93,6 +94,7 @@ class BookPage:
     has_widgets: bool
     figures: tuple[str, ...] = ()   # names of the numbered figures its code cells carry (mystnb.figure.name)
     solutions: int = 0              # sphinx-exercise solutions (gated or not) in its markdown
+    title: str = ""                 # its first "# " heading: the page's h1
 
     @property
     def html_path(self) -> str:
@@ -144,7 +146,14 @@ def book_page(docname: str) -> BookPage:
         has_widgets=bool(WIDGET_HINTS.search(code)),
         figures=figures,
         solutions=len(SOLUTION_DIRECTIVE.findall(text)),
+        title=_title(text),
     )
+
+
+def _title(markdown: str) -> str:
+    """The first level-1 heading of a page's markdown ('' when it has none)."""
+    match = TITLE.search(markdown)
+    return match.group(0).removeprefix("# ").strip() if match else ""
 
 
 def book_pages() -> list[BookPage]:
@@ -291,6 +300,8 @@ class PageReport:
     theme: dict = field(default_factory=dict)
     mathjax2_typeset: bool | None = None                     # None: no widget manager on the page
     retried: str | None = None                               # why the first visit was repeated
+    first_visit_errors: list[str] = field(default_factory=list)  # what went wrong before it stalled
+    article: dict = field(default_factory=dict)              # {"h1", "text_length"}
     screenshot: Path | None = None
     seconds: float = 0.0
 
@@ -300,6 +311,7 @@ class PageReport:
         errors += [f"exception: {e}" for e in self.page_errors]
         errors += [f"HTTP {r}" for r in self.bad_responses]
         errors += [f"failed: {r}" for r in self.failed_requests]
+        errors += [f"first visit: {e}" for e in self.first_visit_errors]
         return errors
 
 
@@ -346,12 +358,17 @@ JS_MATH = r"""() => {
   const maths = [...article.querySelectorAll('.math')];
   const unrendered = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 120));
   const errors = [...article.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent);
+  // MathJax's noundefined package draws an unknown macro (\kapa) in red instead of raising an error.
+  errors.push(...[...article.querySelectorAll('mjx-container mjx-mtext[style*="color: red"]')]
+    .map(e => 'undefined macro: ' + [...e.querySelectorAll('mjx-c')]  // CHTML keeps each character in a class
+      .map(c => String.fromCodePoint(parseInt((/mjx-c([0-9A-F]+)/.exec(c.className) || [0, '3F'])[1], 16))).join('')));
   // Text a reader sees outside code: raw TeX left there means MathJax (or the parser) missed it.
   const skip = 'pre, code, script, style, textarea, mjx-container, .highlight, .cell_input';
   const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {
     acceptNode: n => n.parentElement && n.parentElement.closest(skip) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
   const raw = [];
-  const pattern = /\$\$|\\begin\{|\\end\{|\\\(|\\\)|\\\[|\\\]|\$[^$\s][^$\n]{0,80}?\\[a-zA-Z]+/;
+  // $ then, within the line, a macro, a sub- or superscript: "$\kappa$", "$x^2$", "$w_{ij}$" (not "$5" or "$HOME")
+  const pattern = /\$\$|\\begin\{|\\end\{|\\\(|\\\)|\\\[|\\\]|\$(?=[^$\s])[^$\n]{0,80}?(?:\\[a-zA-Z]+|[\^_])/;
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     const m = n.textContent.match(pattern);
     if (m) raw.push(n.textContent.slice(Math.max(0, m.index - 40), m.index + 60));
@@ -359,6 +376,14 @@ JS_MATH = r"""() => {
   return {elements: maths.length, containers: article.querySelectorAll('mjx-container').length,
           unrendered, errors, raw,
           mathjax_version: window.MathJax && window.MathJax.version || null};
+}"""
+
+# The article a reader came for: its title and how much text it holds (a page whose content failed
+# to build keeps the sidebar and header, and its screenshot still has some weight).
+JS_ARTICLE = r"""() => {
+  const article = document.querySelector('article');
+  const h1 = article && article.querySelector('h1');
+  return {h1: h1 ? h1.textContent.replace(/[#¶]\s*$/, '').trim() : '', text_length: article ? article.innerText.length : 0};
 }"""
 
 JS_IMAGES = r"""() => [...document.querySelectorAll('img')].map(img => ({
@@ -432,7 +457,13 @@ WIDGET_MANAGER_SCRIPT = re.compile(
 
 
 class PageNotSettled(RuntimeError):
-    """The page did not load, or its scripts, images and network did not come to rest, in time."""
+    """The page did not load, or its scripts, images and network did not come to rest, in time.
+
+    ``report`` holds what the visit saw until then (its console errors count against the page)."""
+
+    def __init__(self, message: str, report: "PageReport") -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class BookBrowser:
@@ -455,6 +486,7 @@ class BookBrowser:
         except PageNotSettled as first:
             report = self._visit(page, base_url, screenshot_dir)
             report.retried = str(first)
+            report.first_visit_errors = first.report.errors()  # a page that threw, then settled, still fails
             return report
 
     def _open(self, base_url: str, report: PageReport) -> tuple[Any, Any]:
@@ -485,8 +517,9 @@ class BookBrowser:
                 self._settle(tab, page)
             except PlaywrightTimeout as err:
                 raise PageNotSettled(f"{page.docname}: {err.message.splitlines()[0]}; "
-                                     f"requests still open: {sorted(in_flight.values())}") from err
+                                     f"requests still open: {sorted(in_flight.values())}", report) from err
             report.math = tab.evaluate(JS_MATH)
+            report.article = tab.evaluate(JS_ARTICLE)
             report.images = tab.evaluate(JS_IMAGES)
             report.figures = tab.evaluate(JS_FIGURES)
             links = tab.evaluate(JS_LINKS)

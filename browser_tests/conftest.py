@@ -49,8 +49,12 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def page_reports(book_server, chromium):
-    """docname -> PageReport; each page is opened once, on first use, and screenshotted."""
+    """docname -> PageReport; each page is opened once, on first use, and screenshotted. The
+    screenshots of an earlier run are removed first: the folder holds this run's pages only, as
+    its report.json does."""
     reports: dict[str, PageReport] = {}
+    for old in SCREENSHOTS.glob("*.png") if SCREENSHOTS.is_dir() else ():
+        old.unlink()
 
     def get(page) -> PageReport:
         if page.docname not in reports:

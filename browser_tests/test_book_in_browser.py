@@ -1,15 +1,18 @@
 """Every page of _toc.yml, opened in headless Chromium from a local server, as a reader sees it.
 
-Per page: it loads (HTTP 200) with no console error, uncaught exception or failed load, and asks
-for nothing that is not served locally; no script is written twice; the colour mode of a first
+Per page: it loads (HTTP 200) with no console error, uncaught exception or failed load (on a
+first visit that stalled, too), and asks for nothing that is not served locally; its article
+shows its title and its text; no script is written twice; the colour mode of a first
 visit is set; exercises, figures and tables carry their chapter's number ("Exercise 5.2", as
 the notebooks and the student edition say) and cross-references to them agree; every image has
-a description; every formula is typeset by MathJax; every image decodes and a chapter that plots
+a description, in the HTML and as the browser shows it (widgets included); every formula is
+typeset by MathJax, with no undefined macro and no TeX left as text; every image decodes and a chapter that plots
 shows a picture; every navigation and cross-reference link resolves; a notebook's page has a
 Colab button that opens its committed .ipynb. On a page with ipywidgets
 the saved widget state is restored, the widget manager finds its fonts next to its CDN copy, and
 its MathJax 2 calls typeset. A reader's actions work: each solution stays folded until its title
-is clicked, and the search page finds the chapters. The library reference shows a section for
+is clicked, the sparsity slider changes the picture without a kernel, and the search page finds
+the chapters. The library reference shows a section for
 every command of `python -m snip_lib` with its usage and all its options. The pages come from
 _toc.yml, so a new chapter is tested as soon as `python tools/nbtools.py toc` lists it. Full-page
 screenshots and a JSON report land in _build/screenshots/.
@@ -78,6 +81,20 @@ def test_page_loads_without_console_errors(page, page_reports):
     assert report.screenshot is not None and report.screenshot.stat().st_size > 10_000
 
 
+#: The least text a page's article holds (the references, the shortest page, have about 5,000
+#: characters; a page whose content failed to build keeps only its header and sidebar).
+MIN_ARTICLE_TEXT = 2_000
+
+
+@by_name(PAGES)
+def test_page_shows_its_title_and_its_text(page, page_reports):
+    """The screenshot's size alone passes a page with an empty article: its title and text must be there."""
+    article = page_reports(page).article
+    assert page.title, f"{page.source.name} has no '# ' title"
+    assert article["h1"] == page.title, f"the page's heading is {article['h1']!r}, its source says {page.title!r}"
+    assert article["text_length"] >= MIN_ARTICLE_TEXT, f"the article holds only {article['text_length']} characters"
+
+
 @by_name(PAGES)
 def test_no_script_is_written_twice(page, page_reports):
     """Sphinx 7.4 wrote late inline scripts twice (`const THEBE_JS_URL` then threw): book_html_fixes."""
@@ -129,6 +146,15 @@ def test_every_image_has_a_description(page):
     missing = [m.group(0)[:120] for m in images if not (m.group(1) or "").strip()
                or m.group(1).endswith((".png", ".svg", ".jpg")) or "_images/" in m.group(1)]
     assert missing == [], f"{len(missing)} of {len(images)} images have no description: {missing}"
+
+
+@by_name(PAGES)
+def test_every_image_shown_has_a_description(page, page_reports):
+    """What the browser shows, widgets included: a widget's picture exists only once the widget
+    manager has rendered it from the saved state, so the HTML file alone cannot tell."""
+    images = page_reports(page).images
+    missing = [i["src"][:80] for i in images if not i["alt"].strip() or i["alt"].endswith((".png", ".svg", ".jpg"))]
+    assert missing == [], f"{len(missing)} of {len(images)} images shown without a description: {missing}"
 
 
 @by_name(PAGES)
@@ -286,6 +312,44 @@ def test_solutions_are_folded_or_absent(page, chromium, book_server):
                 title.click()
                 body.first.wait_for(state="visible", timeout=10_000)
                 assert solution.locator("pre").first.is_visible(), f"{title.inner_text()!r} opened without its code"
+        assert report.errors() == [], report.errors()
+
+
+EXPLORER_PAGES = [p for p in NOTEBOOK_PAGES if "sparsity_explorer(" in p.source.read_text(encoding="utf-8")]
+#: The slider's readout and the explorer's panels the reader sees (a Stack shows one of them).
+JS_EXPLORER = r"""() => {
+  const slider = document.querySelector('.widget-slider, .widget-hslider');
+  const shown = [...document.querySelectorAll('.jupyter-widgets img')].filter(i => i.getClientRects().length > 0);
+  return {readout: slider ? (slider.querySelector('.widget-readout') || {}).textContent.trim() : null,
+          shown: shown.map(i => ({alt: i.alt, src: i.src.slice(-300), width: i.naturalWidth}))};
+}"""
+
+
+def test_explorer_pages_are_found():
+    assert EXPLORER_PAGES, "no chapter builds viz.sparsity_explorer: the slider test below checks nothing"
+
+
+@by_name(EXPLORER_PAGES)
+def test_moving_the_slider_changes_the_picture(page, chromium, book_server):
+    """No kernel runs behind the published page: the explorer's panels are switched in the browser
+    (ipywidgets' jslink from the slider to a Stack), so a reader's key press shows the other
+    sparsity's picture, and its description says which."""
+    with chromium.tab(book_server.base_url, page.html_path) as (tab, report):
+        handle = tab.locator(".widget-slider .noUi-handle, .widget-hslider .noUi-handle").first
+        handle.wait_for(state="visible", timeout=30_000)
+        tab.wait_for_function("() => [...document.querySelectorAll('.jupyter-widgets img')]"
+                              ".some(i => i.getClientRects().length > 0 && i.complete)", timeout=30_000)
+        before = tab.evaluate(JS_EXPLORER)
+        assert len(before["shown"]) == 1 and before["shown"][0]["width"] > 0, before
+        assert before["shown"][0]["alt"].startswith(f"Sparsity {before['readout']}: "), before
+        handle.focus()
+        for _ in range(2):
+            handle.press("ArrowLeft")
+        tab.wait_for_function("r => document.querySelector('.widget-readout').textContent.trim() !== r",
+                              arg=before["readout"], timeout=10_000)
+        after = tab.evaluate(JS_EXPLORER)
+        assert len(after["shown"]) == 1 and after["shown"][0]["alt"].startswith(f"Sparsity {after['readout']}: "), after
+        assert after["shown"][0]["src"] != before["shown"][0]["src"], "the slider moved but the picture did not change"
         assert report.errors() == [], report.errors()
 
 

@@ -10,7 +10,8 @@ Two summaries tell most of the story:
   fraction of hidden units that still read it. It shows *where* SNIP keeps connections.
 
 Connection scores are computed once; changing the sparsity only moves the global threshold
-(:func:`snip_lib.snip.masks_from_scores`), so :func:`sparsity_explorer` redraws instantly.
+(:func:`snip_lib.snip.masks_from_scores`), so :func:`sparsity_explorer` draws every stop of its
+slider up front, and with ipywidgets 8 the browser switches between them even without a kernel.
 Plotting functions draw into a given ``ax`` (or a new figure) and return what they drew, so a
 notebook cell only calls them and ends with ``plt.show()``. ``ipywidgets`` is imported only when
 the slider is built.
@@ -109,6 +110,16 @@ def _check_sparsities(sparsities: Any) -> tuple[float, ...]:
             raise ValueError(f"every sparsity must be a number in [0, 1), got {s!r} in {list(sparsities)!r}")
         values.append(float(s))
     return tuple(values)
+
+
+def _check_first_layer(scores: Mapping[str, torch.Tensor], shape: tuple[int, ...], who: str) -> None:
+    """The first scored tensor must be a Linear weight with one input per pixel of ``shape``."""
+    first = next(iter(scores.values()))
+    if first.dim() != 2 or first.shape[1] != shape[0] * shape[1]:
+        raise ValueError(
+            f"the first scored tensor has shape {tuple(first.shape)}; {who} needs a first Linear "
+            f"layer with {shape[0] * shape[1]} inputs for image_shape {shape}"
+        )
 
 
 def _short_name(name: str) -> str:
@@ -250,63 +261,100 @@ def static_sparsity_grid(scores: Mapping[str, torch.Tensor], sparsities: Sequenc
     """
     scores = _check_scores(scores)
     values = _check_sparsities(sparsities)
-    _check_image_shape(image_shape)
+    shape = _check_image_shape(image_shape)
+    _check_first_layer(scores, shape, "the grid")  # before a figure exists: a refusal leaves none open
     n = len(values)
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.2), squeeze=False)
-    for j, sparsity in enumerate(values):
-        draw_sparsity_panels(scores, sparsity, (axes[0, j], axes[1, j]), image_shape=image_shape)
-        if j > 0:
-            axes[0, j].set_ylabel("")
-    fig.tight_layout()
+    try:
+        for j, sparsity in enumerate(values):
+            draw_sparsity_panels(scores, sparsity, (axes[0, j], axes[1, j]), image_shape=shape)
+            if j > 0:
+                axes[0, j].set_ylabel("")
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
     return fig
+
+
+def _panel_html(fig: Figure, alt: str) -> str:
+    """The figure as an ``<img>`` with a description: what a widget shows, even in a static page."""
+    import base64
+    import html
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}" style="max-width: 100%">'
+
+
+def _panel_alt(masks: Mapping[str, torch.Tensor], sparsity: float, image_shape: Sequence[int]) -> str:
+    """Alt text of one slider panel: the sparsity, each layer's kept fraction, and what the image is."""
+    density = ", ".join(f"{_short_name(n)} {_density_label(v)}" for n, v in layer_densities(masks).items())
+    first = _short_name(next(iter(masks)))
+    return (f"Sparsity {_percent(sparsity)}: bars of the kept fraction of each layer ({density}) and a "
+            f"{image_shape[0]} by {image_shape[1]} image of the fraction of {first} units that read each input pixel.")
 
 
 def sparsity_explorer(scores: Mapping[str, torch.Tensor], sparsities: Sequence[float] = DEFAULT_SPARSITIES, *,
                       initial: float | None = None, image_shape: Sequence[int] = (28, 28)) -> Any:
-    """An ipywidgets slider over ``sparsities`` that redraws the two panels of :func:`draw_sparsity_panels`.
+    """An ipywidgets slider over ``sparsities`` that shows the two panels of :func:`draw_sparsity_panels`.
 
-    Scores are thresholded on every slider move, nothing is re-scored, so redrawing is instant.
-    Returns an ``ipywidgets.VBox`` (slider above an output area) with extra attributes for scripts
-    and tests: ``slider``, ``output``, ``figure`` (the latest Figure) and ``masks`` (the latest
-    masks). ``initial`` defaults to 0.98 when offered, else the middle stop.
+    Scores are thresholded once per stop, nothing is re-scored: the panels of every stop are drawn
+    when the explorer is built (a fraction of a second each), so moving the slider is
+    instant. With ipywidgets 8 the browser itself switches panels (a ``Stack`` linked to the slider
+    by ``jslink``), so the slider also works in the published HTML book, where no kernel runs;
+    with ipywidgets 7 (Colab) the kernel switches them. Each panel is an image with a description
+    (alt text) naming the sparsity and each layer's kept fraction.
+
+    Returns an ``ipywidgets.VBox`` (slider above the panels) with extra attributes for scripts and
+    tests: ``slider``, ``panels`` (one ``ipywidgets.HTML`` per stop), ``view`` (the widget that
+    shows one of them), ``link`` (the slider-to-view ``jslink``, None on ipywidgets 7), ``figures`` (one closed Figure per stop), and ``figure`` and ``masks``,
+    those of the slider's current stop. ``initial`` defaults to 0.98 when offered, else the middle stop.
     """
     import ipywidgets as widgets  # lazy: only the interactive view needs it
-    from IPython.display import display
 
     scores = _check_scores(scores)
     values = _check_sparsities(sparsities)
     shape = _check_image_shape(image_shape)
-    first = next(iter(scores.values()))
-    if first.dim() != 2 or first.shape[1] != shape[0] * shape[1]:
-        raise ValueError(
-            f"the first scored tensor has shape {tuple(first.shape)}; the explorer needs a first Linear "
-            f"layer with {shape[0] * shape[1]} inputs for image_shape {shape}"
-        )
+    _check_first_layer(scores, shape, "the explorer")
     if initial is None:
         initial = 0.98 if 0.98 in values else values[len(values) // 2]
     if initial not in values:
         raise ValueError(f"initial={initial!r} must be one of the slider stops {list(values)!r}")
 
+    figures, panels = [], []
+    for sparsity in values:
+        fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
+        try:
+            masks = draw_sparsity_panels(scores, sparsity, axes, image_shape=shape)
+            fig.tight_layout()
+            panels.append(widgets.HTML(_panel_html(fig, _panel_alt(masks, sparsity, shape))))
+        finally:
+            plt.close(fig)  # shown through its panel only, never again by the notebook
+        figures.append(fig)
+
     slider = widgets.SelectionSlider(
         options=[(_percent(v), v) for v in values], value=initial, description="sparsity",
         continuous_update=True, layout=widgets.Layout(width="420px"),
     )
-    output = widgets.Output()
-    box = widgets.VBox([slider, output])
+    index = values.index(initial)
+    if hasattr(widgets, "Stack"):  # ipywidgets >= 8: linked in the browser, no kernel needed
+        view = widgets.Stack(panels, selected_index=index)
+        link = widgets.jslink((slider, "index"), (view, "selected_index"))
+    else:  # ipywidgets 7 has no Stack: the kernel swaps the panel
+        view, link = widgets.Box([panels[index]]), None
+        slider.observe(lambda change: setattr(view, "children", (panels[change["new"]],)), names="index")
+    box = widgets.VBox([slider, view])
 
-    def redraw(sparsity: float) -> None:
-        fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
-        box.masks = draw_sparsity_panels(scores, sparsity, axes, image_shape=shape)
-        fig.tight_layout()
-        old, box.figure = getattr(box, "figure", None), fig
-        if old is not None:
-            plt.close(old)
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)  # shown through the output area only, not again by the notebook
+    def follow(sparsity: float) -> None:
+        box.figure = figures[values.index(sparsity)]
+        box.masks = masks_from_scores(scores, sparsity)
 
-    slider.observe(lambda change: redraw(change["new"]), names="value")
-    box.slider, box.output = slider, output
-    redraw(initial)
+    from snip_lib.snip import masks_from_scores
+
+    slider.observe(lambda change: follow(change["new"]), names="value")
+    box.slider, box.panels, box.view, box.link, box.figures = slider, panels, view, link, figures
+    follow(initial)
     return box

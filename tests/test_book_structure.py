@@ -216,6 +216,17 @@ def test_the_book_cache_follows_the_library_the_recorded_results_and_every_chapt
     keys.append(build_book.cache_key())
     monkeypatch.setenv("SNIP_QUICK", "0")
     keys.append(build_book.cache_key())
+    import torch
+
+    from snip_lib import data, train  # chapter 6 trains on CIFAR-10 when it is on disk, longer on a GPU
+
+    real_available = data.available
+    monkeypatch.setattr(data, "available",  # CIFAR-10 appears (or goes)
+                        lambda name, root=None: real_available(name, root) != (name == "cifar10"))
+    keys.append(build_book.cache_key())
+    other = "cpu" if train.default_device().type != "cpu" else "cuda"
+    monkeypatch.setattr(train, "default_device", lambda: torch.device(other))
+    keys.append(build_book.cache_key())
     assert len(set(keys)) == len(keys), keys
     (tmp_path / "book.md").write_text("prose")  # anything else: the cache stays
     _chapter(tmp_path / "book" / "01_a.ipynb", "x = 2", "other prose")

@@ -152,6 +152,14 @@ def test_static_grid_rejects_bad_sparsities(bad):
         viz.static_sparsity_grid(tiny_scores(), bad, image_shape=(4, 3))
 
 
+def test_static_grid_refuses_before_drawing():
+    """A first layer that is no image leaves no empty figure behind (a notebook would show it)."""
+    open_before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"\(5, 12\).*20 inputs"):
+        viz.static_sparsity_grid(tiny_scores(), (0.5,), image_shape=(4, 5))
+    assert plt.get_fignums() == open_before
+
+
 def test_static_grid_rejects_bad_scores():
     with pytest.raises(ValueError, match="non-empty dict"):
         viz.static_sparsity_grid({}, (0.5,), image_shape=(4, 3))
@@ -175,6 +183,35 @@ def test_explorer_builds_and_redraws_on_slider_change():
     assert not np.allclose(before_image, after_image)
     expected = snip.masks_from_scores(scores, 0.9)
     assert all(torch.equal(box.masks[k], expected[k]) for k in expected)
+
+
+def test_explorer_panels_are_described_images_switched_in_the_browser():
+    """Every stop is drawn up front as an <img> with alt text; with ipywidgets 8 a Stack linked to
+    the slider by jslink switches them in the browser, so the published page's slider works."""
+    widgets = pytest.importorskip("ipywidgets")
+    import html
+    import re
+
+    open_before = plt.get_fignums()
+    scores = tiny_scores()
+    stops = (0.5, 0.75, 0.9)
+    box = viz.sparsity_explorer(scores, stops, image_shape=(4, 3))
+    assert plt.get_fignums() == open_before  # drawn, closed, shown through the panels only
+    assert len(box.panels) == len(box.figures) == len(stops)
+    for stop, panel in zip(stops, box.panels):
+        match = re.fullmatch(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)" style="[^"]*">', panel.value)
+        assert match, panel.value[:120]
+        alt = html.unescape(match.group(2))
+        density = snip.layerwise_density(snip.masks_from_scores(scores, stop))
+        assert alt.startswith(f"Sparsity {100 * stop:g}%: ") and "4 by 3 image" in alt, alt
+        assert f"fc2 {100 * density['fc2.weight']:.1f}%" in alt, alt
+    assert box.panels[0].value != box.panels[2].value
+    if not hasattr(widgets, "Stack"):
+        return
+    assert isinstance(box.view, widgets.Stack) and box.view.selected_index == 1
+    assert box.link.source == (box.slider, "index") and box.link.target == (box.view, "selected_index")
+    box.slider.value = 0.9  # what the browser does through the link, the kernel's attributes follow
+    assert box.figure is box.figures[2] and snip.kept_count(box.masks) == round((1 - 0.9) * 75)
 
 
 def test_explorer_defaults_to_98_percent_and_checks_inputs():

@@ -22,7 +22,7 @@ CACHE = BUILD / ".jupyter_cache"
 STAMP = BUILD / ".snip_lib_cache_key"
 
 #: Installed packages whose version changes what the notebooks print and plot.
-VERSIONED = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "scipy")
+VERSIONED = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "scipy", "ipywidgets")
 
 
 def mode() -> str:
@@ -37,7 +37,9 @@ def cache_key() -> str:
 
     The library sources, the recorded results, the dependency list and the book's config, the
     execution mode, the versions of the numerical packages, and the code cells of *every*
-    chapter (chapter 10 reports, for each chapter, whether its recorded run time is still current).
+    chapter (chapter 10 reports, for each chapter, whether its recorded run time is still current),
+    which datasets are on disk and the device the chapters train on (chapter 6 trains on CIFAR-10
+    when it is there, and longer on a GPU).
     """
     h = hashlib.sha256()
     files = (sorted((ROOT / "snip_lib").rglob("*.py")) + sorted((ROOT / "results").rglob("*.json"))
@@ -57,6 +59,11 @@ def cache_key() -> str:
         except metadata.PackageNotFoundError:
             h.update(f"{name} missing".encode())
     h.update(mode().encode())
+    from snip_lib import data, train
+
+    for name in data.DATASETS:
+        h.update(f"{name} {'on disk' if data.available(name) else 'missing'}".encode())
+    h.update(f"device {train.default_device().type}".encode())
     return h.hexdigest()
 
 
