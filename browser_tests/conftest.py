@@ -69,7 +69,7 @@ def page_reports(book_server, chromium):
             "errors": r.errors(),
             "console_other": [f'{m["type"]}: {m["text"]}' for m in r.console if m["type"] != "error"],
             "external_requests": r.external,
-            "integrity_removed": r.sri_stripped, "math": r.math,
+            "integrity_removed": r.sri_stripped, "math": r.math, "article": r.article,
             "images": len(r.images), "links_checked": len(r.links), "widgets": r.widgets,
             "theme": r.theme, "mathjax2_typeset": r.mathjax2_typeset, "scripts": len(r.scripts),
             "screenshot": str(r.screenshot) if r.screenshot else None,
