@@ -41,7 +41,7 @@ test-notebooks: install
 # Jupyter Book's execution cache ignores changes to snip_lib, so the cache is keyed on a hash
 # of the library and the mode: a changed library or mode means every notebook runs again.
 book: install
-	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/build_book.py
+	SNIP_QUICK=$${SNIP_QUICK-1} $(PYTHON) tools/build_book.py
 
 book-full: install
 	SNIP_QUICK=0 $(PYTHON) tools/build_book.py
@@ -59,7 +59,7 @@ student: install
 	$(PYTHON) tools/student_edition.py
 
 book-student: install
-	SNIP_QUICK=$${SNIP_QUICK:-1} $(PYTHON) tools/student_edition.py --html
+	SNIP_QUICK=$${SNIP_QUICK-1} $(PYTHON) tools/student_edition.py --html
 
 # Browser test: every page of _toc.yml in headless Debian Chromium from a local server; it fails
 # on any console error or failed load, untypeset formula, broken image or link, numbered figure

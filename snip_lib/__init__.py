@@ -17,6 +17,10 @@ The library behind the SNIP book. Submodules, each with one job:
 - ``snip_lib.sparse``   export a pruned model to torch.sparse for inference; storage in bytes
 - ``snip_lib.distributed``  SNIP under torch.distributed (one mask for all ranks); ``snip_lib.ddp_train``
 - ``snip_lib.benchmarking``  interleaved timing and the recorded benchmarks (``benchmarks/``)
+- ``snip_lib.suites_lenet``, ``suites_modern``, ``suites_beyond``, ``suites_keeps``  the recorded suites of
+  the chapters (LeNets; RNNs and CIFAR; beyond the paper; what SNIP keeps) and their loaders
+
+The command line is ``snip_lib.cli`` (``python -m snip_lib``), imported by name.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "config", "models", "init", "snip", "masking", "optim", "data", "train", "results", "replay", "experiments", "baselines",
     "analysis", "propagation", "viz", "display", "sparse", "distributed", "benchmarking", "pruners", "keeps", "ddp_train",
+    "suites_lenet", "suites_modern", "suites_beyond", "suites_keeps",
 )
 
 

@@ -4,7 +4,7 @@ Examples::
 
     python -m snip_lib list
     python -m snip_lib info --arch lenet5 --sparsity 0.98 0.99
-    python -m snip_lib run --arch lenet300 --sparsity 0.98 --seeds 0 1 2 --out results/lenet300
+    python -m snip_lib run --arch lenet300 --sparsity 0.98 --seeds 0 1 2 --out runs/lenet300
     SNIP_QUICK=1 python -m snip_lib run --arch lenet5 --sparsity 0.99 --seeds 0 --epochs 1
     python -m snip_lib reproduce --list
     python -m snip_lib reproduce table1 --threads 1    # chapter 5's whole Table 1, then prints it
@@ -13,18 +13,50 @@ Examples::
 ``run`` writes one JSON result file (with provenance, see :mod:`snip_lib.results`) per
 (sparsity, seed); ``verify`` replays recorded result files (:mod:`snip_lib.replay`) and exits
 with status 1 if one of them differs. Bad input exits with status 2 and a message naming the bad
-value; a missing dataset or a diverged run exits with status 1.
+value; a missing dataset or a diverged run exits with status 1. ``run`` writes under ``runs/`` (in the
+current folder) unless ``--out`` says otherwise: ``results/`` holds the book's recorded runs only.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+#: The documented name (the book's reference page shows it); the parser uses the invoked name at run time.
 PROG = "python -m snip_lib"
-DEFAULT_OUT = "results/runs"
+#: Ad-hoc runs go here, relative to the current folder: never into the recorded ``results/`` tree.
+DEFAULT_OUT = "runs"
+#: Training examples of each dataset before the 10 % validation hold-out (snip_lib.data's official split).
+_FULL_TRAIN = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}
+#: Figures the ``reproduce`` command does not run, and what does.
+_ELSEWHERE = {
+    "figure4": "figure4 (label fitting) is not a prune-and-train suite: run it with "
+               "`python -m snip_lib.suites_keeps figure4 --threads 1`",
+    "figure2": "figure2 (the mask images) has no suite: chapter 7's notebook (book/07_what_snip_keeps.ipynb) "
+               "computes it",
+}
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's own where it is not installed (a bare checkout)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("snip_lib")
+    except metadata.PackageNotFoundError:
+        from snip_lib import __version__
+
+        return __version__
+
+
+def _invoked_prog() -> str:
+    """How the user called us: ``snip`` for the console script, PROG for ``python -m snip_lib``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return PROG if name in ("", "-c") or name.endswith(".py") else name
 
 
 # --------------------------------------------------------------------------- argument types
@@ -172,14 +204,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="where CIFAR-10 is unavailable, run on random FakeData (labelled SMOKE, not a result)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``python -m snip_lib``."""
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m snip_lib``; ``prog`` names it in usage and error lines."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="SNIP (Lee, Ajanthan & Torr, ICLR 2019): prune a network at initialisation, train it, "
                     "and record the result with provenance.",
         epilog="SNIP_QUICK=1 selects quick mode (fewer epochs, a training subset; same code path).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -199,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="replace result files that exist (default: refuse, naming them, before running anything)")
     _add_training_options(run)
+    run.set_defaults(subparser=run)  # its errors show `run`'s usage, not the top-level one
 
     sub.add_parser("list", help="list the architectures", description="List the architectures of the paper.")
 
@@ -229,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--overwrite", action="store_true",
                      help="rerun runs whose result file exists (default: skip it if it was recorded with these "
                           "settings, else stop and name it)")
+    rep.set_defaults(subparser=rep)
 
     from snip_lib.replay import DEFAULT_TOLERANCE, REPLAYABLE_KINDS
 
@@ -249,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--progress", action="store_true", help="show progress bars")
     ver.add_argument("--report", metavar="FILE.json",
                      help="also write every verdict to one result file (kind 'replay_audit', with provenance)")
+    ver.set_defaults(subparser=ver)
     return parser
 
 
@@ -313,12 +349,75 @@ def _run_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     return paths
 
 
+def _check_writable(path: Path, flag: str, value: str, parser: argparse.ArgumentParser) -> None:
+    """Refuse an output file that cannot be written, before any work: found after hours of training, it would
+    lose the run. The folders it needs may be missing (they are made when it is written) but not be files."""
+    if path.is_dir():
+        parser.error(f"{flag} {value}: {path} is a folder, not a file that can be written")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        parser.error(f"{flag} {value}: {folder} is a file, so {path} cannot be written; give a path under a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(f"{flag} {value}: the folder {folder} is not writable, so {path} cannot be written")
+
+
+def _resolved_schedule(args: argparse.Namespace) -> tuple[str, str]:
+    """The schedule a run uses and where it comes from (for messages)."""
+    from snip_lib import experiments
+
+    if args.schedule is not None:
+        return args.schedule, f"--schedule {args.schedule}"
+    schedule = experiments.defaults_for(args.arch)["schedule"]
+    return schedule, f"{args.arch}'s default schedule {schedule!r}"
+
+
+def _check_run_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse, in terms of flags, the combinations the library would refuse in its own terms (or ignore)."""
+    from snip_lib import models
+
+    schedule, source = _resolved_schedule(args)
+    if args.decay_every is not None and schedule != "step":
+        parser.error(f"--decay-every {args.decay_every} applies to --schedule step only, but this run uses {source}; "
+                     "leave --decay-every out or pass --schedule step")
+    if args.boundaries is not None and schedule != "official":
+        parser.error(f"--boundaries applies to --schedule official only, but this run uses {source}; "
+                     "leave --boundaries out or pass --schedule official")
+    if args.momentum is not None:
+        if args.optimizer == "adam":
+            parser.error(f"--momentum {args.momentum:g} is an SGD setting; --optimizer adam takes no --momentum "
+                         "(leave it out, or use --optimizer sgd)")
+        if not 0 <= args.momentum < 1:
+            parser.error(f"--momentum must be a number in [0, 1), got {args.momentum:g}")
+    if args.weight_decay is not None and not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        parser.error(f"--weight-decay must be a finite number >= 0, got {args.weight_decay:g}")
+    if args.warmup_iterations is not None and args.warmup_iterations < 0:
+        parser.error(f"--warmup-iterations must be >= 0 (0 = no warm-up), got {args.warmup_iterations}")
+    if args.scoring_bias != "zeros" and args.scoring_init is None:
+        parser.error(f"--scoring-bias {args.scoring_bias} sets the biases of the re-initialised scored copy, so it "
+                     "needs --scoring-init SCHEME; without it the network's own biases are scored")
+    if args.scoring_init is not None and args.method != "snip":
+        parser.error(f"--scoring-init applies to --method snip only, got --method {args.method}")
+    if args.saliency_batch is not None and any(s > 0 for s in args.sparsity):
+        dataset = models.dataset_for(args.arch)
+        n = _FULL_TRAIN.get(dataset)
+        if n is not None:
+            n -= int(n * 0.1)  # the validation hold-out (snip_lib.data's default val_fraction)
+            if args.saliency_batch > n:
+                parser.error(f"--saliency-batch {args.saliency_batch} exceeds the {n:,} examples of {args.arch}'s "
+                             f"{dataset} training split (after the 10 % validation hold-out); give at most {n}")
+
+
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from snip_lib.train import resolve_device
 
     from snip_lib import models, snip
 
+    _check_run_options(args, parser)
     paths = _run_paths(args, parser)  # before anything runs: a clash would overwrite a run just trained
+    for path in paths.values():  # an unwritable --out is found now, not after the runs were trained
+        _check_writable(path, "--out", args.out, parser)
     resolve_device(args.device)  # fail on a missing device before loading anything
     m = sum(p.numel() for p in snip.prunable_parameters(models.build(args.arch),
                                                         include_bias=args.include_bias).values())
@@ -382,13 +481,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_suite(name: str, parser: argparse.ArgumentParser) -> None:
+    """Refuse a suite name, saying what runs it where another command does."""
+    from snip_lib import experiments
+
+    hint = f"; {_ELSEWHERE[name]}" if name in _ELSEWHERE else ""
+    parser.error(f"unknown suite {name!r}{hint}; available: {', '.join([*experiments.SUITES, *experiments.GROUPS])}")
+
+
 def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from snip_lib import config, experiments
 
     if args.list or args.suite is None:
         known = [*experiments.SUITES, *experiments.GROUPS]
         if args.suite is not None and args.suite not in known:
-            parser.error(f"unknown suite {args.suite!r}; available: {', '.join(known)}")
+            _unknown_suite(args.suite, parser)
         for suite in experiments.SUITES.values():
             members = experiments.GROUPS[args.suite].members if args.suite in experiments.GROUPS else ()
             if args.suite is None or suite.name == args.suite or suite.name in members:
@@ -410,7 +517,7 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             print(group.report(Path(root), config.mode_name()), flush=True)
         return 0
     if args.suite not in experiments.SUITES:
-        parser.error(f"unknown suite {args.suite!r}; available: {', '.join([*experiments.SUITES, *experiments.GROUPS])}")
+        _unknown_suite(args.suite, parser)
     experiments.run_suite(args.suite, args.out or f"results/{experiments.SUITES[args.suite].results_folder}",
                           **options)
     return 0
@@ -455,11 +562,13 @@ def _result_files(targets: Sequence[str]) -> list[Path]:
     return files
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
+def _cmd_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from snip_lib import replay
 
-    if args.report is not None and Path(args.report).suffix.lower() != ".json":
-        raise ValueError(f"--report must name a .json file, got {args.report!r}")
+    if args.report is not None:
+        if Path(args.report).suffix.lower() != ".json":
+            parser.error(f"--report must name a .json file, got {args.report!r}")
+        _check_writable(Path(args.report), "--report", args.report, parser)  # before the replays, not after
     files = _result_files(args.results)
     for path in files:  # every file checked before the first replay: a bad one fails fast, named
         try:
@@ -483,9 +592,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 run failed, 2 bad input)."""
-    parser = build_parser()
+    """Entry point; returns the exit status (0 ok, 1 run failed, 2 bad input).
+
+    On the command line (``argv`` None) usage lines name the program as invoked (``snip`` for the
+    console script); called with ``argv``, they name :data:`PROG`.
+    """
+    parser = build_parser(_invoked_prog() if argv is None else PROG)
     args = parser.parse_args(argv)
+    prog = parser.prog
+    sub = getattr(args, "subparser", parser)
     from snip_lib.data import DatasetUnavailableError
 
     if getattr(args, "threads", None) is not None:
@@ -494,26 +609,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         if args.command == "run":
-            return _cmd_run(args, parser)
+            return _cmd_run(args, sub)
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "info":
             return _cmd_info(args)
         if args.command == "verify":
-            return _cmd_verify(args)
-        return _cmd_reproduce(args, parser)
-    except FileNotFoundError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+            return _cmd_verify(args, sub)
+        return _cmd_reproduce(args, sub)
     except DatasetUnavailableError as exc:
-        print(f"{PROG}: dataset unavailable: {exc}", file=sys.stderr)
+        print(f"{prog}: dataset unavailable: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a missing input, or an output that cannot be written: one line, not a traceback
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except FloatingPointError as exc:
-        print(f"{PROG}: training failed: {exc}", file=sys.stderr)
+        print(f"{prog}: training failed: {exc}", file=sys.stderr)
         return 1
     except (ValueError, TypeError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130

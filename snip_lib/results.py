@@ -582,10 +582,27 @@ def mean_ci(values: Any, level: float = 0.95) -> tuple[float, float, float]:
 def results_dir() -> Path:
     """The repository's ``results/`` folder, next to the ``snip_lib`` package in a checkout.
 
-    An installed copy (``pip install`` on Colab) has no such folder; :func:`load_recorded`
-    then says how to get the files.
+    A regular install (``pip install`` on Colab) lives in site-packages, away from any clone, so
+    there the nearest folder at or above the current one holding the book (``_toc.yml``) and
+    ``results/`` is used: a notebook run inside a clone finds the clone's results. Where neither
+    exists, the package-relative path is returned and :func:`load_recorded` says how to get the files.
     """
-    return Path(__file__).resolve().parent.parent / "results"
+    beside = Path(__file__).resolve().parent.parent / "results"
+    if beside.is_dir():
+        return beside
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "results").is_dir():
+            return folder / "results"
+    return beside
+
+
+def _missing_hint(folder: Path) -> str:
+    """Why a folder under :func:`results_dir` may be missing: an install that is not the clone."""
+    if results_dir() in (folder, *folder.parents) and not results_dir().is_dir():
+        return (f" (snip_lib looked in {results_dir()}, beside the installed package: run from inside a clone "
+                "of the book's repository, or `pip install -e .` there)")
+    return ""
 
 
 def load_recorded(
@@ -601,7 +618,7 @@ def load_recorded(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no recorded {label}: {folder} does not exist; {how}")
+        raise FileNotFoundError(f"no recorded {label}: {folder} does not exist{_missing_hint(folder)}; {how}")
     try:
         frame = load_results(folder, kind=kind)
     except FileNotFoundError:

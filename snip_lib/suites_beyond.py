@@ -54,12 +54,19 @@ __all__ = [
 ]
 
 WARMUP_ITERATIONS = 500
+#: Epochs of each ``beyond-lenet300`` run (a shortened budget).
 LENET300_EPOCHS = 10
+#: Sparsities at which ``beyond-lenet300`` runs every method.
 LENET300_SPARSITIES: tuple[float, ...] = (0.9, 0.98, 0.995, 0.999)
+#: Methods whose masks are also shuffled within each layer (Frankle et al.'s sanity check).
 SHUFFLE_METHODS: tuple[str, ...] = ("snip", "grasp", "synflow")
+#: Sparsities of the shuffled-mask runs.
 SHUFFLE_SPARSITIES: tuple[float, ...] = (0.98, 0.995)
+#: Epochs of each ``beyond-lenet5-short`` run (a shortened budget).
 LENET5_EPOCHS = 2
+#: Learning rate of the LeNet-5-Caffe runs (that of :mod:`snip_lib.suites_lenet`).
 LENET5_LR = 0.01
+#: Sparsities at which ``beyond-lenet5-short`` runs every method.
 LENET5_SPARSITIES: tuple[float, ...] = (0.99, 0.999)
 
 #: How the chapter names each method.
@@ -109,6 +116,7 @@ _SUITES = (
         seeds=(0,),
     ),
 )
+#: The suites this module registers with :data:`snip_lib.experiments.SUITES`.
 SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in _SUITES)
 
 for _suite in _SUITES:

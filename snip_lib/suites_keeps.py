@@ -60,15 +60,17 @@ __all__ = [
     "run_suite",
 ]
 
-#: |D^b| of the paper's Fig. 3 and the test errors (%) it reports for LeNet-300-100 at 90 %.
+#: The saliency batch sizes |D^b| of the paper's Fig. 3.
 FIGURE3_BATCH_SIZES: tuple[int, ...] = (1, 10, 100, 1000, 10000)
+#: The paper's Fig. 3: test error (%) of LeNet-300-100 at 90 % for each saliency batch size.
 PAPER_FIGURE3: dict[int, float] = {1: 1.94, 10: 1.72, 100: 1.64, 1000: 1.56, 10000: 1.40}
 
-#: Scoring initialisations of Table 3 (paper label -> snip_lib scheme) and the paper's errors
-#: (mean, std over 20 runs, %) for the LeNets at 90 % sparsity.
+#: Scoring initialisations of Table 3 (paper label -> snip_lib scheme).
 TABLE3_SCHEMES: dict[str, str] = {
     "RN": "random_normal", "TN": "truncated_normal", "VS-X": "glorot_uniform", "VS-H": "he_normal",
 }
+#: The paper's Table 3, LeNet columns at 90 % sparsity: (mean, std over 20 runs) test error (%)
+#: per scoring initialisation.
 PAPER_TABLE3: dict[str, dict[str, tuple[float, float]]] = {
     "lenet300": {"RN": (1.90, 0.09), "TN": (1.96, 0.11), "VS-X": (1.91, 0.10), "VS-H": (1.88, 0.10)},
     "lenet5": {"RN": (0.89, 0.04), "TN": (0.87, 0.05), "VS-X": (0.88, 0.07), "VS-H": (0.85, 0.05)},
@@ -137,6 +139,7 @@ def _figure4_runs() -> tuple[dict[str, Any], ...]:
     )
 
 
+#: The runs of chapter 7 by name (``python -m snip_lib.suites_keeps NAME``).
 KEEPS_SUITES: dict[str, KeepsSuite] = {
     "figure3": KeepsSuite(
         name="figure3",

@@ -222,6 +222,7 @@ _SUITES += (
         seeds=(0, 1, 2),  # three: one seed cannot tell a change of 0.1 points from seed noise
     ),
 )
+#: The suites this module registers with :data:`snip_lib.experiments.SUITES`.
 SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in _SUITES)
 
 for _suite in _SUITES:

@@ -85,13 +85,16 @@ __all__ = [
 
 #: Epochs of the shortened recurrent budgets (one epoch = 540 iterations of batch 100).
 SMALL_EPOCHS = 10
+#: Epochs of the big recurrent models (h = 256) in ``table2-rnn``: about 95 s each on one core.
 BIG_EPOCHS = 3
+#: Epochs of each run of ``table3-rnn`` (LSTM-s and GRU-s, Adam).
 TABLE3_EPOCHS = 3
 #: Sparsity of the paper's Table 3 (κ̄ = 90).
 TABLE3_SPARSITY = 0.9
 #: Gradient-norm clipping of every recurrent run (not in the paper).
 RNN_CLIP = 5.0
 WARMUP_ITERATIONS = 500
+#: The recurrent networks of Table 2, small (h = 128) and big (h = 256).
 RNN_ARCHS: tuple[str, ...] = ("lstm-s", "lstm-b", "gru-s", "gru-b")
 #: The book's full MNIST budget (chapter 5), used by ``table2-rnn-small-50ep``.
 FULL_RNN_EPOCHS = experiments.FAMILY_DEFAULTS["rnn"]["full_epochs"]
@@ -169,6 +172,7 @@ _SUITES = (
         seeds=(0,),
     ),
 )
+#: The suites this module registers with :data:`snip_lib.experiments.SUITES`.
 SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in _SUITES)
 
 for _suite in _SUITES:

@@ -298,20 +298,13 @@ def test_schedule_options_reach_the_train_config():
     assert cli._train_options(args) == suite_run["train_options"]
 
 
-def test_scoring_bias_without_scoring_init_exits_2_before_any_work(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--scoring-bias", "scheme", "--device", "cpu", *SMALL])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "scoring_bias='scheme'" in err and "needs scoring_init" in err
-    assert not list(tmp_path.rglob("*.json"))
-
-
 def test_negative_warmup_exits_2_naming_it(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--warmup-iterations", "-5", "--device", "cpu", *SMALL])
-    assert code == 2
-    assert "warmup_iterations" in capsys.readouterr().err and not list(tmp_path.rglob("*.json"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--warmup-iterations", "-5", "--device", "cpu",
+                  *SMALL])
+    assert info.value.code == 2
+    assert "--warmup-iterations must be >= 0" in capsys.readouterr().err and not list(tmp_path.rglob("*.json"))
 
 
 def test_inconsistent_schedule_exits_2_before_any_work(capsys):
@@ -338,3 +331,123 @@ def test_reproduce_passes_its_filters_to_the_suite_and_checks_the_sparsity(monke
     with pytest.raises(SystemExit) as info:
         cli.main(["reproduce", "table1-lenet300", "--sparsity", "1.5"])
     assert info.value.code == 2 and "sparsity must be in [0, 1)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- errors in terms of flags, before any work
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--optimizer", "adam", "--momentum", "0.5"], ["--momentum 0.5 is an SGD setting", "--optimizer adam"]),
+    (["--scoring-bias", "scheme"], ["--scoring-bias scheme", "needs --scoring-init"]),
+    (["--saliency-batch", "100000"], ["--saliency-batch 100000 exceeds the 54,000 examples"]),
+    (["--schedule", "constant", "--decay-every", "7"], ["--decay-every 7 applies to --schedule step only",
+                                                         "--schedule constant"]),
+    (["--schedule", "cosine", "--decay-every", "7"], ["--decay-every 7", "--schedule cosine"]),
+    (["--schedule", "official", "--decay-every", "7"], ["--decay-every 7", "--schedule official"]),
+    (["--seeds", "1", "1"], ["--seeds 1 1 gives 1 twice"]),
+])
+def test_run_refuses_bad_flag_combinations_naming_the_flags(argv, needles, capsys, tmp_path, monkeypatch):
+    """The message names the flags the user typed, under `run`'s usage, and nothing is built, loaded or trained."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: pytest.fail("nothing may run"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cpu", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m snip_lib run " in err and "TrainConfig" not in err
+    for needle in needles:
+        assert needle in err
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_decay_every_with_the_step_schedule_reaches_the_run(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_run_one", lambda kwargs, path: seen.append(kwargs["train_options"]))
+    assert cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--decay-every", "7", "--device", "cpu",
+                     "--out", str(tmp_path)]) == 0            # lenet300's default schedule is step
+    assert seen == [{"decay_every": 7}]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["reproduce", "nosuch"], ["usage: python -m snip_lib reproduce", "unknown suite 'nosuch'"]),
+    (["reproduce", "figure4"], ["python -m snip_lib.suites_keeps figure4"]),
+    (["reproduce", "figure2"], ["book/07_what_snip_keeps.ipynb"]),
+])
+def test_reproduce_errors_show_its_usage_and_where_a_figure_runs(argv, needles, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err
+
+
+def test_run_writes_under_runs_in_the_current_folder_by_default(tmp_path, monkeypatch):
+    """Ad-hoc runs never land in results/, the recorded tree the book hashes, tests and replays."""
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(cli, "_run_one", lambda kwargs, path: seen.append(path))
+    assert cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cpu"]) == 0
+    assert seen == [Path("runs") / "lenet300-sp0.9-seed0.json"]
+    assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.parametrize("command", ["run", "verify"])
+def test_an_unwritable_output_is_refused_before_any_work(command, capsys, tmp_path, monkeypatch):
+    from snip_lib import replay
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: pytest.fail("nothing may train"))
+    monkeypatch.setattr(replay, "verify", lambda *a, **kw: pytest.fail("nothing may replay"))
+    if command == "run":
+        argv = ["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cpu", "--out", str(blocker / "out")]
+    else:
+        recorded = REPO / "results" / "lenet" / "lenet300-sp0.98-seed0.json"
+        argv = ["verify", str(recorded), "--epochs", "1", "--report", str(blocker / "report.json")]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_an_os_error_while_working_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    def fail(**kwargs):
+        raise NotADirectoryError(20, "Not a directory", str(tmp_path / "x"))
+
+    monkeypatch.setattr(experiments, "prune_and_train", fail)
+    assert cli.main(["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Not a directory" in err
+
+
+# --------------------------------------------------------------------------- program name and version
+
+
+def test_usage_names_the_program_as_invoked(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/snip", "run", "--arch", "lenet300", "--sparsity", "2"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("usage: snip run ")
+    monkeypatch.setattr(sys, "argv", [str(REPO / "snip_lib" / "__main__.py"), "frobnicate"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().err.startswith(f"usage: {cli.PROG} ")
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    import snip_lib
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    try:
+        expected = metadata.version("snip_lib")
+    except metadata.PackageNotFoundError:
+        expected = snip_lib.__version__
+    assert capsys.readouterr().out.strip() == f"{cli.PROG} {expected}"

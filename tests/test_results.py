@@ -274,3 +274,31 @@ def test_mean_ci_is_the_student_t_interval_of_the_mean():
     assert all(math.isnan(v) for v in results.mean_ci([]))
     with pytest.raises(ValueError, match="level must be a fraction .* got 95"):
         results.mean_ci([1.0, 2.0, 3.0], level=95)
+
+
+def _installed_elsewhere(monkeypatch, tmp_path):
+    """snip_lib as a regular install: its file in a site-packages with no results/ beside it."""
+    site = tmp_path / "site-packages" / "snip_lib"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(results, "__file__", str(site / "results.py"))
+
+
+def test_results_dir_of_an_install_falls_back_to_the_clone_around_the_current_folder(monkeypatch, tmp_path):
+    _installed_elsewhere(monkeypatch, tmp_path)
+    clone = tmp_path / "clone"
+    (clone / "results").mkdir(parents=True)
+    (clone / "_toc.yml").write_text("root: index\n")
+    (clone / "book").mkdir()
+    monkeypatch.chdir(clone / "book")                       # a notebook runs in book/
+    assert results.results_dir() == (clone / "results").resolve()
+
+
+def test_results_dir_outside_a_clone_says_how_to_get_the_files(monkeypatch, tmp_path):
+    _installed_elsewhere(monkeypatch, tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    missing = results.results_dir()
+    assert missing == tmp_path / "site-packages" / "results"
+    with pytest.raises(FileNotFoundError, match=r"pip install -e \.") as info:
+        results.load_recorded(missing / "lenet", label="LeNet results", how="run the suites")
+    assert str(missing) in str(info.value) and "run the suites" in str(info.value)
