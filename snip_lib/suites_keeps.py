@@ -17,7 +17,7 @@ simply be restarted.
 
 Protocols:
 
-- ``figure3``: LeNet-300-100 at 90 % sparsity, saliency batch |D^b| in {1, 10, 100, 1000, 10000},
+- ``figure3``: LeNet-300-100 at 90 % sparsity, saliency batch ``|D^b|`` in {1, 10, 100, 1000, 10000},
   everything else the book's LeNet recipe of chapter 5: :data:`snip_lib.experiments.FAMILY_DEFAULTS`
   (read when the run starts: SGD, lr 0.1, the family's schedule and epochs) plus the learning-rate
   warm-up of :data:`snip_lib.suites_lenet.WARMUP_ITERATIONS`.
@@ -60,7 +60,7 @@ __all__ = [
     "run_suite",
 ]
 
-#: The saliency batch sizes |D^b| of the paper's Fig. 3.
+#: The saliency batch sizes ``|D^b|`` of the paper's Fig. 3.
 FIGURE3_BATCH_SIZES: tuple[int, ...] = (1, 10, 100, 1000, 10000)
 #: The paper's Fig. 3: test error (%) of LeNet-300-100 at 90 % for each saliency batch size.
 PAPER_FIGURE3: dict[int, float] = {1: 1.94, 10: 1.72, 100: 1.64, 1000: 1.56, 10000: 1.40}
@@ -194,7 +194,7 @@ def result_name(run: dict[str, Any], seed: int) -> str:
 
 
 def _requested(suite: KeepsSuite, run: dict[str, Any], epochs: int | None) -> dict[str, Any]:
-    """The settings a run will record (for :func:`snip_lib.experiments.check_existing`)."""
+    """The settings a run will record (for ``snip_lib.experiments.check_existing``)."""
     if suite.runner is _prune_and_train:
         return experiments.requested_settings(run, epochs=epochs)
     return dict(run, **({"epochs": epochs} if epochs is not None else {}))
@@ -215,7 +215,7 @@ def run_suite(
     ``out`` defaults to ``results/keeps/<name>`` in the repository. Files already present are
     skipped (unless ``overwrite``), so a stopped suite resumes where it was; one recorded with
     other settings (mode, epochs) is refused before anything runs
-    (:func:`snip_lib.experiments.check_existing`), as is any bad input (:func:`plan_suite`).
+    (``snip_lib.experiments.check_existing``), as is any bad input (:func:`plan_suite`).
     """
     planned = plan_suite(name, out=out, seeds=seeds, epochs=epochs, device=device, overwrite=overwrite)
     return _run_planned(name, planned, epochs=epochs, device=device, progress=progress, overwrite=overwrite)

@@ -50,7 +50,6 @@ from snip_lib import experiments
 if TYPE_CHECKING:  # only for annotations: importing torch here would slow down `import snip_lib`
     import pandas as pd
     import torch
-    from torch import nn
 
 __all__ = [
     "BIG_EPOCHS",
@@ -217,7 +216,7 @@ def _check_positive_int(name: str, value: Any) -> int:
 # ----------------------------------------------------------------------------- the twelve networks
 
 
-def parameter_table(built: Mapping[str, nn.Module] | None = None) -> pd.DataFrame:
+def parameter_table(built: Mapping[str, torch.nn.Module] | None = None) -> pd.DataFrame:
     """Parameter counts of Table 2's twelve networks, ours next to the paper's.
 
     One row per network, in the paper's order: ``arch``; ``params`` (ours,
@@ -260,7 +259,7 @@ class ArchitectureMask:
     """
 
     arch: str
-    model: nn.Module
+    model: torch.nn.Module
     masks: dict[str, torch.Tensor]
     sparsity: float
     dataset: str
@@ -470,14 +469,14 @@ def _train_config(arch: str, *, epochs: int, batch_size: int, amp: bool, channel
                        clip_grad_norm=RNN_CLIP if rnn else None, amp=amp, channels_last=channels_last)
 
 
-def _revived(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> int:
+def _revived(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> int:
     """Pruned weights that are not zero (should stay 0 through training)."""
     params = dict(model.named_parameters())
     return sum(int((params[name].detach()[~mask.to(params[name].device)] != 0).sum()) for name, mask in masks.items())
 
 
 def train_check(
-    model: nn.Module,
+    model: torch.nn.Module,
     *,
     batches: int,
     batch_size: int | None = None,
@@ -492,7 +491,7 @@ def train_check(
     Why: a mask is only useful if the pruned network trains, and stays pruned while it does.
     This runs the library's training loop (:func:`snip_lib.train.fit`, the paper's SGD: lr 0.1,
     momentum 0.9, weight decay 5e-4, constant; gradient clipping at 5 for the recurrent
-    networks, as in the suites) for one short epoch on :func:`training_data`. ``model`` must
+    networks, as in the suites) for one short epoch on ``training_data``. ``model`` must
     come from :func:`snip_lib.models.build` (it carries ``snip_arch``), masked or not.
 
     Returns ``arch``, ``dataset`` (``"cifar10-fake"``: smoke run), ``iterations``,
