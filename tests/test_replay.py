@@ -365,8 +365,10 @@ def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays
 
 
 def test_reports_are_checked(tiny_result, tmp_path, capsys):
-    assert cli.main(["verify", str(tiny_result), "--report", str(tmp_path / "report.txt")]) == 2
-    assert "--report must name a .json file, got" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # an argparse error of `verify`, before any replay
+        cli.main(["verify", str(tiny_result), "--report", str(tmp_path / "report.txt")])
+    assert exit_.value.code == 2
+    assert "verify: error: --report must name a .json file, got" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no verifications to report"):
         replay.write_report([], tmp_path / "r.json", targets=[], epochs=None, tolerance=0.5)
     (tmp_path / "only").mkdir()
