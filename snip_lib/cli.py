@@ -363,6 +363,20 @@ def _check_writable(path: Path, flag: str, value: str, parser: argparse.Argument
         parser.error(f"{flag} {value}: the folder {folder} is not writable, so {path} cannot be written")
 
 
+def _check_writable_folder(folder: Path, value: str, parser: argparse.ArgumentParser) -> None:
+    """Refuse a ``reproduce --out`` folder that cannot hold the suite's files, before any run: found
+    after the first run's training, it would lose that run."""
+    if folder.exists() and not folder.is_dir():
+        parser.error(f"--out {value}: {folder} is a file, not a folder for the suite's results")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        parser.error(f"--out {value}: {existing} is a file, so the folder {folder} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        parser.error(f"--out {value}: the folder {existing} is not writable, so {folder} cannot be written")
+
+
 def _resolved_schedule(args: argparse.Namespace) -> tuple[str, str]:
     """The schedule a run uses and where it comes from (for messages)."""
     from snip_lib import experiments
@@ -512,14 +526,16 @@ def _cmd_reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if args.suite in experiments.GROUPS:
         group = experiments.GROUPS[args.suite]
         root = args.out or "results"
+        _check_writable_folder(Path(root), root, parser)
         experiments.run_group(group.name, root, **options)
         if group.report is not None:
             print(group.report(Path(root), config.mode_name()), flush=True)
         return 0
     if args.suite not in experiments.SUITES:
         _unknown_suite(args.suite, parser)
-    experiments.run_suite(args.suite, args.out or f"results/{experiments.SUITES[args.suite].results_folder}",
-                          **options)
+    out = args.out or f"results/{experiments.SUITES[args.suite].results_folder}"
+    _check_writable_folder(Path(out), out, parser)
+    experiments.run_suite(args.suite, out, **options)
     return 0
 
 

@@ -426,8 +426,9 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, *,
 
     When non-negative scores (SNIP's, magnitudes) run out before κ, the rest of the mask is chosen
     among zero scores by that numbering alone, which says nothing about those connections; a
-    ``UserWarning`` then says how many (``warn_zero_ties=False`` silences it, for the rounds of
-    an iterative method, where pruned connections score zero by construction).
+    ``UserWarning`` then says how many (``warn_zero_ties=False`` silences it: :mod:`snip_lib.pruners`
+    does so after the first round of iterative SNIP and SynFlow, which rank the connections pruned
+    in earlier rounds below all others, so ties there say nothing new).
     """
     sparsity = _check_sparsity(sparsity)
     if not isinstance(scores, dict) or not scores:

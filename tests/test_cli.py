@@ -392,7 +392,7 @@ def test_run_writes_under_runs_in_the_current_folder_by_default(tmp_path, monkey
     assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
 
 
-@pytest.mark.parametrize("command", ["run", "verify"])
+@pytest.mark.parametrize("command", ["run", "verify", "reproduce", "reproduce-group"])
 def test_an_unwritable_output_is_refused_before_any_work(command, capsys, tmp_path, monkeypatch):
     from snip_lib import replay
 
@@ -400,7 +400,13 @@ def test_an_unwritable_output_is_refused_before_any_work(command, capsys, tmp_pa
     blocker.write_text("not a folder")
     monkeypatch.setattr(experiments, "prune_and_train", lambda **kw: pytest.fail("nothing may train"))
     monkeypatch.setattr(replay, "verify", lambda *a, **kw: pytest.fail("nothing may replay"))
-    if command == "run":
+    monkeypatch.setattr(experiments, "run_suite", lambda *a, **kw: pytest.fail("no suite may run"))
+    monkeypatch.setattr(experiments, "run_group", lambda *a, **kw: pytest.fail("no group may run"))
+    if command == "reproduce":
+        argv = ["reproduce", "table1", "--out", str(blocker / "table1")]
+    elif command == "reproduce-group":
+        argv = ["reproduce", next(iter(experiments.GROUPS)), "--out", str(blocker)]
+    elif command == "run":
         argv = ["run", "--arch", "lenet300", "--sparsity", "0.9", "--device", "cpu", "--out", str(blocker / "out")]
     else:
         recorded = REPO / "results" / "lenet" / "lenet300-sp0.98-seed0.json"
