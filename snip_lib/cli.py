@@ -354,13 +354,7 @@ def _check_writable(path: Path, flag: str, value: str, parser: argparse.Argument
     lose the run. The folders it needs may be missing (they are made when it is written) but not be files."""
     if path.is_dir():
         parser.error(f"{flag} {value}: {path} is a folder, not a file that can be written")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        parser.error(f"{flag} {value}: {folder} is a file, so {path} cannot be written; give a path under a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        parser.error(f"{flag} {value}: the folder {folder} is not writable, so {path} cannot be written")
+    _check_can_make(path, path.parent, flag, value, parser)
 
 
 def _check_writable_folder(folder: Path, value: str, parser: argparse.ArgumentParser) -> None:
@@ -368,13 +362,19 @@ def _check_writable_folder(folder: Path, value: str, parser: argparse.ArgumentPa
     after the first run's training, it would lose that run."""
     if folder.exists() and not folder.is_dir():
         parser.error(f"--out {value}: {folder} is a file, not a folder for the suite's results")
-    existing = folder
+    _check_can_make(folder, folder, "--out", value, parser)
+
+
+def _check_can_make(target: Path, start: Path, flag: str, value: str, parser: argparse.ArgumentParser) -> None:
+    """Refuse ``target`` unless the nearest existing path at or above ``start`` is a writable folder
+    (the missing folders between are made when the target is written)."""
+    existing = start
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        parser.error(f"--out {value}: {existing} is a file, so the folder {folder} cannot be made")
+        parser.error(f"{flag} {value}: {existing} is a file, so {target} cannot be written; give a path under a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        parser.error(f"--out {value}: the folder {existing} is not writable, so {folder} cannot be written")
+        parser.error(f"{flag} {value}: the folder {existing} is not writable, so {target} cannot be written")
 
 
 def _resolved_schedule(args: argparse.Namespace) -> tuple[str, str]:

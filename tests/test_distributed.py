@@ -195,25 +195,27 @@ def test_ranks_with_different_weights_are_refused(two_ranks):
         assert message is not None and "parameters and buffers differ" in message and "'1.weight'" in message, r
 
 
+def each_rank_error(results, key):
+    """(rank, exception type name, message) of the error each rank recorded under ``key``."""
+    return [(r, *results[r][key]) for r in range(WORLD)]
+
+
 def test_equal_checksums_do_not_make_different_masks_identical(two_ranks):
     _, _, results = two_ranks
-    for r in range(WORLD):
-        kind, message = results[r]["collision_error"]
+    for r, kind, message in each_rank_error(results, "collision_error"):
         assert kind == "RuntimeError" and "the SNIP masks differ" in message, r
         assert "rank 1 differs from rank 0 in 'fc.weight'" in message, r
 
 
 def test_a_differing_bias_is_refused_on_every_rank(two_ranks):
     _, _, results = two_ranks
-    for r in range(WORLD):
-        kind, message = results[r]["bias_error"]
+    for r, kind, message in each_rank_error(results, "bias_error"):
         assert kind == "RuntimeError" and "rank 1 differs from rank 0 in '1.bias'" in message, r
 
 
 def test_batch_statistics_on_several_ranks_are_refused(two_ranks):
     x, y, results = two_ranks
-    for r in range(WORLD):
-        kind, message = results[r]["bn_train_error"]
+    for r, kind, message in each_rank_error(results, "bn_train_error"):
         assert kind == "ValueError" and "bn_mode='train'" in message and "bn_mode='eval'" in message, r
     want = snip.snip_masks(bn_net(), x, y, SPARSITY)                       # eval (running statistics) is allowed
     assert snip.kept_count(results[0]["bn_eval_masks"]) == snip.kept_count(want)
@@ -221,16 +223,14 @@ def test_batch_statistics_on_several_ranks_are_refused(two_ranks):
 
 def test_an_error_on_one_rank_is_raised_on_every_rank(two_ranks):
     _, _, results = two_ranks
-    for r in range(WORLD):
-        kind, message = results[r]["empty_batch_error"]
+    for r, kind, message in each_rank_error(results, "empty_batch_error"):
         assert kind == "RuntimeError" and "failed on rank(s) 1 of 2" in message, (r, message)
         assert "inputs batch 0 is empty" in message, (r, message)
 
 
 def test_the_end_of_training_check_fails_on_every_rank(two_ranks):
     _, _, results = two_ranks
-    for r in range(WORLD):
-        kind, message = results[r]["final_check_error"]
+    for r, kind, message in each_rank_error(results, "final_check_error"):
         assert kind == "RuntimeError" and "rank 1 differs from rank 0 in '3.bias'" in message, r
 
 
