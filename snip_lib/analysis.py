@@ -197,7 +197,8 @@ def _loss_of(net: nn.Module, buffers: dict, x: torch.Tensor, y: torch.Tensor, lo
 
 def _sole_linear_owners(net: nn.Module) -> dict[str, nn.Linear]:
     """Weight name -> its nn.Linear, for weights that no other module shares and whose module has
-    no forward hook of the caller's (the fast path's hook must see the layer's own output).
+    no forward hook of the caller's, nor any global one from ``register_module_forward_hook``
+    (the fast path's hook must see the layer's own output).
 
     Candidates only: :func:`_probe` then checks that the forward pass really uses the weight
     through one call of the module and nowhere else.
@@ -207,7 +208,9 @@ def _sole_linear_owners(net: nn.Module) -> dict[str, nn.Linear]:
         for p_name, p in module._parameters.items():
             if p is not None:
                 owners.setdefault(id(p), []).append((f"{mod_name}.{p_name}" if mod_name else p_name, module))
-    out = {}
+    out: dict[str, nn.Linear] = {}
+    if getattr(nn.modules.module, "_global_forward_hooks", None):  # runs before a module's own hooks
+        return out
     for entries in owners.values():
         if len(entries) == 1:
             name, module = entries[0]

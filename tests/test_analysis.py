@@ -101,19 +101,28 @@ class ReadsWeight(nn.Module):
         return self.fc2(self.act(h))
 
 
-@pytest.mark.parametrize("how", ["functional", "both", "hooked"])
+@pytest.mark.parametrize("how", ["functional", "both", "hooked", "global hook"])
 def test_removal_effects_of_a_weight_used_outside_its_module(how):
     x, y = batch(6, shape=(4,))
-    model = ReadsWeight(how, nn.Tanh())
-    effects = analysis.removal_effects(model, x, y, names="fc1.weight", chunk_size=7)["fc1.weight"]
-    expected = naive_removal(model, x, y, "fc1.weight")
-    assert expected.abs().max() > 1e-4
-    torch.testing.assert_close(effects, expected, rtol=0, atol=1e-13)
-    # Linear in each weight and a quadratic loss: the second-order estimate is exact.
-    model, target = ReadsWeight(how, nn.Identity()), torch.randn(6, 3)
-    second = analysis.second_order_effects(model, x, target, names="fc1.weight", loss_fn=F.mse_loss)
-    torch.testing.assert_close(second["fc1.weight"], naive_removal(model, x, target, "fc1.weight", F.mse_loss),
-                               rtol=1e-9, atol=1e-12)
+    handle = None
+    if how == "global hook":  # a hook registered for every module changes fc1's output
+        def double_fc1(mod, args, out):
+            return 2 * out + 1 if isinstance(mod, nn.Linear) and out.shape[-1] == 5 else None
+        handle = nn.modules.module.register_module_forward_hook(double_fc1)
+    try:
+        model = ReadsWeight(how, nn.Tanh())
+        effects = analysis.removal_effects(model, x, y, names="fc1.weight", chunk_size=7)["fc1.weight"]
+        expected = naive_removal(model, x, y, "fc1.weight")
+        assert expected.abs().max() > 1e-4
+        torch.testing.assert_close(effects, expected, rtol=0, atol=1e-13)
+        # Linear in each weight and a quadratic loss: the second-order estimate is exact.
+        model, target = ReadsWeight(how, nn.Identity()), torch.randn(6, 3)
+        second = analysis.second_order_effects(model, x, target, names="fc1.weight", loss_fn=F.mse_loss)
+        torch.testing.assert_close(second["fc1.weight"], naive_removal(model, x, target, "fc1.weight", F.mse_loss),
+                                   rtol=1e-9, atol=1e-12)
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def test_fast_path_is_kept_for_weights_used_only_through_their_module():
