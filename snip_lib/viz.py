@@ -31,6 +31,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
+from snip_lib.snip import masks_from_scores
+
 __all__ = [
     "DEFAULT_SPARSITIES",
     "first_layer_mask_image",
@@ -240,8 +242,6 @@ def draw_sparsity_panels(scores: Mapping[str, torch.Tensor], sparsity: float, ax
 
     Only the global top-κ selection runs here (no forward or backward pass). Returns the masks.
     """
-    from snip_lib.snip import masks_from_scores
-
     scores = _check_scores(scores)
     if len(axes) != 2:
         raise ValueError(f"axes must be two Axes (density bars, mask image), got {len(axes)}")
@@ -324,11 +324,12 @@ def sparsity_explorer(scores: Mapping[str, torch.Tensor], sparsities: Sequence[f
     if initial not in values:
         raise ValueError(f"initial={initial!r} must be one of the slider stops {list(values)!r}")
 
-    figures, panels = [], []
+    figures, panels, stop_masks = [], [], []
     for sparsity in values:
         fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
         try:
             masks = draw_sparsity_panels(scores, sparsity, axes, image_shape=shape)
+            stop_masks.append(masks)
             fig.tight_layout()
             panels.append(widgets.HTML(_panel_html(fig, _panel_alt(masks, sparsity, shape))))
         finally:
@@ -349,10 +350,7 @@ def sparsity_explorer(scores: Mapping[str, torch.Tensor], sparsities: Sequence[f
     box = widgets.VBox([slider, view])
 
     def follow(sparsity: float) -> None:
-        box.figure = figures[values.index(sparsity)]
-        box.masks = masks_from_scores(scores, sparsity)
-
-    from snip_lib.snip import masks_from_scores
+        box.figure, box.masks = figures[values.index(sparsity)], stop_masks[values.index(sparsity)]
 
     slider.observe(lambda change: follow(change["new"]), names="value")
     box.slider, box.panels, box.view, box.link, box.figures = slider, panels, view, link, figures
