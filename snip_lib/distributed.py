@@ -41,6 +41,7 @@ gloo) for tests and the book; ``python -m snip_lib.ddp_train`` is a complete DDP
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import tempfile
 import time
@@ -142,9 +143,7 @@ def _named_tensors(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor])
 
 
 def _byte_count(shape: tuple[int, ...], dtype: torch.dtype) -> int:
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     if dtype == torch.bool:
         return (numel + 7) // 8  # eight mask entries to a byte
     return numel * dtype.itemsize
