@@ -55,7 +55,11 @@ Parameter without them). Each masked module therefore also carries a tiny forwar
 ``_MaskGuard``, which *is* copied with the module) that re-installs the gradient hooks on the
 module's current parameter objects the first time a copy runs forward; it also repairs hooks after
 a parameter is replaced (``load_state_dict(assign=True)``) or swapped (``module.to()`` with
-``torch.__future__.set_swap_module_params_on_conversion(True)``). The guard does no tensor work:
+``torch.__future__.set_swap_module_params_on_conversion(True)``). It only ever adds hooks (a
+``Parameter`` swapped in by ``torch.func.functional_call`` is hooked too, and the module's own
+weight keeps its hook); :func:`remove_masks` and :func:`gradient_hooks_paused` take them off.
+DataParallel replicas share the guard but own no parameter, and their forward leaves the real
+parameters' hooks alone. The guard does no tensor work:
 per forward it costs one identity check per masked parameter plus the hook dispatch (about a
 microsecond per masked module on CPU). The parent of each masked module carries a ``_ParentGuard``
 that runs the same check from the parent's forward, for modules whose weight is read without
@@ -86,6 +90,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import prune
+from torch.utils.hooks import RemovableHandle
 
 __all__ = [
     "FORMAT",
@@ -131,14 +136,20 @@ class _GradMask:
 
     The mask is read from the module's buffer at call time, so ``.to(device)``, ``.half()`` and
     ``load_state_dict`` (which update the buffer) are always honoured. The module is held weakly
-    to avoid a parameter -> hook -> module reference cycle.
+    to avoid a parameter -> hook -> module reference cycle, and so is the :class:`_MaskGuard` that
+    installed it (``guard_ref``), which holds the parameter: the two are freed without the cyclic
+    garbage collector. ``guard_ref`` and ``cdata`` (the address of the C++ tensor it was attached
+    to) let the guard recognise its own hook on a parameter and see that
+    ``torch.utils.swap_tensors`` detached it.
     """
 
-    __slots__ = ("module_ref", "mask_name")
+    __slots__ = ("module_ref", "mask_name", "guard_ref", "cdata")
 
-    def __init__(self, module: nn.Module, leaf: str) -> None:
+    def __init__(self, module: nn.Module, leaf: str, guard: _MaskGuard, cdata: int) -> None:
         self.module_ref = weakref.ref(module)
         self.mask_name = f"{leaf}_mask"
+        self.guard_ref = weakref.ref(guard)
+        self.cdata = cdata
 
     def __call__(self, param: torch.Tensor) -> None:
         module = self.module_ref()
@@ -162,20 +173,35 @@ class _MaskGuard:
     """Forward pre-hook on a module that owns masked parameters; also the registry of them.
 
     ``leaves`` names the masked parameters of the module (``("weight",)``). On each forward,
-    :meth:`ensure` checks that each of them carries exactly one :class:`_GradMask` hook and
-    installs it if not: after ``copy.deepcopy``/unpickling (hooks are not copied), after a
-    parameter was replaced (``load_state_dict(assign=True)``) or swapped
-    (``torch.utils.swap_tensors``), or after ``requires_grad`` was switched back on. Copies of the
-    guard start with no installed hooks. A tensor that is not a ``Parameter`` (swapped in for one
-    call by ``torch.func.functional_call``) is left alone: it is not what the optimizer updates.
+    :meth:`ensure` makes sure that the ``Parameter`` now in each slot carries this guard's
+    :class:`_GradMask` hook, once: after ``copy.deepcopy``/unpickling (hooks are not copied), after
+    a parameter was replaced (``load_state_dict(assign=True)``) or swapped
+    (``torch.utils.swap_tensors``, which detaches the hook from the tensor: it is re-attached), or
+    after ``requires_grad`` was switched back on. Copies of the guard start with no hooks.
+
+    What it never does is take a hook off: only :meth:`release` removes hooks (``remove_masks``,
+    ``gradient_hooks_paused``). So a ``Parameter`` that ``torch.func.functional_call`` swaps in for
+    one call (an EMA or teacher copy's) gets the hook too, and its gradient is masked by this
+    module's mask if it takes part in a backward, while the module's own weight keeps its hook for
+    the backward of a forward made before the call. A tensor that is not a ``Parameter`` (SNIP's
+    scoring pass, MAML-style fast weights) is not hooked: it is not what an optimizer updates. The
+    guard holds the hooks' handles, which reference a parameter's hook dict only weakly, and the
+    parameter of its last check: a parameter the model no longer uses is freed with its hook.
+
+    DataParallel replicas (``module._is_replica``) share this guard with the real module but own
+    no ``Parameter``; their forward checks nothing (the gradient flows back to the real, hooked
+    parameter). The real module's hooks come from :func:`apply_masks` or its last forward: a copy
+    made since then should run :func:`enforce_masks` (which checks them) before being wrapped.
     """
 
     def __init__(self, leaves: tuple[str, ...] = ()) -> None:
         self.leaves: tuple[str, ...] = tuple(leaves)
-        # leaf -> (the hooked Parameter, handle of its hook, address of its C++ tensor). A strong
+        # handles of every hook installed (each references its parameter's hook dict weakly)
+        self._handles: list[RemovableHandle] = []
+        # leaf -> (the Parameter of the last check, its hook): the fast path of a forward. A strong
         # reference, not a weakref: torch.utils.swap_tensors (module.to() in swap mode) refuses
         # weakly referenced tensors.
-        self._hooked: dict[str, tuple[torch.Tensor, Any, int]] = {}
+        self._current: dict[str, tuple[torch.Tensor, _GradMask]] = {}
         # True while gradient_hooks_paused is active: no hook is installed
         self.paused = False
 
@@ -183,35 +209,50 @@ class _MaskGuard:
         self.ensure(module)
 
     def ensure(self, module: nn.Module) -> None:
-        if self.paused:
+        """Hook the Parameter now in each masked slot of ``module`` if it lacks this guard's hook."""
+        # module.__dict__, not getattr: nn.Module.__getattr__ raises for a missing name (slow, every forward)
+        if self.paused or module.__dict__.get("_is_replica", False):
             return
         for leaf in self.leaves:
             if _taken_by_torch_prune(module, leaf):
                 raise RuntimeError(_mixed_pruning_message(type(module).__name__, leaf))
             param = module._parameters.get(leaf)
-            if param is not None and not isinstance(param, nn.Parameter):
-                # torch.func.functional_call (SNIP's scoring pass, MAML-style fast weights) swaps a
-                # computed tensor in for one call; the hook stays on the real Parameter.
+            if not isinstance(param, nn.Parameter):
+                # None, or a computed tensor that torch.func.functional_call swapped in for one call:
+                # nothing to hook, and the hooks of the real Parameter stay where they are
                 continue
-            entry = self._hooked.get(leaf)
-            if entry is not None and entry[0] is param and entry[2] == param._cdata:
+            current = self._current.get(leaf)
+            if current is not None and current[0] is param and current[1].cdata == param._cdata:
                 continue
-            if entry is not None:
-                entry[1].remove()
-                del self._hooked[leaf]
-                if entry[0] is param and param._post_accumulate_grad_hooks is not None:
-                    # Same Parameter object, new C++ tensor: torch.utils.swap_tensors (module.to()
-                    # in swap mode) left the hook dict detached from the tensor; re-attach it.
-                    param._post_accumulate_grad_hooks = param._post_accumulate_grad_hooks
-            if param is not None and param.requires_grad:
-                handle = param.register_post_accumulate_grad_hook(_GradMask(module, leaf))
-                self._hooked[leaf] = (param, handle, param._cdata)
+            hook = self._hook_on(param, leaf)
+            if hook is not None and hook.cdata != param._cdata:
+                # Same Parameter object, new C++ tensor: torch.utils.swap_tensors (module.to() in swap
+                # mode) left the hook dict detached from the tensor; re-attach it.
+                param._post_accumulate_grad_hooks = param._post_accumulate_grad_hooks
+                hook.cdata = param._cdata
+            if hook is None and param.requires_grad:
+                hook = _GradMask(module, leaf, self, param._cdata)
+                self._handles = [h for h in self._handles if h.hooks_dict_ref() is not None]
+                self._handles.append(param.register_post_accumulate_grad_hook(hook))
+            if hook is None:
+                self._current.pop(leaf, None)
+            else:
+                self._current[leaf] = (param, hook)
+
+    def _hook_on(self, param: torch.Tensor, leaf: str) -> _GradMask | None:
+        """This guard's hook for ``leaf`` among ``param``'s hooks, if it has one."""
+        mask_name = f"{leaf}_mask"
+        for hook in (param._post_accumulate_grad_hooks or {}).values():
+            if type(hook) is _GradMask and hook.guard_ref() is self and hook.mask_name == mask_name:
+                return hook
+        return None
 
     def release(self) -> None:
         """Remove every gradient hook this guard installed."""
-        for _, handle, _ in self._hooked.values():
+        for handle in self._handles:
             handle.remove()
-        self._hooked.clear()
+        self._handles.clear()
+        self._current.clear()
 
     def __deepcopy__(self, memo: dict) -> _MaskGuard:
         return _MaskGuard(self.leaves)
@@ -324,6 +365,13 @@ def _as_bool_mask(name: str, mask: Any) -> torch.Tensor:
     """Return ``mask`` as a BoolTensor; numeric masks are accepted only if every value is 0 or 1."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask for {name!r} must be a torch.Tensor (bool), got {type(mask).__name__}")
+    # refused up front: a sparse mask buffer breaks every later read of it, a meta one has no values
+    if mask.layout != torch.strided:
+        raise TypeError(f"mask for {name!r} is a sparse tensor (layout {mask.layout}); a mask must be a dense "
+                        "(strided) tensor: pass mask.to_dense()")
+    if mask.device.type == "meta":
+        raise ValueError(f"mask for {name!r} is on the meta device and has no values; a mask must be a tensor "
+                         "with data (on the CPU or the parameter's device)")
     if mask.dtype == torch.bool:
         return mask
     if mask.is_complex():
@@ -389,8 +437,9 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
     ``masks`` maps parameter names (as in ``model.named_parameters()``) to bool tensors of the
     parameter's shape (numeric 0/1 tensors are accepted and converted; masks on another device are
-    moved). Everything is validated before anything changes. A gradient already in ``p.grad`` is
-    masked too, so pruned entries have weight 0 and gradient 0 from here on.
+    moved). Everything is validated before anything changes; an empty ``masks`` is refused
+    (``ValueError``), as by the reports, since it would mask nothing. A gradient already in ``p.grad``
+    is masked too, so pruned entries have weight 0 and gradient 0 from here on.
 
     Re-applying replaces the mask of each named parameter (it is not combined with the old one) and
     never stacks hooks; parameters not named in ``masks`` keep their current mask. Use
@@ -417,6 +466,9 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     """
     _check_module(model)
     checked = _validated(model, masks)
+    if not checked:
+        raise ValueError("masks is empty; expected {parameter name: BoolTensor} with at least one entry "
+                         "(to drop masks, use snip_lib.masking.remove_masks)")
     for prefix, leaf, bool_mask in checked.values():
         module = model.get_submodule(prefix)
         param = module._parameters[leaf]
@@ -752,7 +804,10 @@ def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     (``Unexpected key(s)``), and ``strict=False`` would silently drop them, leaving a model that
     trains its pruned weights back. Every ``<parameter>_mask`` entry becomes a mask
     (:func:`apply_masks`), then the whole state is loaded (``strict`` as in
-    ``load_state_dict``). Masks, keys and shapes are all checked first, so a call that raises
+    ``load_state_dict``), then the pruned weights are zeroed (:func:`enforce_masks`): weights saved
+    non-zero where their mask prunes (re-initialised or edited after masking, or masks and weights
+    from different runs) would otherwise make the model denser than its masks. A consistent
+    checkpoint loads unchanged. Masks, keys and shapes are all checked first, so a call that raises
     leaves ``model`` as it was. A state dict of ``torch.nn.utils.prune`` (``<name>_orig`` keys) is
     refused with a pointer to :func:`from_torch_prune`. Returns ``model``.
     """
@@ -769,6 +824,7 @@ def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     if masks:
         apply_masks(model, masks)
     model.load_state_dict(state_dict, strict=strict)
+    enforce_masks(model)  # the loaded weights may be non-zero where the masks prune
     return model
 
 
@@ -834,16 +890,74 @@ def from_torch_prune(model: nn.Module) -> nn.Module:
 
     Reads each pruned tensor's ``<leaf>_mask``, makes the pruning permanent with ``prune.remove``
     (the ``<leaf>_orig`` Parameter object becomes ``<leaf>`` again, holding ``orig * mask``) and
-    applies the masks with :func:`apply_masks`. Outputs are unchanged. Returns ``model``.
+    applies the masks with :func:`apply_masks`. Outputs are unchanged (but see tied Parameters
+    below). Returns ``model``.
+
+    Each mask goes to the name ``model.named_parameters()`` gives its ``Parameter``: a pruned head
+    whose weight is tied to an embedding is masked as ``'emb.weight'``. Torch pruned only the head's
+    use of that Parameter; with one mask per Parameter (as after torch's own ``prune.remove``) every
+    use is pruned, so the outputs change where the other names use it, and a ``UserWarning`` names
+    them. Every mask is read and checked before torch's pruning is removed, so a call that raises
+    leaves the model as it was.
     """
     _check_module(model)
-    masks: dict[str, torch.Tensor] = {}
-    for prefix, module in list(model.named_modules()):
+    # (where, module, leaf, the <leaf>_orig Parameter, bool mask) of every pruned tensor
+    pruned: list[tuple[str, nn.Module, str, torch.Tensor, torch.Tensor]] = []
+    for prefix, module in model.named_modules():
         for _, hook in _torch_prune_hooks(module):
             leaf = hook._tensor_name
-            name = _qualify(prefix, leaf)
-            masks[name] = _as_bool_mask(name, module._buffers[f"{leaf}_mask"]).clone()
-            prune.remove(module, leaf)
-    if not masks:
+            where = _qualify(prefix, leaf)
+            orig = module._parameters.get(f"{leaf}_orig")
+            mask = module._buffers.get(f"{leaf}_mask")
+            if orig is None or mask is None:
+                raise ValueError(f"{where!r} has a torch.nn.utils.prune hook but no {leaf + '_orig'!r} parameter or "
+                                 f"{leaf + '_mask'!r} buffer (removed by hand?); it cannot be converted")
+            bool_mask = _as_bool_mask(where, mask)
+            if bool_mask.shape != orig.shape:
+                raise ValueError(f"mask for {where!r} has shape {tuple(bool_mask.shape)} but the parameter has "
+                                 f"shape {tuple(orig.shape)}")
+            pruned.append((where, module, leaf, orig, bool_mask.clone()))
+    if not pruned:
         raise ValueError("the model carries no torch.nn.utils.prune pruning (no pruning forward pre-hooks)")
+    # the names the Parameters will have once prune.remove has put each <leaf>_orig back as <leaf>
+    back = {_qualify(where.rpartition(".")[0], f"{leaf}_orig"): where for where, _, leaf, _, _ in pruned}
+    name_of = {id(p): back.get(n, n) for n, p in model.named_parameters()}
+    masks: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    for where, _, _, orig, bool_mask in pruned:
+        name = name_of.get(id(orig))
+        if name is None:
+            raise ValueError(f"the pruned parameter {where!r} is not among model.named_parameters(); it cannot be "
+                             "converted")
+        if name in masks and not torch.equal(masks[name], bool_mask.to(masks[name].device)):
+            raise ValueError(f"{source[name]!r} and {where!r} are the same Parameter ({name!r}, tied) but torch pruned "
+                             "them with different masks: one mask per Parameter can be converted, and outputs "
+                             "would change; prune the tied tensor in one place only")
+        masks[name] = bool_mask
+        source.setdefault(name, where)
+    pruned_slots = set(back)
+    unpruned_uses = {name: [n for n, p in model.named_parameters(remove_duplicate=False)
+                            if p is orig and n not in pruned_slots]
+                     for name, orig in {name_of[id(o)]: o for _, _, _, o, _ in pruned}.items()}
+    # what apply_masks will check, checked now against the model as prune.remove will leave it
+    torch_slots = {(id(module), leaf) for _, module, leaf, _, _ in pruned}
+    for name in masks:
+        prefix, _, leaf = name.rpartition(".")
+        module = model.get_submodule(prefix)
+        guard = _find_guard(module)
+        ours = guard is not None and leaf in guard[1].leaves
+        attr = f"{leaf}_mask"
+        taken = (attr in module.__dict__ or attr in module._buffers or attr in module._parameters
+                 or attr in module._modules)
+        if taken and not ours and (id(module), leaf) not in torch_slots:
+            raise ValueError(f"cannot mask {name!r} (pruned by torch as {source[name]!r}): module "
+                             f"{prefix or '<root>'!r} already has an attribute {attr!r} that snip_lib did not create")
+    for name, others in unpruned_uses.items():
+        if others:
+            warnings.warn(f"{source[name]!r} shares its Parameter with {_names_for_error(others)}, which torch did not "
+                          f"prune; converted to one mask for {name!r}, so those uses now see the pruned weights too "
+                          "(as after torch.nn.utils.prune.remove) and the outputs change there",
+                          UserWarning, stacklevel=2)
+    for _, module, leaf, _, _ in pruned:
+        prune.remove(module, leaf)
     return apply_masks(model, masks)

@@ -37,6 +37,7 @@ gradient hooks would). Parameters the model does not mask are updated as by plai
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,11 +62,31 @@ _SGD_FIXED: dict[str, Any] = {"dampening": 0.0, "nesterov": False, "maximize": F
 
 
 def _check_hyper(name: str, value: Any, *, below_one: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+    """``value`` as a float, if it is a real number (NumPy scalars too, as TrainConfig takes them) >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if below_one and not value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def _checked_group(group: dict[str, Any], where: str = "") -> dict[str, float]:
+    """The checks of the constructor on one complete group: its lr, momentum, weight_decay as floats.
+
+    Raises ``ValueError`` (prefixed with ``where``) for a value MaskedSGD cannot compute with.
+    """
+    out: dict[str, float] = {}
+    for key in ("lr", "momentum", "weight_decay"):
+        if key not in group:
+            raise ValueError(f"{where}has no {key!r}; a MaskedSGD group needs lr, momentum and weight_decay")
+        try:
+            out[key] = _check_hyper(key, group[key], below_one=key == "momentum")
+        except ValueError as err:
+            raise ValueError(f"{where}{err}") from None
+    for key, value in _SGD_FIXED.items():
+        if key in group and group[key] != value:
+            raise ValueError(f"{where}MaskedSGD supports {key}={value!r} only, got {key}={group[key]!r}")
+    return out
 
 
 class MaskedSGD(torch.optim.Optimizer):
@@ -74,8 +95,9 @@ class MaskedSGD(torch.optim.Optimizer):
     ``params`` are parameters or parameter groups, as for ``torch.optim.SGD``; ``model`` is the
     module whose masks (:func:`snip_lib.masking.apply_masks`) apply to them, looked up at every
     step (masks applied after the optimizer was built count). Per group: ``lr``, ``momentum`` (in
-    [0, 1)) and ``weight_decay``, checked here and in :meth:`add_param_group`. Dampening, Nesterov
-    momentum and ``maximize`` are not offered. Without masks (``model`` unmasked) it is plain SGD.
+    [0, 1)) and ``weight_decay`` (real numbers, NumPy scalars included, stored as floats), checked
+    here, in :meth:`add_param_group` and in :meth:`load_state_dict`. Dampening, Nesterov momentum
+    and ``maximize`` are not offered. Without masks (``model`` unmasked) it is plain SGD.
     """
 
     def __init__(
@@ -102,14 +124,27 @@ class MaskedSGD(torch.optim.Optimizer):
         """Add a group as ``torch.optim.SGD`` does, after the checks of the constructor (nothing added on error)."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        group = {**self.defaults, **param_group}
-        _check_hyper("lr", group["lr"])
-        _check_hyper("momentum", group["momentum"], below_one=True)
-        _check_hyper("weight_decay", group["weight_decay"])
-        for key, value in _SGD_FIXED.items():
-            if group[key] != value:
-                raise ValueError(f"MaskedSGD supports {key}={value!r} only, got {key}={group[key]!r}")
+        checked = _checked_group({**self.defaults, **param_group})
+        # stored as floats (a NumPy scalar given here is a Python float in the group)
+        param_group.update({key: checked[key] for key in checked if key in param_group})
         super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load as ``torch.optim.SGD`` does, after the checks of the constructor on every saved group.
+
+        A group saved by ``torch.optim.SGD`` with Nesterov momentum, ``maximize`` or dampening, or a
+        hand-edited one (momentum 1.5, a negative lr) is refused before anything is loaded: this
+        optimizer would silently compute something else with it.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict (from Optimizer.state_dict()), got {type(state_dict).__name__}")
+        groups = state_dict.get("param_groups")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError("state_dict['param_groups'] must be a list of dicts (from Optimizer.state_dict()), got "
+                             f"{type(groups).__name__}")
+        for i, group in enumerate(groups):
+            _checked_group(group, f"saved param group {i}: ")
+        super().load_state_dict(state_dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Optimizer.load_state_dict ends here too, on this very optimizer: it keeps its model. A

@@ -241,6 +241,105 @@ def test_add_param_group_checks_like_the_constructor_and_adds_nothing_on_error()
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01] and opt.param_groups[1]["momentum"] == 0.9
 
 
+def _trained_two_group_optimizer(lr: float = 0.05, momentum: float = 0.9) -> tuple[nn.Module, MaskedSGD]:
+    model = _make("mlp")
+    masking.apply_masks(model, _masks(model))
+    opt = MaskedSGD([{"params": list(model[0].parameters())}, {"params": list(model[2].parameters()) +
+                                                                list(model[4].parameters())}],
+                    model, lr=lr, momentum=momentum, weight_decay=5e-4)
+    _train(model, opt, "mlp", 2)
+    return model, opt
+
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize("change, error, needle", [
+    ({"nesterov": True}, ValueError, "MaskedSGD supports nesterov=False only, got nesterov=True"),
+    ({"maximize": True}, ValueError, "MaskedSGD supports maximize=False only, got maximize=True"),
+    ({"dampening": 0.1}, ValueError, "MaskedSGD supports dampening=0.0 only, got dampening=0.1"),
+    ({"momentum": 1.5}, ValueError, r"momentum must be in \[0, 1\), got 1.5"),
+    ({"lr": -1.0}, ValueError, "lr must be a finite number >= 0, got -1.0"),
+    ({"weight_decay": float("nan")}, ValueError, "weight_decay must be a finite number >= 0, got nan"),
+    ({"lr": "0.1"}, ValueError, "lr must be a finite number >= 0, got '0.1'"),
+    ({"lr": _MISSING}, ValueError, "has no 'lr'"),
+])
+def test_load_state_dict_refuses_what_the_constructor_refuses_and_changes_nothing(change, error, needle):
+    _, source = _trained_two_group_optimizer()
+    saved = source.state_dict()
+    for key, value in change.items():
+        if value is _MISSING:
+            del saved["param_groups"][1][key]
+        else:
+            saved["param_groups"][1][key] = value
+    model, target = _trained_two_group_optimizer(lr=0.2, momentum=0.5)
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in target.param_groups]
+    state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in target.state.items()}
+    with pytest.raises(error, match=r"saved param group 1: .*" + needle):
+        target.load_state_dict(saved)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in target.param_groups] == groups
+    assert {id(p): set(s) for p, s in target.state.items()} == {i: set(s) for i, s in state.items()}
+    assert all(torch.equal(v, state[id(p)][k]) for p, s in target.state.items() for k, v in s.items())
+
+
+def test_load_state_dict_refuses_a_nesterov_torch_sgd_checkpoint_and_takes_a_plain_one():
+    model = _make("mlp")
+    masking.apply_masks(model, _masks(model))
+    nesterov = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    _train(model, nesterov, "mlp", 1)
+    opt = MaskedSGD(model.parameters(), model, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="saved param group 0: MaskedSGD supports nesterov=False only"):
+        opt.load_state_dict(nesterov.state_dict())
+    assert opt.param_groups[0]["nesterov"] is False and len(opt.state) == 0
+    with pytest.raises(TypeError, match="state_dict must be a dict .*got list"):
+        opt.load_state_dict([])
+    plain = torch.optim.SGD(model.parameters(), lr=0.07, momentum=0.8, weight_decay=1e-4)
+    _train(model, plain, "mlp", 1)
+    opt.load_state_dict(plain.state_dict())
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]) == (0.07, 0.8)
+
+
+def test_numpy_scalars_are_accepted_as_hyperparameters_and_stored_as_floats():
+    import numpy as np
+
+    base = _make("mlp")
+    masks = _masks(base)
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    for m in (a, b):
+        masking.apply_masks(m, masks)
+    lr, momentum, decay = np.float32(0.05), np.float64(0.9), np.float32(5e-4)
+    opt_a = MaskedSGD(list(a[0].parameters()) + list(a[2].parameters()), a, lr=lr, momentum=momentum,
+                      weight_decay=decay)
+    opt_a.add_param_group({"params": list(a[4].parameters()), "lr": np.float32(0.02), "weight_decay": np.int64(0)})
+    opt_b = MaskedSGD(list(b[0].parameters()) + list(b[2].parameters()), b, lr=float(lr), momentum=float(momentum),
+                      weight_decay=float(decay))
+    opt_b.add_param_group({"params": list(b[4].parameters()), "lr": float(np.float32(0.02)), "weight_decay": 0.0})
+    for group in opt_a.param_groups:
+        assert all(type(group[k]) is float for k in ("lr", "momentum", "weight_decay"))
+    _train(a, opt_a, "mlp", 5)
+    _train(b, opt_b, "mlp", 5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    for bad in (np.bool_(True), True, np.float32("nan")):
+        with pytest.raises(ValueError, match=r"lr must be a finite number >= 0, got "):
+            MaskedSGD(a.parameters(), a, lr=bad)
+
+
+def test_fit_takes_numpy_hyperparameters_for_a_masked_model_as_for_a_dense_one():
+    import numpy as np
+
+    train_loader, test_loader = _loaders()
+    base = _make("mlp")
+    masks = _masks(base)
+    runs = []
+    for lr, decay in ((np.float32(0.05), np.float32(5e-4)), (float(np.float32(0.05)), float(np.float32(5e-4)))):
+        model = masking.apply_masks(copy.deepcopy(base), masks)
+        cfg = train.TrainConfig(epochs=1, lr=lr, weight_decay=decay, schedule="constant")
+        train.fit(model, train_loader, test_loader, cfg, device="cpu", progress=False)
+        runs.append(model)
+    assert masking.pruned_nonzero(runs[0]) == {}
+    assert all(torch.equal(p, q) for p, q in zip(runs[0].parameters(), runs[1].parameters()))
+
+
 def test_masks_applied_after_the_optimizer_was_built_are_honoured():
     base = _make("mlp")
     masks = _masks(base)
@@ -375,6 +474,56 @@ def test_fit_gives_the_same_weights_with_and_without_the_hooks():
         runs[name] = model
     for (name, a), b in zip(runs["folded"].named_parameters(), runs["hooked"].parameters()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_with_clipping_clips_the_masked_gradients(optimizer, monkeypatch):
+    """Clipping reads the gradients, so fit keeps the hooks on: its run must equal a loop that masks
+    every gradient itself before clipping. With the hooks broken, the clip would also count the
+    pruned entries' gradients (other weights) and Adam would revive pruned weights (fit raises)."""
+    train_loader, test_loader = _loaders()
+    base = _make("mlp")
+    masks = _masks(base)
+    cfg = train.TrainConfig(epochs=2, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.01,
+                            clip_grad_norm=0.1)
+
+    def fitted() -> nn.Module:
+        model = masking.apply_masks(copy.deepcopy(base), masks)
+        train.fit(model, train_loader, test_loader, cfg, device="cpu", progress=False)
+        return model
+
+    reference = masking.apply_masks(copy.deepcopy(base), masks)
+    params = dict(reference.named_parameters())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(reference.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(reference.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    norms = []
+    iteration, total = 0, cfg.epochs * len(train_loader)
+    for _ in range(cfg.epochs):
+        reference.train()
+        for x, y in train_loader:
+            for group in opt.param_groups:
+                group["lr"] = train.lr_at(cfg, iteration, total)
+            loss = nn.functional.cross_entropy(reference(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for name, mask in masks.items():
+                params[name].grad.mul_(mask)                   # masked here, whatever the hooks did
+            norms.append(float(nn.utils.clip_grad_norm_(reference.parameters(), cfg.clip_grad_norm)))
+            opt.step()
+            iteration += 1
+    assert max(norms) > cfg.clip_grad_norm                     # the clip did bite
+    for (name, a), b in zip(fitted().named_parameters(), reference.parameters()):
+        assert torch.equal(a, b), name
+    # the comparison sees broken hooks: with hooks that do nothing, fit's run differs (or fit raises)
+    monkeypatch.setattr(masking._GradMask, "__call__", lambda self, param: None)
+    try:
+        broken = fitted()
+    except RuntimeError as err:
+        assert "pruned weights are not zero" in str(err)
+    else:
+        assert not all(torch.equal(a, b) for a, b in zip(broken.parameters(), reference.parameters()))
 
 
 # --------------------------------------------------------------------------- bit for bit with torch.optim.SGD
@@ -538,6 +687,14 @@ def test_masks_removed_and_applied_again_between_steps_are_new_masks():
             _train(model, opts[name], "wide", 2, start=2 * step)
             masking.remove_masks(model)
             masking.apply_masks(model, second)
+        # the reference: torch.optim.SGD with the hooks, its momentum cleared where the new masks prune
+        for name, p in hooked.named_parameters():
+            if name in second:
+                opts["hooked"].state[p]["momentum_buffer"].mul_(second[name])
         first = second
-    _train(ours, opts["ours"], "wide", 2, start=6)
+    for name, model in (("ours", ours), ("hooked", hooked)):
+        _train(model, opts[name], "wide", 2, start=6)
     assert masking.pruned_nonzero(ours) == {}
+    for (name, a), b in zip(ours.named_parameters(), hooked.parameters()):
+        assert torch.equal(a, b), name
+        assert torch.equal(opts["ours"].state[a]["momentum_buffer"], opts["hooked"].state[b]["momentum_buffer"]), name
