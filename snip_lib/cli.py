@@ -303,10 +303,11 @@ def _out_path(out: str, arch: str, sparsity: float, seed: int, several: bool, me
 def _run_one(kwargs: dict[str, Any], path: Path) -> None:
     from snip_lib import experiments, results
 
+    started = results.git_state()  # the code this run starts with, not the code when its file is written
     res = experiments.prune_and_train(**kwargs)
     results.write_result(
         path, kind=res["kind"], config=res["config"], metrics=res["metrics"], seed=res["seed"],
-        wall_time=res["wall_time"], device=res["config"]["device"],
+        wall_time=res["wall_time"], device=res["config"]["device"], started=started,
     )
     m = res["metrics"]
     best_val = m["test_error_at_best_val"]

@@ -42,7 +42,9 @@ is scored), and ``scoring_bias="scheme"`` gives that copy the official code's ``
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -63,9 +65,15 @@ __all__ = [
     "SMOKE_MESSAGE",
     "SUITES",
     "Suite",
+    "TRAIN_OPTIONS",
+    "check_existing",
     "defaults_for",
     "family_of",
+    "file_differences",
+    "planned_config",
     "prune_and_train",
+    "recorded_differences",
+    "requested_settings",
     "register_suite",
     "result_name",
     "run_suite",
@@ -197,6 +205,156 @@ def _saliency_batch(name: str, n: int, seed: int, family: str, smoke: bool, trai
     return data.first_batch(name, n, split="train", seed=seed, sequential=family == "rnn")
 
 
+#: The ``train_options`` keys of :func:`prune_and_train`: TrainConfig fields that have no argument of their own.
+TRAIN_OPTIONS = ("decay_every", "boundaries", "decay_factor", "momentum", "weight_decay", "warmup_iterations",
+                 "clip_grad_norm")
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _model_options(arch: str, options: Any) -> dict[str, Any]:
+    """Every option of ``arch``'s model, defaults filled in and checked, as :func:`snip_lib.models.build` records
+    them (``model.snip_options``), without building the model."""
+    from snip_lib import models
+
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"model_options must be a dict or None, got {type(options).__name__} {options!r}")
+    name = models._canonical(arch)
+    spec = models._REGISTRY[name]
+    unknown = sorted(set(options or {}) - set(spec.defaults))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} for {name!r}; "
+                        f"allowed: {', '.join(sorted(spec.defaults))}")
+    return {key: spec.checks[key]((options or {}).get(key, default)) for key, default in spec.defaults.items()}
+
+
+def _resolve_settings(
+    arch: str, sparsity: Any, *, dataset: str | None, epochs: int | None, saliency_batch: int | None, init: str,
+    scoring_init: str | None, scoring_bias: str, include_bias: bool, bn_mode: str, method: str,
+    method_options: dict[str, Any] | None, shuffle: bool, limit_train: int | None, optimizer: str,
+    lr: float | None, schedule: str | None, batch_size: int | None, amp: bool, channels_last: bool,
+    model_options: dict[str, Any] | None, train_options: dict[str, Any] | None, cuda: bool,
+) -> dict[str, Any]:
+    """Every setting of a :func:`prune_and_train` run, checked and with the defaults of the current mode resolved.
+
+    Why one function: the run records these settings and a suite compares a recorded file with
+    them (:func:`requested_settings`); computed twice, the two could drift apart. Raises on bad
+    input before any work.
+    """
+    from snip_lib import data, models, pruners, snip
+    from snip_lib import init as init_mod
+    from snip_lib.train import TrainConfig
+
+    sparsity = _check_sparsity(sparsity)
+    family = family_of(arch)  # also rejects an unknown architecture
+    fam = defaults_for(arch)
+    for name, value in (("epochs", epochs), ("saliency_batch", saliency_batch), ("limit_train", limit_train),
+                        ("batch_size", batch_size)):
+        _check_positive_int(name, value)
+    for name, value in (("include_bias", include_bias), ("shuffle", shuffle), ("amp", amp),
+                        ("channels_last", channels_last)):
+        _check_bool(name, value)
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode={bn_mode!r} is not supported; allowed: {', '.join(BN_MODES)}")
+    init_mod.canonical_scheme(init)  # reject a bad scheme before any work
+    snip.check_scoring(scoring_init, scoring_bias)
+    if method_options is not None and not isinstance(method_options, dict):
+        raise TypeError(f"method_options must be a dict or None, got {type(method_options).__name__}")
+    method_options = dict(method_options or {})
+    method = pruners.check_method(method, method_options)  # reject a bad method/option before any work
+    for key in ("scoring_init", "scoring_bias"):
+        if key in method_options:
+            raise ValueError(f"pass {key} as the argument of prune_and_train, not in method_options")
+    if scoring_init is not None and method != "snip":
+        raise ValueError(f"scoring_init applies to method='snip' only, got method={method!r}")
+    resolved_model_options = _model_options(arch, model_options)
+    # canonical ("CIFAR-10" -> "cifar10"): augmentation and the smoke fallback key on it, and so does a replay
+    dataset_name = data._canonical_name(dataset) if dataset is not None else models.dataset_for(arch)
+    if train_options is not None and not isinstance(train_options, dict):
+        raise TypeError(f"train_options must be a dict or None, got {type(train_options).__name__} {train_options!r}")
+    train_kwargs: dict[str, Any] = dict(
+        epochs=epochs if epochs is not None else fam["epochs"],
+        batch_size=batch_size if batch_size is not None else fam["batch_size"], optimizer=optimizer, lr=lr,
+        schedule=schedule if schedule is not None else fam["schedule"], decay_every=fam["decay_every"], amp=amp,
+        channels_last=channels_last,
+    )
+    extra = dict(train_options or {})
+    clash = sorted(set(extra) & (set(train_kwargs) - {"decay_every"}))
+    if clash:
+        raise ValueError(f"train_options {clash} duplicate arguments of prune_and_train; pass them directly")
+    unknown = sorted(set(extra) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown train_options {unknown}; allowed: {', '.join(sorted(TRAIN_OPTIONS))}")
+    train_kwargs.update(extra)
+    dropped = not cuda and (amp or channels_last)
+    if dropped:
+        train_kwargs.update(amp=False, channels_last=False)
+    return {
+        "arch": models._canonical(arch), "family": family, "dataset": dataset_name, "sparsity": sparsity,
+        "init": init, "scoring_init": scoring_init, "scoring_bias": scoring_bias, "include_bias": include_bias,
+        "bn_mode": bn_mode, "method": method, "method_options": method_options, "shuffle": shuffle,
+        "saliency_n": saliency_batch if saliency_batch is not None else fam["saliency_batch"],
+        "limit": limit_train if limit_train is not None else _config.pick(None, _QUICK_LIMIT_TRAIN),
+        "model_options": resolved_model_options, "train_config": TrainConfig(**train_kwargs),
+        "cuda_only_dropped": dropped,
+    }
+
+
+def _planned_config(plan: dict[str, Any], seed: int, device: Any, train_examples: int | None = None) -> dict[str, Any]:
+    """The ``config`` a run of ``plan`` (:func:`_resolve_settings`) records, in the result file's layout and order."""
+    cfg: dict[str, Any] = {
+        "arch": plan["arch"],
+        "dataset": plan["dataset"],
+        "sparsity": plan["sparsity"],
+        "seed": seed,
+        "init": plan["init"],
+        "scoring_init": plan["scoring_init"],
+        "scoring_bias": plan["scoring_bias"],
+        "include_bias": plan["include_bias"],
+        "bn_mode": plan["bn_mode"],
+        "method": plan["method"],
+        "method_options": _recorded_options(plan["method_options"]),
+        "shuffle": plan["shuffle"],
+        "saliency_batch": plan["saliency_n"] if plan["sparsity"] > 0 else None,  # a dense run scores nothing
+        "limit_train": plan["limit"],
+        "train_examples": train_examples,
+        "model_options": dict(plan["model_options"]),
+        "device": str(device),
+        "mode": _config.mode_name(),
+        "train": plan["train_config"].to_dict(),
+    }
+    if train_examples is None:  # known only once the data is loaded
+        del cfg["train_examples"]
+    return cfg
+
+
+def planned_config(arch: str, sparsity: float, *, seed: int = 0, device: str | torch.device | None = None,
+                   **settings: Any) -> dict[str, Any]:
+    """The ``config`` that :func:`prune_and_train` with these arguments records, without running it.
+
+    Every default resolved for the current mode, as the run resolves it; ``train_examples`` (known
+    once the data is loaded) is left out, and ``dataset`` is the real dataset even where a smoke
+    run would fall back to FakeData. ``settings`` are the other setting arguments of
+    :func:`prune_and_train` (``epochs``, ``init``, ``train_options``, ...). Bad input raises as the run would.
+    """
+    from snip_lib.init import check_seed
+    from snip_lib.train import resolve_device
+
+    allowed = _SETTING_ARGS - {"arch", "sparsity"}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown} of prune_and_train; allowed: {', '.join(sorted(allowed))}")
+    seed = check_seed(seed, allow_none=False)
+    dev = resolve_device(device)
+    kwargs = {name: settings.get(name, _SETTING_DEFAULT_ARGS[name]) for name in allowed}
+    plan = _resolve_settings(arch, sparsity, cuda=dev.type == "cuda", **kwargs)
+    return _planned_config(plan, seed, dev)
+
+
 def prune_and_train(
     arch: str,
     sparsity: float,
@@ -259,61 +417,26 @@ def prune_and_train(
     warning), and a custom pruning loss by name (:data:`CUSTOM_LOSS_PREFIX`; such a run cannot be
     replayed).
     """
-    from snip_lib import data, masking, models, snip
+    from snip_lib import data, masking, models, pruners, snip
     from snip_lib import init as init_mod
-    from snip_lib.train import TrainConfig, fit, resolve_device, seed_everything
+    from snip_lib.train import fit, resolve_device, seed_everything
 
     start = time.perf_counter()
-    sparsity = _check_sparsity(sparsity)
-    family = family_of(arch)  # also rejects an unknown architecture
-    fam = defaults_for(arch)
-    for name, value in (("epochs", epochs), ("saliency_batch", saliency_batch), ("limit_train", limit_train),
-                        ("batch_size", batch_size), ("log_every", log_every)):
-        _check_positive_int(name, value)
-    if bn_mode not in BN_MODES:
-        raise ValueError(f"bn_mode={bn_mode!r} is not supported; allowed: {', '.join(BN_MODES)}")
-    init_mod.canonical_scheme(init)  # reject a bad scheme before any work
-    snip.check_scoring(scoring_init, scoring_bias)
-    from snip_lib import pruners
-
-    if method_options is not None and not isinstance(method_options, dict):
-        raise TypeError(f"method_options must be a dict or None, got {type(method_options).__name__}")
-    method_options = dict(method_options or {})
-    method = pruners.check_method(method, method_options)  # reject a bad method/option before any work
-    for key in ("scoring_init", "scoring_bias"):
-        if key in method_options:
-            raise ValueError(f"pass {key} as the argument of prune_and_train, not in method_options")
-    if scoring_init is not None and method != "snip":
-        raise ValueError(f"scoring_init applies to method='snip' only, got method={method!r}")
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    # canonical ("CIFAR-10" -> "cifar10"): augmentation and the smoke fallback key on it, and so does a replay
-    dataset_name = data._canonical_name(dataset) if dataset is not None else models.dataset_for(arch)
-    epochs = epochs if epochs is not None else fam["epochs"]
-    batch_size = batch_size if batch_size is not None else fam["batch_size"]
-    saliency_n = saliency_batch if saliency_batch is not None else fam["saliency_batch"]
-    limit = limit_train if limit_train is not None else _config.pick(None, _QUICK_LIMIT_TRAIN)
-    schedule = schedule if schedule is not None else fam["schedule"]
-    train_kwargs: dict[str, Any] = dict(
-        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
-        decay_every=fam["decay_every"], amp=amp, channels_last=channels_last,
-    )
-    extra = dict(train_options or {})
-    clash = sorted(set(extra) & (set(train_kwargs) - {"decay_every"}))
-    if clash:
-        raise ValueError(f"train_options {clash} duplicate arguments of prune_and_train; pass them directly")
-    allowed = {"decay_every", "boundaries", "decay_factor", "momentum", "weight_decay", "warmup_iterations",
-               "clip_grad_norm"}
-    unknown = sorted(set(extra) - allowed)
-    if unknown:
-        raise ValueError(f"unknown train_options {unknown}; allowed: {', '.join(sorted(allowed))}")
-    train_kwargs.update(extra)
+    _check_positive_int("log_every", log_every)
     dev = resolve_device(device)
-    if dev.type != "cuda" and (amp or channels_last):  # record what the run does, not what was asked
+    plan = _resolve_settings(
+        arch, sparsity, dataset=dataset, epochs=epochs, saliency_batch=saliency_batch, init=init,
+        scoring_init=scoring_init, scoring_bias=scoring_bias, include_bias=include_bias, bn_mode=bn_mode,
+        method=method, method_options=method_options, shuffle=shuffle, limit_train=limit_train, optimizer=optimizer,
+        lr=lr, schedule=schedule, batch_size=batch_size, amp=amp, channels_last=channels_last,
+        model_options=model_options, train_options=train_options, cuda=dev.type == "cuda")
+    if plan["cuda_only_dropped"]:  # record what the run does, not what was asked
         warnings.warn(f"amp and channels_last only take effect on CUDA; training in float32 on {dev}, "
                       "recorded as amp=False, channels_last=False", stacklevel=2)
-        train_kwargs.update(amp=False, channels_last=False)
-    train_config = TrainConfig(**train_kwargs)
+    sparsity, family, dataset_name, method = plan["sparsity"], plan["family"], plan["dataset"], plan["method"]
+    method_options, train_config = plan["method_options"], plan["train_config"]
+    epochs, batch_size = train_config.epochs, train_config.batch_size
+    saliency_n, limit = plan["saliency_n"], plan["limit"]
 
     seed_everything(seed)
     model = models.build(arch, **(model_options or {}))
@@ -387,34 +510,24 @@ def prune_and_train(
         "history": {k: hist[k] for k in ("train_loss", "train_error", "val_error", "test_error", "lr", "epoch_times")},
         "smoke": smoke,
     }
-    cfg: dict[str, Any] = {
-        "arch": arch,
-        "dataset": "cifar10-fake" if smoke else dataset_name,
-        "sparsity": sparsity,
-        "seed": seed,
-        "init": init,
-        "scoring_init": scoring_init,
-        "scoring_bias": scoring_bias,
-        "include_bias": include_bias,
-        "bn_mode": bn_mode,
-        "method": method,
-        "method_options": _recorded_options(method_options),
-        "shuffle": shuffle,
-        "saliency_batch": saliency_n if sparsity > 0 else None,
-        "limit_train": limit,
-        "train_examples": len(train_ds),
-        "model_options": dict(getattr(model, "snip_options", model_options or {})),
-        "device": str(dev),
-        "mode": _config.mode_name(),
-        "train": train_config.to_dict(),
-    }
+    cfg = _planned_config(plan, seed, dev, train_examples=len(train_ds))
+    cfg.update(arch=arch, model_options=dict(getattr(model, "snip_options", cfg["model_options"])))
     if smoke:
+        cfg["dataset"] = f"{dataset_name}-fake"
         print(f"*** {SMOKE_MESSAGE} ***", flush=True)
     out: dict[str, Any] = {"kind": "prune_and_train", "seed": seed, "config": cfg, "metrics": metrics,
                            "wall_time": wall_time}
     if return_model:
         out["model"] = model
     return out
+
+
+#: The arguments of :func:`prune_and_train` that are settings of the run (recorded in its config), and their defaults.
+_SETTING_DEFAULT_ARGS: dict[str, Any] = {
+    name: param.default for name, param in inspect.signature(prune_and_train).parameters.items()
+    if name not in ("arch", "sparsity", "seed", "device", "progress", "log_every", "smoke_ok", "return_model")
+}
+_SETTING_ARGS = frozenset(_SETTING_DEFAULT_ARGS) | {"arch", "sparsity"}
 
 
 # --------------------------------------------------------------------------- suites (skeleton)
@@ -516,85 +629,171 @@ def _has_sparsity(run: dict[str, Any], sparsities: Sequence[float]) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal as recorded settings: numbers within rounding, tuples as the lists JSON stores, dicts key by key."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
             and not isinstance(b, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def _arch_name(name: Any) -> Any:
+    """The canonical architecture name where there is one (a config records ``build``'s canonical name)."""
+    from snip_lib import models
+
+    try:
+        return models._canonical(name)
+    except (TypeError, ValueError):
+        return name
+
+
+#: Stands for a setting that a recorded file lacks without a documented default (and for an option that only one
+#: side has) while comparing.
+_MISSING: Any = object()
 
 
 def recorded_differences(config: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """The settings in ``requested`` that a recorded ``config`` does not have, as ``'key: recorded R, now N'``.
 
-    ``requested`` holds run keywords (``epochs``, ``lr``, ``init``, ``train_options``, ...);
-    each is looked up at the top of the config, then in its ``train`` part, and a dict of
-    options key by key. ``arch`` is left out: the file name holds it, and the config
-    records the canonical name. Keys a config does not record are not compared.
-    """
-    train = config.get("train") or {}
-    diffs = []
-    for key, value in requested.items():
-        if key == "arch":
-            continue
-        if isinstance(value, dict):
-            recorded_options = config.get(key) if isinstance(config.get(key), dict) else train
-            for sub, sub_value in value.items():
-                if sub in recorded_options and not _same(recorded_options[sub], sub_value):
-                    diffs.append(f"{key}[{sub!r}]: recorded {recorded_options[sub]!r}, now {sub_value!r}")
-            continue
-        where = config if key in config else train if key in train else None
-        if where is not None and not _same(where[key], value):
-            diffs.append(f"{key}: recorded {where[key]!r}, now {value!r}")
-    return diffs
-
-
-def check_existing(paths_and_settings: Sequence[tuple[Path, dict[str, Any]]]) -> None:
-    """Refuse to skip result files recorded with other settings than those now requested.
-
-    A suite skips files that exist so that it resumes; that must not let a one-epoch smoke
-    file stand in for a 50-epoch run (or the other way round). Raises ``ValueError`` naming
-    every such file and setting before anything runs.
+    ``requested`` holds run keywords (``epochs``, ``lr``, ``init``, ``train_options``, ``mode``, ...;
+    :func:`requested_settings` gives every one a run records); each is looked up at the top of
+    the config, then in its ``train`` part. A dict the config records whole (``method_options``,
+    ``model_options``) is compared whole, key by key, so an option only one side has differs;
+    ``train_options`` key by key in ``train``. ``arch`` is compared by canonical name. A setting
+    the config lacks counts as the value runs had before it was recorded
+    (:func:`snip_lib.results.with_setting_defaults`: ``method`` "snip", no warm-up, ...), and one
+    without such a default differs ("not recorded"): a file that cannot show it ran the
+    requested setting must not be taken for that run.
     """
     from snip_lib import results
 
+    config = results.with_setting_defaults(config)
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    diffs: list[str] = []
+
+    def compare(label: str, recorded: Any, value: Any) -> None:
+        if recorded is not _MISSING and value is not _MISSING and _same(recorded, value):
+            return
+        was = results.NOT_RECORDED if recorded is _MISSING else f"recorded {recorded!r}"
+        diffs.append(f"{label}: {was}, now {'not set' if value is _MISSING else repr(value)}")
+
+    for key, value in requested.items():
+        if key == "arch":
+            compare(key, _arch_name(config["arch"]) if "arch" in config else _MISSING, _arch_name(value))
+            continue
+        if isinstance(value, dict):
+            if isinstance(config.get(key), dict):               # recorded whole: every key on either side counts
+                recorded = config[key]
+                for sub in sorted(set(recorded) | set(value), key=str):
+                    compare(f"{key}[{sub!r}]", recorded.get(sub, _MISSING), value.get(sub, _MISSING))
+            elif key == "train_options":                        # recorded one by one in train
+                for sub, sub_value in value.items():
+                    compare(f"{key}[{sub!r}]", train.get(sub, _MISSING), sub_value)
+            else:
+                compare(key, config.get(key, _MISSING), value)
+            continue
+        compare(key, config[key] if key in config else train.get(key, _MISSING), value)
+    return diffs
+
+
+def file_differences(path: str | Path, requested: dict[str, Any]) -> list[str]:
+    """Why the result file at ``path`` is not the run ``requested`` describes; ``[]`` if it is that run.
+
+    An unreadable file and a smoke run on FakeData (:func:`snip_lib.results.is_smoke`: not a
+    result) never are; otherwise :func:`recorded_differences`, with the mode compared too: the
+    file's (``config.mode``, else ``provenance.mode``) against ``requested["mode"]``, by default
+    the current mode, which is the one a run made now records.
+    """
+    from snip_lib import results
+
+    try:
+        obj = results.read_result(path)
+    except (ValueError, OSError) as err:
+        return [f"cannot be read ({err})"]
+    if results.is_smoke(obj):
+        return [f"a smoke run on FakeData (metrics.smoke {obj['metrics'].get('smoke')!r}, dataset "
+                f"{obj['config'].get('dataset')!r}), not a result, so it cannot stand for this run"]
+    config = dict(obj["config"])
+    config.setdefault("mode", obj["provenance"]["mode"])
+    return recorded_differences(config, {"mode": _config.mode_name(), **requested})
+
+
+def check_existing(paths_and_settings: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """Refuse to skip result files that are not the runs now requested (:func:`file_differences`).
+
+    A suite skips files that exist so that it resumes; that must not let a one-epoch file, a
+    file of another initialisation, method or mode, or a FakeData smoke run stand in for the
+    run (or the other way round). Raises ``ValueError`` naming every such file and why, before
+    anything runs.
+    """
     problems = []
     for path, requested in paths_and_settings:
-        if not path.exists():
+        if not Path(path).exists():
             continue
-        try:
-            config = results.read_result(path)["config"]
-        except (ValueError, KeyError, OSError) as err:
-            problems.append(f"{path}: cannot be read ({err})")
-            continue
-        diffs = recorded_differences(config, requested)
+        diffs = file_differences(path, requested)
         if diffs:
             problems.append(f"{path}: {'; '.join(diffs)}")
     if problems:
-        raise ValueError("result files exist with other settings than this command's, so they cannot be "
-                         "skipped (pass --overwrite to replace them, or --out for another folder):\n  "
+        raise ValueError("result files exist with other settings than this command's (or are no results), so they "
+                         "cannot be skipped (pass --overwrite to replace them, or --out for another folder):\n  "
                          + "\n  ".join(problems))
 
 
-def requested_settings(run: dict[str, Any], *, epochs: int | None = None,
-                       limit_train: int | None = None) -> dict[str, Any]:
-    """The settings one :func:`prune_and_train` run of a suite will record, mode included.
+def requested_settings(run: dict[str, Any], *, epochs: int | None = None, limit_train: int | None = None,
+                       device: str | torch.device | None = None) -> dict[str, Any]:
+    """Every setting one :func:`prune_and_train` run of a suite will record, mode included, as run keywords.
 
-    The run's own keys, the command's ``epochs``/``limit_train`` overrides, the defaults that
-    depend on quick mode (the family's epochs, the training-set limit), and the family's other
-    defaults (batch sizes, schedule, decay point) where the run does not set them: a recorded file
-    made before such a default changed must not be skipped as if it were a run of the new recipe.
+    The run's own keys, the command's ``epochs``/``limit_train`` overrides, and every default
+    resolved as the run resolves it (:func:`planned_config`: the family's epochs, batch sizes,
+    schedule and decay point, the training-set limit of the mode, the initialisation, method,
+    optimiser settings, model options, ...). ``device`` decides only whether ``amp`` and
+    ``channels_last`` take effect (CUDA). Why every one: a recorded file made with another
+    setting, even one left at a default that has since changed, must not be skipped as if it
+    were a run of this recipe. ``train_options`` holds every :data:`TRAIN_OPTIONS` key.
     """
-    fam = defaults_for(run["arch"])
-    settings = _run_kwargs(run)
+    kwargs = _run_kwargs(run)
+    unknown = sorted(set(kwargs) - _SETTING_ARGS - {"seed", "device", "progress", "log_every", "smoke_ok"})
+    if unknown:
+        raise ValueError(f"run {run!r} has key(s) {unknown} that are no arguments of prune_and_train; "
+                         f"allowed: {', '.join(sorted(_SETTING_ARGS))}")
+    settings = {k: v for k, v in kwargs.items() if k in _SETTING_ARGS - {"arch", "sparsity"}}
     settings["epochs"] = suite_epochs(run, epochs)
-    settings["limit_train"] = (limit_train if limit_train is not None
-                               else run.get("limit_train", _config.pick(None, _QUICK_LIMIT_TRAIN)))
-    for key in ("batch_size", "saliency_batch", "schedule"):
-        if settings.get(key) is None and not (key == "saliency_batch" and not run.get("sparsity")):
-            settings[key] = fam[key]   # (a dense reference scores nothing: it records no saliency batch)
-    options = dict(settings.get("train_options") or {})
-    options.setdefault("decay_every", fam["decay_every"])
-    settings["train_options"] = options
-    return settings
+    if limit_train is not None:
+        settings["limit_train"] = limit_train
+    cfg = planned_config(run["arch"], run["sparsity"], device=device if device is not None else run.get("device"),
+                         **settings)
+    train = cfg["train"]
+    out = {key: cfg[key] for key in ("arch", "sparsity", "dataset", "init", "scoring_init", "scoring_bias",
+                                     "include_bias", "bn_mode", "method", "method_options", "shuffle",
+                                     "saliency_batch", "limit_train", "model_options", "mode")}
+    out.update({key: train[key] for key in ("epochs", "batch_size", "optimizer", "lr", "schedule", "amp",
+                                            "channels_last")})
+    out["train_options"] = {key: train[key] for key in TRAIN_OPTIONS}
+    return out
+
+
+def _check_out_folder(folder: str | Path, what: str = "out") -> Path:
+    """Refuse a results folder that cannot hold files, before any run: found after the first run's
+    training (hours, maybe), it would lose that run. Missing folders are fine (made when a file is
+    written) if the nearest existing path above them is a writable folder."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a path (str or os.PathLike), got {type(folder).__name__} {folder!r}")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what}={str(folder)!r}: {folder} is a file, not a folder for the suite's results")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what}={str(folder)!r}: {existing} is a file, so no folder {folder} can be made; "
+                         "give a path under a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}={str(folder)!r}: the folder {existing} is not writable, so the results cannot be "
+                         "written there")
+    return folder
 
 
 def run_suite(
@@ -616,12 +815,16 @@ def run_suite(
 
     Seeds are the outer loop, so a stopped suite has whole seeds done. Files that exist are
     skipped unless ``overwrite``: an interrupted suite resumes by running the same command.
-    A file recorded with other settings (another mode, ``epochs`` or ``limit_train``, or a
-    changed suite) is not skipped: ``ValueError`` names it before anything runs
-    (``check_existing``). Returns the paths of the suite's files (written or found).
+    A file that is not the run now requested (another mode, ``epochs`` or ``limit_train``, any
+    setting of a changed suite or default, or a FakeData smoke run) is not skipped:
+    ``ValueError`` names it before anything runs (``check_existing``), as it does an ``out``
+    that cannot hold the files (a file, or a read-only folder). Each file records the git state
+    taken when its run started (:func:`snip_lib.results.git_state`). Returns the paths of the
+    suite's files (written or found).
     """
     from snip_lib import results
 
+    _check_out_folder(out)
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; available: {', '.join(SUITES)}")
     suite = SUITES[name]
@@ -637,7 +840,8 @@ def run_suite(
     planned = [(Path(out) / result_name(suite, run, seed), run, seed)
                for run, seed in planned_runs(suite, runs, seeds)]
     if not overwrite:
-        check_existing([(path, dict(requested_settings(run, epochs=epochs, limit_train=limit_train), seed=seed))
+        check_existing([(path, dict(requested_settings(run, epochs=epochs, limit_train=limit_train, device=device),
+                                    seed=seed))
                         for path, run, seed in planned])
     paths = []
     for path, run, seed in planned:
@@ -649,10 +853,11 @@ def run_suite(
         kwargs["epochs"] = suite_epochs(run, epochs)  # (the same as the check above: quick mode shortens)
         if limit_train is not None:
             kwargs["limit_train"] = limit_train
+        started = results.git_state()  # the code this run starts with, not the code when its file is written
         res = prune_and_train(**kwargs)
         results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
                              seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
-                             extra={"suite": name})
+                             extra={"suite": name}, started=started)
         m = res["metrics"]
         smoke = f"  [{SMOKE_MESSAGE}]" if m["smoke"] else ""
         log(f"[{name}] {path.stem}: final test error {m['final_test_error']:.2f}%, at best val "
@@ -716,10 +921,13 @@ def run_group(
 
     ``seeds`` overrides every member's seeds; ``archs`` and ``sparsities`` keep only the members
     (and runs) of those architectures and sparsities. The other keyword arguments go to
-    :func:`run_suite`. Returns the paths of all the members' files (written or found).
+    :func:`run_suite`. Every member's folder is checked before the first run (a later member's
+    folder that cannot be written would otherwise be found after the earlier members trained).
+    Returns the paths of all the members' files (written or found).
     """
     if name not in GROUPS:
         raise ValueError(f"unknown group {name!r}; available: {', '.join(GROUPS) or 'none'}")
+    _check_out_folder(root, "root")
 
     def wanted(run: dict[str, Any]) -> bool:
         return (archs is None or run["arch"] in archs) and (sparsities is None or _has_sparsity(run, sparsities))
@@ -728,6 +936,8 @@ def run_group(
     if not members:
         raise ValueError(f"group {name!r} has no run for architectures {list(archs or []) or 'any'} at "
                          f"sparsities {list(sparsities or []) or 'any'}")
+    for suite in members:
+        _check_out_folder(Path(root) / suite.results_folder, f"root (suite {suite.name})")
     paths: list[Path] = []
     for suite in members:
         log(f"[{name}] suite {suite.name} -> {Path(root) / suite.results_folder}")

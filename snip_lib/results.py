@@ -32,9 +32,9 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: pandas is imported where a frame is built
     import pandas as pd
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "check_one_recipe", "commit_label", "load_results", "mean_ci",
-           "mixed_settings", "provenance", "provenance_line", "load_recorded", "read_result", "results_dir",
-           "validate_result", "write_result"]
+__all__ = ["NOT_RECORDED", "SCHEMA", "SCHEMA_VERSION", "check_one_recipe", "commit_label", "drop_smoke", "git_state",
+           "is_smoke", "load_results", "mean_ci", "mixed_settings", "provenance", "provenance_line", "load_recorded",
+           "read_result", "results_dir", "smoke_rows", "validate_result", "with_setting_defaults", "write_result"]
 
 #: Version of the result-file layout written by :func:`write_result`.
 SCHEMA_VERSION = 1
@@ -56,8 +56,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "type": ["dict"],
         "doc": "where the numbers came from",
         "fields": {
-            "git_commit": {"type": ["str", "null"], "doc": "HEAD of the snip_lib repository; null outside git"},
-            "git_dirty": {"type": ["bool", "null"], "doc": "uncommitted changes in the repository; null outside git"},
+            "git_commit": {"type": ["str", "null"],
+                           "doc": "HEAD of the snip_lib repository (when the run started if git_changed_during_run "
+                                  "is present, else when the file was written); null outside git"},
+            "git_dirty": {"type": ["bool", "null"],
+                          "doc": "uncommitted changes in the repository (then too; true also when the state changed "
+                                 "during the run); null outside git"},
             "snip_lib": {"type": ["str"], "doc": "snip_lib version"},
             "python": {"type": ["str"], "doc": "Python version"},
             "torch": {"type": ["str"], "doc": "PyTorch version"},
@@ -78,6 +82,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "mode": {"type": ["str"], "values": ["quick", "full"],
                      "doc": "the run's mode: config.mode when the config has one, else snip_lib.config.mode_name() "
                             "when the file was written"},
+            "git_changed_during_run": {
+                "type": ["bool"], "optional": True,
+                "doc": "written when the writer passed the git state taken at the run's start (write_result's "
+                       "started): then git_commit and git_dirty are that start state, and this says whether HEAD or "
+                       "the dirty flag differed when the file was written (if so, git_dirty is true: the recorded "
+                       "commit alone does not describe the code any more); absent in older files"},
+            "git_commit_at_write": {
+                "type": ["str", "null"], "optional": True,
+                "doc": "HEAD when the file was written; present only when git_changed_during_run is true"},
         },
     },
 }
@@ -149,25 +162,61 @@ def _cpu_capability() -> str | None:
         return None
 
 
-def provenance(device: Any = None) -> dict[str, Any]:
+def git_state() -> dict[str, Any]:
+    """``{"git_commit", "git_dirty"}`` now: the code a run starts with, to pass to :func:`write_result`.
+
+    Why: the file is written after training, maybe hours later; a commit or an edit made
+    meanwhile is not the code that ran. ``git_commit`` is ``git rev-parse HEAD`` of the repository
+    holding this package (None when the package is not the top of a git checkout, e.g. an
+    installed copy, or the repository has no commit yet); ``git_dirty`` tells whether the working
+    tree had uncommitted changes to tracked files (None outside git).
+    """
+    commit = _git("rev-parse", "--verify", "HEAD") if _is_own_checkout() else None
+    dirty: bool | None = None
+    if commit is not None:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        dirty = None if status is None else bool(status)
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def _check_started(started: Any) -> dict[str, Any]:
+    """The git state a run started with, checked: a bad one would be recorded as the run's code."""
+    if not isinstance(started, Mapping):
+        raise ValueError("started must be a mapping with 'git_commit' and 'git_dirty' (what results.git_state() "
+                         f"returns), got {started!r}")
+    for key in ("git_commit", "git_dirty"):
+        if key not in started:
+            raise ValueError(f"started lacks {key!r}; pass what results.git_state() returned at the run's start")
+    commit, dirty = started["git_commit"], started["git_dirty"]
+    if commit is not None and not isinstance(commit, str):
+        raise ValueError(f"started['git_commit'] must be a str or None, got {commit!r}")
+    if dirty is not None and not isinstance(dirty, bool):
+        raise ValueError(f"started['git_dirty'] must be True, False or None, got {dirty!r}")
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def provenance(device: Any = None, started: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Where a result comes from: code version, library versions, hardware, mode, time.
 
-    ``git_commit`` is ``git rev-parse HEAD`` of the repository holding this package (None
-    when the package is not the top of a git checkout, e.g. an installed copy, or the
-    repository has no commit yet); ``git_dirty`` tells whether the
-    working tree had uncommitted changes. ``device`` is the torch device the run used
-    (default: CPU). No host name or user name is recorded.
+    ``git_commit`` and ``git_dirty`` are :func:`git_state` now, or ``started`` (the state taken
+    when the run started) if given; then ``git_changed_during_run`` says whether the state now
+    differs, and if it does ``git_dirty`` is True and ``git_commit_at_write`` is HEAD now.
+    ``device`` is the torch device the run used (default: CPU). No host name or user name is recorded.
     """
     import torch
 
     import snip_lib
     from snip_lib import config
 
-    commit = _git("rev-parse", "--verify", "HEAD") if _is_own_checkout() else None
-    dirty: bool | None = None
-    if commit is not None:
-        status = _git("status", "--porcelain", "--untracked-files=no")
-        dirty = None if status is None else bool(status)
+    start = None if started is None else _check_started(started)
+    now = git_state()
+    git: dict[str, Any] = dict(now if start is None else start)
+    if start is not None:
+        changed = start != now
+        git["git_changed_during_run"] = changed
+        if changed:
+            git["git_dirty"] = True
+            git["git_commit_at_write"] = now["git_commit"]
     dev = torch.device("cpu") if device is None else torch.device(device)
     cpu = _cpu_name()
     if dev.type == "cuda" and torch.cuda.is_available():
@@ -177,8 +226,8 @@ def provenance(device: Any = None) -> dict[str, Any]:
     else:
         device_name = cpu
     return {
-        "git_commit": commit,
-        "git_dirty": dirty,
+        "git_commit": git["git_commit"],
+        "git_dirty": git["git_dirty"],
         "snip_lib": snip_lib.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -193,6 +242,7 @@ def provenance(device: Any = None) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": config.mode_name(),
+        **{k: v for k, v in git.items() if k not in ("git_commit", "git_dirty")},
     }
 
 
@@ -293,6 +343,21 @@ def _run_mode(config: Mapping[str, Any], mode: Any) -> str | None:
     return recorded
 
 
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (no window in which another thread sees another umask), else by
+    setting it and putting it back (there is no portable getter)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_result(
     path: str | os.PathLike,
     *,
@@ -304,8 +369,15 @@ def write_result(
     extra: Mapping[str, Any] | None = None,
     device: Any = None,
     mode: str | None = None,
+    started: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write one result file (atomically: a temporary file then a rename) and return its content.
+
+    ``started`` is :func:`git_state` taken when the run started: the provenance then records the
+    code the run started with, and whether it changed before the file was written (see
+    :func:`provenance`); without it, the git state when the file is written. The file gets the
+    permissions of any file the user creates (``0o666`` less the umask), not the temporary
+    file's private ``0o600``.
 
     ``device`` is the torch device the run used, recorded in the provenance. ``mode`` ("quick"
     or "full") is the mode the run was made in; by default ``config["mode"]`` when the config has
@@ -315,7 +387,7 @@ def write_result(
     before anything is written.
     """
     run_mode = _run_mode(config, mode)
-    prov = provenance(device)
+    prov = provenance(device, started)
     if run_mode is not None:
         prov["mode"] = run_mode
     obj = _jsonable(
@@ -342,6 +414,7 @@ def write_result(
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -386,8 +459,9 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None) -> 
     per entry of ``config``, ``metrics``, ``provenance`` and ``extra``, prefixed with the section
     name (``config.arch``, ``metrics.final_test_error``, ``provenance.git_commit``) and not
     flattened further (a per-layer dict stays one cell). ``kind`` keeps only that kind.
-    JSON files that are not valid results are skipped with a warning. Raises
-    ``FileNotFoundError`` when nothing matches at all.
+    JSON files that are not valid results are skipped with a warning. Smoke runs on FakeData
+    are kept (this is the raw loader; :func:`load_recorded` and the summaries leave them out).
+    Raises ``FileNotFoundError`` when nothing matches at all.
     """
     import pandas as pd
 
@@ -411,25 +485,91 @@ def load_results(folder_or_glob: str | os.PathLike, kind: str | None = None) -> 
     return pd.DataFrame(rows, columns=None if rows else ["path", "kind", "seed", "wall_time"])
 
 
-#: Settings that files written before they existed lack, and the value those runs used.
+#: Settings that files written before they existed lack, and the value those runs used (SNIP, unshuffled,
+#: zero scoring biases, no warm-up, no gradient clipping: the defaults of prune_and_train and TrainConfig).
 _SETTING_DEFAULTS: dict[str, Any] = {"config.method": "snip", "config.method_options": {}, "config.shuffle": False,
-                                     "config.scoring_bias": "zeros", "config.scoring_init": None}
+                                     "config.scoring_bias": "zeros", "config.scoring_init": None,
+                                     "config.train.warmup_iterations": 0, "config.train.clip_grad_norm": None}
 #: Recorded settings that do not change what a run computes: where it ran and what it is called.
 _NOT_SETTINGS = {"config.seed", "config.device"}
+#: How :func:`mixed_settings` shows a ``train`` setting that a file lacks and that has no documented default:
+#: it differs from any value.
+NOT_RECORDED = "not recorded"
+
+
+def with_setting_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a recorded ``config`` with the settings older files lack filled in as those runs ran.
+
+    Why: a file written before ``method`` or ``warmup_iterations`` were recorded ran SNIP without
+    warm-up; comparing it with a run of today must see that value, not skip the setting.
+    """
+    filled = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in config.items()}
+    train = filled.get("train")
+    for column, value in _SETTING_DEFAULTS.items():
+        key = column.split(".")[-1]
+        if column.startswith("config.train."):
+            if isinstance(train, dict):
+                train.setdefault(key, value)
+        else:
+            filled.setdefault(key, dict(value) if isinstance(value, dict) else value)
+    return filled
+
+
+def is_smoke(obj: Mapping[str, Any]) -> bool:
+    """Whether a result is a smoke run on FakeData (``metrics.smoke`` true, or a ``'-fake'`` dataset): no result."""
+    dataset = (obj.get("config") or {}).get("dataset")
+    return (obj.get("metrics") or {}).get("smoke") is True or (isinstance(dataset, str) and dataset.endswith("-fake"))
+
+
+def smoke_rows(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a :func:`load_results` frame are smoke runs (see :func:`is_smoke`), as a bool Series."""
+    import pandas as pd
+
+    flagged = (frame["metrics.smoke"].map(lambda v: v is True or (isinstance(v, (bool, np.bool_)) and bool(v)))
+               if "metrics.smoke" in frame else pd.Series(False, index=frame.index))
+    fake = (frame["config.dataset"].map(lambda d: isinstance(d, str) and d.endswith("-fake"))
+            if "config.dataset" in frame else pd.Series(False, index=frame.index))
+    return (flagged | fake).astype(bool)
+
+
+def _check_include_smoke(include_smoke: Any) -> bool:
+    if not isinstance(include_smoke, bool):
+        raise ValueError(f"include_smoke must be True or False, got {include_smoke!r}")
+    return include_smoke
+
+
+def drop_smoke(frame: pd.DataFrame, include_smoke: bool = False, *, what: str = "the frame") -> pd.DataFrame:
+    """``frame`` without its smoke runs (unless ``include_smoke``); ``ValueError`` if it holds only smoke runs.
+
+    Why: a FakeData run recorded in full mode is marked "not a result"; it must not become a table row.
+    """
+    if not _check_include_smoke(include_smoke) and len(frame):
+        smoke = smoke_rows(frame)
+        if smoke.all():
+            raise ValueError(f"{what} holds only smoke runs on FakeData ({len(frame)}), which are not results; pass "
+                             "include_smoke=True to show them anyway")
+        frame = frame[~smoke]
+    return frame
 
 
 def mixed_settings(frame: pd.DataFrame) -> dict[str, list[str]]:
     """The recorded settings on which the runs of ``frame`` differ: ``{setting: [values]}``.
 
     Why: a mean over seeds is a result only if every seed ran the same recipe. Every ``config``
-    entry counts (``config.train``'s one by one, as ``config.train.lr``), and so does
-    ``provenance.mode``; the seed and the device do not. A setting a file lacks counts as the
-    value runs used before it was recorded (``method`` ``"snip"``, ``shuffle`` False, ...).
-    Values are shown as JSON. An empty dict means one recipe.
+    entry counts (``config.train``'s one by one, as ``config.train.lr``, over every key any
+    file records), and so does ``provenance.mode``; the seed and the device do not. A setting a
+    file lacks counts as the value runs used before it was recorded (``method`` ``"snip"``,
+    ``shuffle`` False, ``train.warmup_iterations`` 0, ...); a ``train`` setting without such a
+    default is shown as ``not recorded``, which differs from every value. Values are shown as
+    JSON. An empty dict means one recipe.
     """
     import pandas as pd
 
+    missing = object()
+
     def shown(value: Any) -> str:
+        if value is missing:
+            return NOT_RECORDED
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)  # a frame stores 5000 as 5000.0 in a column that also holds None
         return json.dumps(value, sort_keys=True, default=str)
@@ -437,12 +577,17 @@ def mixed_settings(frame: pd.DataFrame) -> dict[str, list[str]]:
     seen: dict[str, set[str]] = {}
     columns = [c for c in frame.columns if (c.startswith("config.") or c == "provenance.mode")
                and c not in _NOT_SETTINGS]
+    train_keys = sorted({k for t in (frame["config.train"] if "config.train" in frame else [])
+                         if isinstance(t, Mapping) for k in t})
     for _, row in frame.iterrows():
         values: dict[str, Any] = {}
         for column in columns:
             value = row[column]
-            if column == "config.train" and isinstance(value, Mapping):
-                values.update({f"config.train.{k}": v for k, v in value.items()})
+            if column == "config.train":
+                train = value if isinstance(value, Mapping) else {}
+                for k in train_keys:
+                    name = f"config.train.{k}"
+                    values[name] = train[k] if k in train else _SETTING_DEFAULTS.get(name, missing)
                 continue
             if not isinstance(value, (Mapping, list)) and pd.isna(value):
                 value = _SETTING_DEFAULTS.get(column)  # a file that lacks the setting (NaN in the frame)
@@ -456,6 +601,8 @@ def check_one_recipe(group: pd.DataFrame, what: str) -> None:
     """``ValueError`` naming the settings that differ when the runs of ``group`` are not one recipe.
 
     ``what`` names the row being summarised in the message ("lenet300 at 95 %, lr 0.1, 50 epochs").
+    A seed recorded twice (a copy of a file in a subfolder) is refused too, naming every copy: it
+    would count twice in the mean.
     """
     mixed = mixed_settings(group)
     if mixed:
@@ -465,6 +612,22 @@ def check_one_recipe(group: pd.DataFrame, what: str) -> None:
             f"the runs of {what} were not trained the same way ({details}), so their mean would be no "
             f"result; summarise each recipe on its own (load one folder, or filter the frame). Files: {files}"
         )
+    if "seed" not in group:
+        return
+    paths = list(group["path"]) if "path" in group else ["?"] * len(group)
+    by_seed: dict[Any, list[str]] = {}
+    for seed, path in zip(group["seed"], paths):
+        if seed is None or (isinstance(seed, (float, np.floating)) and math.isnan(seed)):
+            continue  # runs without a seed (replay reports) are not seeds of a recipe
+        if isinstance(seed, (float, np.floating)) and float(seed).is_integer():
+            seed = int(seed)  # NaNs elsewhere in the column make pandas store seeds as floats
+        by_seed.setdefault(int(seed) if isinstance(seed, np.integer) else seed, []).append(str(path))
+    twice = {seed: files for seed, files in by_seed.items() if len(files) > 1}
+    if twice:
+        details = "; ".join(f"seed {seed} is recorded {len(files)} times: {', '.join(files)}"
+                            for seed, files in sorted(twice.items()))
+        raise ValueError(f"the runs of {what} count a seed more than once ({details}), so their mean would weigh "
+                         "it double; keep one file per seed (move the copies out of the folder)")
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -607,15 +770,17 @@ def _missing_hint(folder: Path) -> str:
 
 def load_recorded(
     folder: str | Path, *, label: str, how: str, kind: str | None = None, mode: str | None = "full",
-    noun: str = "results",
+    noun: str = "results", include_smoke: bool = False,
 ):
     """Recorded runs in ``folder`` (a subfolder of :func:`results_dir`) as a DataFrame (see :func:`load_results`).
 
     The one loader behind the chapters' ``recorded_results`` helpers. ``mode`` keeps only runs
     made in that mode (default ``"full"``: a quick run is not a result); ``None`` keeps all.
-    Raises ``FileNotFoundError`` naming ``label`` and ``how`` to produce the files when there
-    are none.
+    Smoke runs on FakeData (:func:`is_smoke`) are left out unless ``include_smoke``: they say
+    "not a result" even when made in full mode. Raises ``FileNotFoundError`` naming ``label``
+    and ``how`` to produce the files when there are none.
     """
+    _check_include_smoke(include_smoke)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no recorded {label}: {folder} does not exist{_missing_hint(folder)}; {how}")
@@ -627,6 +792,12 @@ def load_recorded(
         if mode not in ("quick", "full"):
             raise ValueError(f"mode must be 'quick', 'full' or None, got {mode!r}")
         frame = frame[frame["provenance.mode"] == mode] if "provenance.mode" in frame else frame.iloc[:0]
+    if not include_smoke and not frame.empty:
+        smoke = smoke_rows(frame)
+        if smoke.all():
+            raise FileNotFoundError(f"{folder} holds only smoke runs on FakeData ({int(smoke.sum())}), which are not "
+                                    f"results; {how} (or pass include_smoke=True to load them anyway)")
+        frame = frame[~smoke]
     if frame.empty:
         what = f"{mode or ''} {noun}{f' of kind {kind!r}' if kind else ''}"
         raise FileNotFoundError(f"no recorded {what} in {folder}; {how}")

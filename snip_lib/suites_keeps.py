@@ -238,10 +238,11 @@ def _run_planned(name: str, planned: list[tuple[Path, dict[str, Any], int]], *, 
             kwargs["epochs"] = experiments.suite_epochs(run, epochs)
         elif epochs is not None:
             kwargs["epochs"] = epochs
+        started = results.git_state()  # the code this run starts with, not the code when its file is written
         res = suite.runner(**kwargs)
         results.write_result(path, kind=res["kind"], config=res["config"], metrics=res["metrics"],
                              seed=res["seed"], wall_time=res["wall_time"], device=res["config"]["device"],
-                             extra={"suite": name})
+                             extra={"suite": name}, started=started)
         m = res["metrics"]
         summary = (f"final test error {m['final_test_error']:.2f}%"
                    + (f", final train loss {m['final_train_loss']:.3f}" if "final_train_loss" in m else ""))

@@ -367,13 +367,16 @@ def diagnosis_table(mode: str | None = "full"):
     deviation of those differences (NaN for one seed, and for the plain row itself). The plain
     row averages the seeds the variants ran (0-2), not all ten of Table 1, so that every mean in
     the ``final`` column is over the same seeds. A file is a variant's by its name
-    (:func:`snip_lib.experiments.result_name`). ``FileNotFoundError`` (saying how to produce them)
-    when the diagnosis runs are not recorded.
+    (:func:`snip_lib.experiments.result_name`). A row whose runs are not one recipe (or hold a
+    seed twice) is refused with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`):
+    its mean would be no result. ``FileNotFoundError`` (saying how to produce them) when the
+    diagnosis runs are not recorded.
     """
     import numpy as np
     import pandas as pd
 
     from snip_lib import results
+    from snip_lib.results import check_one_recipe
 
     how = ("produce them with `python -m snip_lib reproduce table1-lenet300-diagnosis --threads 1` from the "
            "repository root")
@@ -391,6 +394,7 @@ def diagnosis_table(mode: str | None = "full"):
         match = runs[file_names.isin({experiments.result_name(suite, run, s) for s in experiments.seeds_of(suite, run)})]
         if match.empty:
             continue
+        check_one_recipe(match, f"the diagnosis row {label!r}")
         variant_seeds.update(int(s) for s in match["seed"])
         deltas = [e - plain_by_seed[s] for s, e in zip(match["seed"], match["metrics.final_test_error"])
                   if s in plain_by_seed]
@@ -400,6 +404,8 @@ def diagnosis_table(mode: str | None = "full"):
                      "change": float(np.mean(deltas)) if deltas else float("nan"),
                      "change_sd": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan")})
     same = plain[plain["seed"].isin(variant_seeds)] if variant_seeds else plain
+    if len(same):
+        check_one_recipe(same, "the diagnosis row 'plain (Table 1 recipe)'")
     rows.insert(0, {"variant": "plain (Table 1 recipe)", "final": float(same["metrics.final_test_error"].mean()),
                     "at_best_val": float(same["metrics.test_error_at_best_val"].mean()), "seeds": len(same),
                     "epochs": int(same["config.train"].iloc[0]["epochs"]) if len(same) else None, "change": 0.0,
@@ -416,14 +422,18 @@ _PROTOCOLS = {
 }
 
 
-def summarize(frame):
+def summarize(frame, *, include_smoke: bool = False):
     """One row per (arch, sparsity, lr, epochs) of a results frame: paper error and ours over seeds.
 
     ``frame`` is a :func:`recorded_results` or :func:`table1_results` (or
     :func:`snip_lib.results.load_results`) frame of ``prune_and_train`` runs; runs with another
-    learning rate or budget get their own row, never a shared mean, and a row whose runs differ
-    in any other recorded setting (training set, schedule, initialisation, mode, ...) is refused
-    with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`). Columns: ``arch``,
+    learning rate or budget get their own row, never a shared mean, and so do runs from another
+    folder where the frame has :func:`table1_results`'s ``source`` column (then a ``source``
+    column says which; in quick mode two suites' runs can share lr and epochs). A row whose runs
+    differ in any other recorded setting (training set, schedule, initialisation, mode, ...), or
+    that holds a seed twice, is refused with a ``ValueError`` naming it
+    (:func:`snip_lib.results.check_one_recipe`). Smoke runs on FakeData are left out unless
+    ``include_smoke`` (:func:`snip_lib.results.drop_smoke`). Columns: ``arch``,
     ``sparsity`` (%), ``lr``, ``epochs``, ``paper``, ``n`` (seeds), ``final_mean``/``final_std``, ``best_test_mean``/``best_test_std`` (official
     ``test.py``, optimistic: the minimum over all epochs, where ``test.py`` sees the last five
     checkpoints), ``at_best_val_mean``/``at_best_val_std`` (honest),
@@ -434,7 +444,7 @@ def summarize(frame):
     """
     import pandas as pd
 
-    from snip_lib.results import _date_range, _machine_names, check_one_recipe, commit_label
+    from snip_lib.results import _date_range, _machine_names, check_one_recipe, commit_label, drop_smoke
     from snip_lib.results import _id_ranges as _results_id_ranges
 
     if frame is None or len(frame) == 0:
@@ -442,14 +452,20 @@ def summarize(frame):
     missing = {"config.arch", "config.sparsity", "config.train", *_PROTOCOLS.values()} - set(frame.columns)
     if missing:
         raise ValueError(f"results frame lacks columns {sorted(missing)}; load prune_and_train results")
+    frame = drop_smoke(frame, include_smoke, what="the results frame")
     keyed = frame.assign(_lr=[float(t["lr"]) for t in frame["config.train"]],
                          _epochs=[int(t["epochs"]) for t in frame["config.train"]])
+    by_source = "source" in keyed.columns
+    keys = ["config.arch", "config.sparsity", "_lr", "_epochs"] + (["source"] if by_source else [])
     rows = []
-    for (arch, sparsity, lr, epochs), g in keyed.groupby(["config.arch", "config.sparsity", "_lr", "_epochs"],
-                                                         sort=True):
-        check_one_recipe(g, f"{arch} at {100 * sparsity:g} %, lr {lr:g}, {epochs} epochs")
+    for key, g in keyed.groupby(keys, sort=True):
+        arch, sparsity, lr, epochs = key[:4]
+        where = f" in {key[4]}" if by_source else ""
+        check_one_recipe(g, f"{arch} at {100 * sparsity:g} %, lr {lr:g}, {epochs} epochs{where}")
         row = {"arch": arch, "sparsity": round(100 * sparsity, 2), "lr": lr, "epochs": epochs,
                "paper": PAPER_TABLE1.get((arch, round(sparsity, 4))), "n": len(g)}
+        if by_source:
+            row["source"] = key[4]
         for name, col in _PROTOCOLS.items():
             row[f"{name}_mean"] = float(g[col].mean())
             row[f"{name}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")

@@ -674,8 +674,12 @@ def _check_frame(frame: Any, needed: set[str]) -> None:
         raise ValueError(f"results frame lacks columns {sorted(missing)}; load prune_and_train results")
 
 
-def _group_summary(g: pd.DataFrame) -> dict[str, Any]:
-    """Seeds, epochs, mean/std of each error protocol and provenance of one group of runs."""
+def _group_summary(g: pd.DataFrame, include_smoke: bool = False) -> dict[str, Any]:
+    """Seeds, epochs, mean/std of each error protocol and provenance of one group of runs.
+
+    With ``include_smoke`` (smoke runs kept on request), ``smoke`` says whether the group's runs
+    are smoke runs on FakeData, so that such a row cannot pass for a result.
+    """
     epochs = sorted({t["epochs"] for t in g["config.train"]})
     row: dict[str, Any] = {"n": len(g), "seeds": sorted(int(s) for s in g["seed"]),
                            "epochs": epochs[0] if len(epochs) == 1 else epochs}
@@ -696,6 +700,10 @@ def _group_summary(g: pd.DataFrame) -> dict[str, Any]:
                                       zip(g.get("provenance.git_commit", [None] * len(g)), dirty)}))
     stamps = g["provenance.timestamp_utc"] if "provenance.timestamp_utc" in g else []
     row["recorded"] = _date_range(stamps) if len(stamps) else ""
+    if include_smoke:
+        from snip_lib.results import smoke_rows
+
+        row["smoke"] = bool(smoke_rows(g).any())
     return row
 
 
@@ -703,12 +711,15 @@ def _arch_order(arch: str) -> int:
     return TABLE2_ARCHS.index(arch) if arch in TABLE2_ARCHS else len(TABLE2_ARCHS)
 
 
-def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_table2(frame: pd.DataFrame, *, include_smoke: bool = False) -> pd.DataFrame:
     """One row per (network, sparsity) of a Table 2 results frame, with the paper's error.
 
-    A row whose runs differ in any recorded setting (epochs, training set, mode, ...) is refused
-    with a ``ValueError`` naming it (:func:`snip_lib.results.check_one_recipe`): a mean is over
-    seeds of one recipe.
+    A row whose runs differ in any recorded setting (epochs, training set, mode, ...), or that
+    holds a seed twice, is refused with a ``ValueError`` naming it
+    (:func:`snip_lib.results.check_one_recipe`): a mean is over seeds of one recipe. Smoke runs on
+    FakeData (``metrics.smoke``, a ``'-fake'`` dataset: CIFAR-10 was missing) are no results and
+    are left out; ``include_smoke=True`` keeps them and adds a ``smoke`` column (True for a row of
+    smoke runs). ``ValueError`` if the frame holds only smoke runs and they are not asked for.
 
     Columns: ``arch``, ``sparsity`` (%; 0 = dense reference), ``paper`` (Table 2's error for
     that row, None if the row is not in Table 2), ``n`` and ``seeds``, ``epochs``, then mean and
@@ -721,8 +732,9 @@ def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     _check_frame(frame, {"config.arch", "config.sparsity", "config.train", "seed", "wall_time", *_PROTOCOLS.values()})
-    from snip_lib.results import check_one_recipe
+    from snip_lib.results import check_one_recipe, drop_smoke
 
+    frame = drop_smoke(frame, include_smoke, what="the Table 2 frame")
     rows = []
     for (arch, sparsity), g in frame.groupby(["config.arch", "config.sparsity"], sort=False):
         check_one_recipe(g, f"{arch} at {100 * sparsity:g} %")
@@ -730,25 +742,28 @@ def summarize_table2(frame: pd.DataFrame) -> pd.DataFrame:
         if arch in PAPER_TABLE2:
             paper = PAPER_TABLE2[arch][1] if sparsity == 0 else (PAPER_TABLE2[arch][2] if abs(sparsity - sp) < 1e-9
                                                                   else None)
-        rows.append({"arch": arch, "sparsity": round(100 * sparsity, 2), "paper": paper, **_group_summary(g)})
+        rows.append({"arch": arch, "sparsity": round(100 * sparsity, 2), "paper": paper,
+                     **_group_summary(g, include_smoke)})
     out = pd.DataFrame(rows)
     order = sorted(range(len(out)), key=lambda i: (_arch_order(out["arch"][i]), out["sparsity"][i]))
     return out.iloc[order].reset_index(drop=True)
 
 
-def summarize_table3(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_table3(frame: pd.DataFrame, *, include_smoke: bool = False) -> pd.DataFrame:
     """One row per (network, scoring initialisation, sparsity) of a Table 3 results frame, with the paper's.
 
     Columns: ``arch``, ``scoring init`` (RN, TN, VS-X, VS-H), ``sparsity`` (%), ``paper_mean`` and
     ``paper_std`` (Table 3, 20 runs; None away from its 90 %), then as :func:`summarize_table2` (``n``, ``seeds``, ``epochs``, the
     three error protocols, the wall times, ``device``, ``machine``, ``commit``, ``recorded``).
+    Rows of one recipe only, and smoke runs left out unless ``include_smoke``, as in :func:`summarize_table2`.
     """
     import pandas as pd
 
     _check_frame(frame, {"config.arch", "config.scoring_init", "config.train", "seed", "wall_time",
                          *_PROTOCOLS.values()})
-    from snip_lib.results import check_one_recipe
+    from snip_lib.results import check_one_recipe, drop_smoke
 
+    frame = drop_smoke(frame, include_smoke, what="the Table 3 frame")
     rows = []
     for (arch, scheme, sparsity), g in frame.groupby(["config.arch", "config.scoring_init", "config.sparsity"],
                                                      sort=False, dropna=False):
@@ -757,7 +772,7 @@ def summarize_table3(frame: pd.DataFrame) -> pd.DataFrame:
         at_table3 = abs(sparsity - TABLE3_SPARSITY) < 1e-9  # the paper's numbers are for 90 % only
         paper = PAPER_TABLE3_RNN.get(arch, {}).get(label, (None, None)) if at_table3 else (None, None)
         rows.append({"arch": arch, "scoring init": label, "sparsity": round(100 * sparsity, 2),
-                     "paper_mean": paper[0], "paper_std": paper[1], **_group_summary(g)})
+                     "paper_mean": paper[0], "paper_std": paper[1], **_group_summary(g, include_smoke)})
     out = pd.DataFrame(rows)
     labels = list(TABLE3_SCHEMES)
     order = sorted(range(len(out)), key=lambda i: (_arch_order(out["arch"][i]), out["sparsity"][i],

@@ -24,12 +24,6 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 FILES = sorted(p for p in RESULTS.rglob("*.json")) if RESULTS.is_dir() else []
 LENET_FILES = [p for p in FILES if p.parent.name == suites_lenet.RESULTS_SUBDIR]
 
-# run-dict key of a suite -> where prune_and_train records it in the result's config
-_TRAIN_KEYS = {"epochs", "optimizer", "lr", "schedule", "batch_size"}
-_CONFIG_KEYS = {"arch", "sparsity", "saliency_batch", "init", "scoring_init", "scoring_bias", "include_bias", "bn_mode",
-                "limit_train"}
-
-
 def _suite_of(path: Path, cfg: dict[str, Any]) -> str | None:
     """The suite a recorded file belongs to: the suite whose results folder holds it and has its arch."""
     folder = path.parent.relative_to(RESULTS).as_posix()
@@ -49,25 +43,18 @@ def test_suite_folders_do_not_mix_architectures():
             seen[key] = name
 
 
-def _mismatches(run: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
-    out = []
-    for key, want in run.items():
-        if key in _CONFIG_KEYS:
-            got = cfg.get(key)
-        elif key in _TRAIN_KEYS:
-            got = cfg["train"].get(key)
-        elif key == "train_options":
-            for k, v in want.items():
-                if cfg["train"].get(k) != (list(v) if isinstance(v, tuple) else v):
-                    out.append(f"train.{k}: suite {v!r}, file {cfg['train'].get(k)!r}")
-            continue
-        elif key == "model_options":
-            got = {k: cfg["model_options"].get(k) for k in want}
-        else:
-            continue  # a run key that is not recorded in the config (e.g. progress)
-        if got != want and not (isinstance(want, float) and isinstance(got, (int, float)) and abs(got - want) < 1e-12):
-            out.append(f"{key}: suite {want!r}, file {got!r}")
-    return out
+def _mismatches(suite: experiments.Suite, run: dict[str, Any], path: Path, seed: int) -> list[str]:
+    """How a recorded file differs from ``run`` of ``suite`` as `reproduce` would run it now (full mode).
+
+    Every setting the run records, defaults included, through the check that decides whether a
+    suite skips the file (:func:`snip_lib.experiments.file_differences`), and the file name the
+    run would write (:func:`snip_lib.experiments.result_name`).
+    """
+    problems = experiments.file_differences(path, dict(experiments.requested_settings(run), seed=seed))
+    name = experiments.result_name(suite, run, seed)
+    if path.name != name:
+        problems.append(f"file name: {path.name}, the run writes {name}")
+    return problems
 
 
 def test_there_are_recorded_lenet_results():
@@ -81,7 +68,8 @@ def test_recorded_file_is_a_valid_result(path):
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(RESULTS)))
-def test_recorded_file_matches_its_suite(path):
+def test_recorded_file_matches_its_suite(path, monkeypatch):
+    monkeypatch.setenv("SNIP_QUICK", "0")  # what `make reproduce` (full mode) would run
     obj = results.read_result(path)
     if obj["kind"] != "prune_and_train" or obj["provenance"]["mode"] != "full":
         pytest.skip("not a full-mode prune_and_train run: no suite to compare with")
@@ -94,8 +82,40 @@ def test_recorded_file_matches_its_suite(path):
     assert candidates, f"suite {name!r} has no run for {cfg['arch']} at sparsity {cfg['sparsity']}"
     seeds = {s for r in candidates for s in experiments.seeds_of(suite, r)}
     assert obj["seed"] in seeds, f"seed {obj['seed']} not among suite {name!r}'s seeds {sorted(seeds)} for this run"
-    problems = [_mismatches(r, cfg) for r in candidates]
+    problems = [_mismatches(suite, r, path, obj["seed"]) for r in candidates]
     assert any(not p for p in problems), f"{path.name} differs from suite {name!r}: {problems}"
+
+
+def _edited_copy(tmp_path: Path, source: Path, change: dict[str, Any]) -> Path:
+    obj = json.loads(source.read_text(encoding="utf-8"))
+    obj["config"].update(change)
+    (tmp_path / source.name).write_text(json.dumps(obj), encoding="utf-8")
+    return tmp_path / source.name
+
+
+@pytest.mark.parametrize("change", [{"method": "random"}, {"init": "glorot_uniform"}, {"shuffle": True},
+                                    {"dataset": "fashion_mnist"}, {"include_bias": True}])
+def test_a_file_that_differs_from_its_suite_in_any_setting_is_caught(tmp_path, monkeypatch, change):
+    """Settings the suite leaves at their defaults count too: a Table 1 file trained another way fails."""
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    suite = experiments.SUITES["table1-lenet300"]
+    source = RESULTS / suite.results_folder / "lenet300-sp0.98-seed0.json"
+    run = next(r for r in suite.runs if r["sparsity"] == 0.98)
+    assert _mismatches(suite, run, source, 0) == []
+    problems = _mismatches(suite, run, _edited_copy(tmp_path, source, change), 0)
+    assert any(p.startswith(f"{next(iter(change))}: recorded") for p in problems), problems
+
+
+def test_a_file_whose_name_is_another_runs_is_caught(tmp_path, monkeypatch):
+    """A GraSP file holding a random-pruning run matches the suite's random run in its settings, not in its name."""
+    monkeypatch.setenv("SNIP_QUICK", "0")
+    suite = experiments.SUITES["beyond-lenet300"]
+    source = RESULTS / suite.results_folder / "lenet300-sp0.9-mgrasp-seed0.json"
+    edited = _edited_copy(tmp_path, source, {"method": "random"})
+    candidates = [r for r in suite.runs if r["arch"] == "lenet300" and abs(r["sparsity"] - 0.9) < 1e-12]
+    problems = [_mismatches(suite, r, edited, 0) for r in candidates]
+    assert all(problems), problems
+    assert any(p == [f"file name: {source.name}, the run writes lenet300-sp0.9-mrandom-seed0.json"] for p in problems)
 
 
 @pytest.mark.parametrize("path", LENET_FILES, ids=lambda p: p.name)

@@ -29,7 +29,8 @@ def _write(path, seed=0, kind="prune_and_train", **metrics):
 
 def test_provenance_fields():
     p = provenance()
-    assert set(SCHEMA["provenance"]["fields"]) == set(p)
+    only_with_a_start_state = {"git_changed_during_run", "git_commit_at_write"}   # write_result(started=...)
+    assert set(SCHEMA["provenance"]["fields"]) - only_with_a_start_state == set(p)
     assert "git_commit" in p and (p["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", p["git_commit"]))
     assert (p["git_dirty"] is None) == (p["git_commit"] is None)
     assert p["torch"] == torch.__version__ and p["numpy"] == np.__version__
@@ -302,3 +303,122 @@ def test_results_dir_outside_a_clone_says_how_to_get_the_files(monkeypatch, tmp_
     with pytest.raises(FileNotFoundError, match=r"pip install -e \.") as info:
         results.load_recorded(missing / "lenet", label="LeNet results", how="run the suites")
     assert str(missing) in str(info.value) and "run the suites" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- file mode, provenance at the start
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)],
+                         ids=["umask022", "umask027", "umask002"])
+def test_write_result_files_follow_the_umask(tmp_path, umask, expected):
+    """A result file is shared like any file the user writes, not private (mkstemp's 0600)."""
+    old = os.umask(umask)
+    try:
+        _write(tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == expected
+
+
+def test_write_result_records_the_git_state_the_run_started_with(tmp_path, monkeypatch):
+    """The code a run ran is the code at its start; a commit or an edit during the run is said, not claimed."""
+    now = {"git_commit": "b" * 40, "git_dirty": False}
+    monkeypatch.setattr(results, "git_state", lambda: dict(now))
+    same = _write_started(tmp_path / "same.json", {"git_commit": "b" * 40, "git_dirty": False})["provenance"]
+    assert (same["git_commit"], same["git_dirty"], same["git_changed_during_run"]) == ("b" * 40, False, False)
+    assert "git_commit_at_write" not in same
+    moved = _write_started(tmp_path / "moved.json", {"git_commit": "a" * 40, "git_dirty": False})["provenance"]
+    assert (moved["git_commit"], moved["git_dirty"], moved["git_changed_during_run"]) == ("a" * 40, True, True)
+    assert moved["git_commit_at_write"] == "b" * 40
+    now["git_dirty"] = True                                              # an uncommitted edit during the run
+    edited = _write_started(tmp_path / "edited.json", {"git_commit": "b" * 40, "git_dirty": False})["provenance"]
+    assert (edited["git_commit"], edited["git_dirty"], edited["git_changed_during_run"]) == ("b" * 40, True, True)
+    validate_result(results.read_result(tmp_path / "moved.json"))
+    plain = _write(tmp_path / "plain.json")["provenance"]                 # no start state: taken at writing
+    assert plain["git_commit"] == "b" * 40 and "git_changed_during_run" not in plain
+
+
+@pytest.mark.parametrize("started, message", [
+    ("abc", r"started must be a mapping .* got 'abc'"),
+    ({"git_commit": "a" * 40}, r"started lacks 'git_dirty'"),
+    ({"git_commit": 5, "git_dirty": False}, r"started\['git_commit'\] must be a str or None, got 5"),
+    ({"git_commit": None, "git_dirty": "no"}, r"started\['git_dirty'\] must be True, False or None, got 'no'"),
+])
+def test_write_result_refuses_a_bad_start_state(tmp_path, started, message):
+    with pytest.raises(ValueError, match=message):
+        _write_started(tmp_path / "r.json", started)
+    assert not (tmp_path / "r.json").exists()
+
+
+def _write_started(path, started):
+    return write_result(path, kind="prune_and_train", config={"arch": "lenet300"}, metrics={}, seed=0,
+                        wall_time=1.0, started=started)
+
+
+def test_git_state_is_the_provenance_s_git_fields():
+    state = results.git_state()
+    p = provenance()
+    assert state == {"git_commit": p["git_commit"], "git_dirty": p["git_dirty"]}
+
+
+# ----------------------------------------------------------------------------- one recipe, each seed once
+
+
+def _record(path, seed, train=None, **config):
+    train = {"epochs": 50, "lr": 0.1, **(train or {})}
+    results.write_result(path, kind="prune_and_train", seed=seed, wall_time=60.0, device="cpu",
+                         config={"arch": "lenet300", "sparsity": 0.98, "train": train, **config},
+                         metrics={"final_test_error": 2.0 + seed, "best_test_error": 1.9,
+                                  "test_error_at_best_val": 2.0})
+
+
+def test_mixed_settings_sees_a_train_setting_that_one_file_lacks(tmp_path):
+    """An older file without warm-up recorded ran with none (0), which the other runs' 500 is not."""
+    for seed in (0, 1):
+        _record(tmp_path / f"r{seed}.json", seed, {"warmup_iterations": 500, "clip_grad_norm": None, "momentum": 0.9})
+    _record(tmp_path / "r2.json", 2, {"momentum": 0.9})                   # no warmup_iterations, no clip_grad_norm
+    assert results.mixed_settings(results.load_results(tmp_path)) == {
+        "config.train.warmup_iterations": ["0", "500"]}                   # clipping: None either way, not mixed
+    _record(tmp_path / "r2.json", 2, {"warmup_iterations": 500})        # momentum has no default a file may lack
+    assert results.mixed_settings(results.load_results(tmp_path)) == {"config.train.momentum": ["0.9", "not recorded"]}
+
+
+def test_check_one_recipe_refuses_a_seed_recorded_twice(tmp_path):
+    """A copy of a run in a subfolder must not count that seed twice in a mean."""
+    from snip_lib import suites_lenet
+
+    for seed in (0, 1, 2):
+        _record(tmp_path / f"lenet300-sp0.98-seed{seed}.json", seed)
+    (tmp_path / "old").mkdir()
+    copy = tmp_path / "old" / "lenet300-sp0.98-seed2.json"
+    copy.write_text((tmp_path / "lenet300-sp0.98-seed2.json").read_text())
+    frame = results.load_results(tmp_path)
+    assert results.mixed_settings(frame) == {}                            # one recipe, but seed 2 twice
+    pattern = (r"(?s)lenet300 at 98 %.*seed 2 is recorded 2 times: "
+               + re.escape(f"{tmp_path / 'lenet300-sp0.98-seed2.json'}, {copy}"))
+    with pytest.raises(ValueError, match=pattern):
+        results.check_one_recipe(frame, "lenet300 at 98 %")
+    with pytest.raises(ValueError, match=r"seed 2 is recorded 2 times"):
+        suites_lenet.summarize(frame)
+    results.check_one_recipe(frame[frame["path"] != str(copy)], "lenet300 at 98 %")   # each seed once: fine
+
+
+# ----------------------------------------------------------------------------- smoke runs are no rows
+
+
+def test_load_recorded_leaves_out_smoke_runs_unless_asked(tmp_path):
+    """A FakeData smoke run (metrics.smoke, or a '-fake' dataset) is not a result, even in full mode."""
+    for name, dataset, smoke in (("real", "cifar10", False), ("smoke", "cifar10-fake", True),
+                                 ("fake", "cifar10-fake", None), ("flagged", "cifar10", True)):
+        metrics = {"final_test_error": 90.0} if smoke is None else {"final_test_error": 90.0, "smoke": smoke}
+        write_result(tmp_path / f"{name}.json", kind="prune_and_train", seed=0, wall_time=1.0,
+                     config={"arch": "vgg-d", "dataset": dataset, "mode": "full"}, metrics=metrics)
+    frame = results.load_recorded(tmp_path, label="runs", how="-")
+    assert [os.path.basename(p) for p in frame["path"]] == ["real.json"]
+    assert len(results.load_recorded(tmp_path, label="runs", how="-", include_smoke=True)) == 4
+    (tmp_path / "real.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"only smoke runs .*include_smoke=True"):
+        results.load_recorded(tmp_path, label="runs", how="-")
+    with pytest.raises(ValueError, match="include_smoke must be True or False, got 'yes'"):
+        results.load_recorded(tmp_path, label="runs", how="-", include_smoke="yes")

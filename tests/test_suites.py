@@ -42,8 +42,7 @@ def test_run_suite_runs_seeds_outermost_skips_existing_and_filters(tmp_path, mon
 
     def fake(**kwargs):
         calls.append((kwargs["arch"], kwargs["seed"]))
-        cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu"}
-        return {"kind": "fake", "seed": kwargs["seed"], "config": cfg, "wall_time": 0.1,
+        return {"kind": "fake", "seed": kwargs["seed"], "config": _planned(kwargs), "wall_time": 0.1,
                 "metrics": {"final_test_error": 1.0, "test_error_at_best_val": 1.0, "kept_parameters": 1,
                             "prunable_parameters": 2, "smoke": False}}
 
@@ -221,6 +220,29 @@ def test_diagnosis_table_compares_each_change_with_the_plain_run_of_its_seed(tmp
     assert list(table.index[:2]) == ["plain (Table 1 recipe)", "Glorot initialisation"]  # the suite's order
 
 
+@pytest.mark.parametrize("mixed", ["variant", "plain"])
+def test_diagnosis_table_refuses_a_row_whose_runs_are_not_one_recipe(tmp_path, monkeypatch, mixed):
+    """A variant's (or the plain row's) mean is over seeds of one recipe: a 10-epoch file is not averaged in."""
+    monkeypatch.setattr(suites_lenet, "results_dir", lambda: tmp_path)
+    suite = experiments.SUITES["table1-lenet300-diagnosis"]
+    glorot = dict(zip(suites_lenet.DIAGNOSIS_VARIANTS, suite.runs))["Glorot initialisation"]
+
+    def write(folder, name, seed, epochs):
+        config = {"arch": "lenet300", "sparsity": 0.98, "train": {"epochs": epochs, "lr": 0.1}}
+        results.write_result(tmp_path / folder / name, kind="prune_and_train", config=config, seed=seed,
+                             metrics={"final_test_error": 3.0, "test_error_at_best_val": 3.0}, wall_time=1.0,
+                             device="cpu")
+
+    for seed in (0, 1):
+        write("lenet", f"lenet300-sp0.98-seed{seed}.json", seed, 10 if mixed == "plain" and seed else 50)
+        write("table1-lenet300-diagnosis", experiments.result_name(suite, glorot, seed), seed,
+              10 if mixed == "variant" and seed else 50)
+    what = "Glorot initialisation" if mixed == "variant" else "plain (Table 1 recipe)"
+    with pytest.raises(ValueError, match=rf"runs of the diagnosis row '{re.escape(what)}' were not trained the "
+                                         r"same way \(config.train.epochs: 10 vs 50"):
+        suites_lenet.diagnosis_table(mode=None)
+
+
 def test_make_reproduce_runs_every_cpu_suite(make_reproduce_suites):
     """`make reproduce` is the README's one command for the recorded results: no CPU suite may be left out."""
     names = set(make_reproduce_suites)
@@ -266,15 +288,18 @@ def test_every_run_make_reproduce_plans_is_recorded(make_reproduce_suites):
     assert not missing, missing
 
 
+def _planned(kwargs):
+    """The config prune_and_train records when called with ``kwargs`` (what a stand-in for it returns)."""
+    mechanics = ("progress", "smoke_ok", "log_every", "return_model")
+    return experiments.planned_config(**{k: v for k, v in kwargs.items() if k not in mechanics})
+
+
 def _fake_prune_and_train(calls):
     """A stand-in for prune_and_train that records its call and returns a plausible Table 1 result."""
     def fake(**kwargs):
         calls.append((kwargs["arch"], kwargs["sparsity"], kwargs["seed"]))
-        train = {"epochs": kwargs.get("epochs", experiments.defaults_for(kwargs["arch"])["epochs"]),
-                 "lr": kwargs.get("lr", 0.1)}
-        cfg = {"arch": kwargs["arch"], "sparsity": kwargs["sparsity"], "device": "cpu", "train": train}
         err = 1.0 + kwargs["sparsity"] + 0.1 * kwargs["seed"]
-        return {"kind": "prune_and_train", "seed": kwargs["seed"], "config": cfg, "wall_time": 60.0,
+        return {"kind": "prune_and_train", "seed": kwargs["seed"], "config": _planned(kwargs), "wall_time": 60.0,
                 "metrics": {"final_test_error": err, "test_error_at_best_val": err, "best_test_error": err - 0.05,
                             "kept_parameters": 1, "prunable_parameters": 2, "smoke": False}}
     return fake
@@ -398,9 +423,9 @@ def test_reproduce_table1_runs_the_missing_runs_and_prints_the_table(tmp_path, m
         monkeypatch.setitem(experiments.SUITES, name, suite)
     # a run recorded before: skipped, and its number is in the table
     done = tmp_path / "lenet" / "lenet300-sp0.95-seed0.json"
+    run = suites_lenet.expected_run("table1-lenet300", "lenet300", 0.95)
     results.write_result(done, kind="prune_and_train", seed=0, wall_time=60.0, device="cpu",
-                         config={"arch": "lenet300", "sparsity": 0.95,
-                                 "train": {"epochs": experiments.defaults_for("lenet300")["epochs"], "lr": 0.1}},
+                         config=_planned(dict(run, seed=0, epochs=experiments.suite_epochs(run))),
                          metrics={"final_test_error": 1.7, "test_error_at_best_val": 1.7, "best_test_error": 1.65})
     assert cli.main(["reproduce", "table1", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out

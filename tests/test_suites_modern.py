@@ -276,3 +276,28 @@ def test_summarize_table3_orders_the_scoring_initialisations_as_the_paper(tmp_pa
     curves = suites_modern.history_frame(frame)
     assert len(curves) == 4 * 2 * 2 and set(curves["scoring init"]) == {"RN", "TN", "VS-X", "VS-H"}
     assert set(curves["split"]) == {"test", "val"} and curves["epoch"].max() == 2
+
+
+def test_summaries_leave_out_smoke_runs_unless_asked(tmp_path):
+    """A FakeData smoke run (no CIFAR-10 here) recorded in full mode is not a Table 2 row."""
+    def write(name, seed, error, smoke):
+        dataset = "cifar10-fake" if smoke else "cifar10"
+        results.write_result(tmp_path / name, kind="prune_and_train", seed=seed, wall_time=5.0, device="cpu",
+                             config={"arch": "vgg-d", "sparsity": 0.95, "dataset": dataset, "mode": "full",
+                                     "train": {"epochs": 1, "lr": 0.1}},
+                             metrics={"final_test_error": error, "best_test_error": error,
+                                      "test_error_at_best_val": error, "smoke": smoke})
+
+    write("smoke0.json", 0, 90.0, True)
+    write("smoke1.json", 1, 90.0, True)
+    frame = results.load_results(tmp_path)
+    with pytest.raises(ValueError, match=r"only smoke runs .*include_smoke=True"):
+        suites_modern.summarize_table2(frame)
+    smoke = suites_modern.summarize_table2(frame, include_smoke=True)
+    assert smoke["n"].tolist() == [2] and smoke["smoke"].tolist() == [True]
+    write("real.json", 2, 7.0, False)
+    table = suites_modern.summarize_table2(results.load_results(tmp_path))
+    assert table[["arch", "n", "final_mean"]].values.tolist() == [["vgg-d", 1, 7.0]]
+    assert "smoke" not in table.columns
+    with pytest.raises(ValueError, match="include_smoke must be True or False, got 1"):
+        suites_modern.summarize_table2(frame, include_smoke=1)
