@@ -550,7 +550,9 @@ def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = Non
     ``replay_time`` (from the report's provenance), ``replay_machine`` (the report's ``platform``:
     OS, kernel build, machine) and ``recorded_machine``: the ``platform`` of the replayed file's
     own provenance, read from the file at ``root / file`` (``root``: the repository, by default;
-    None where the file is not there).
+    None where the file is not there), and ``current``: whether that file is still the one that was
+    replayed (its provenance time is the row's ``recorded_time``). A file recorded again since the
+    report describes another run, so an audit of the files as they are keeps only current rows.
     Raises ``FileNotFoundError`` when there is no report.
     """
     import pandas as pd
@@ -565,10 +567,11 @@ def load_reports(folder: str | os.PathLike, root: str | os.PathLike | None = Non
     for _, report in frame.iterrows():
         for run in report["metrics.runs"]:
             recorded = base / run["file"]
-            machine = results.read_result(recorded)["provenance"].get("platform") if recorded.is_file() else None
+            prov = results.read_result(recorded)["provenance"] if recorded.is_file() else {}
             rows.append({**run, "report": Path(report["path"]).name, "replay_commit": report["provenance.git_commit"],
-                         "replay_time": report["provenance.timestamp_utc"], "recorded_machine": machine,
-                         "replay_machine": report["provenance.platform"]})
+                         "replay_time": report["provenance.timestamp_utc"], "recorded_machine": prov.get("platform"),
+                         "replay_machine": report["provenance.platform"],
+                         "current": bool(prov) and prov.get("timestamp_utc") == run.get("recorded_time")})
     return pd.DataFrame(rows)
 
 

@@ -353,6 +353,13 @@ def test_cli_verify_report_records_every_verdict_and_is_skipped_by_later_replays
     assert rows.loc[0, "test_error_recorded"] == rows.loc[0, "test_error_replayed"] == first_epoch
     assert rows.loc[0, "recorded_commit"] == results.read_result(tiny_result)["provenance"]["git_commit"]
     assert rows.loc[0, "report"] == "replay.json" and rows.loc[0, "replay_platform"].startswith("torch ")
+    assert rows.loc[0, "current"]
+    # the run recorded again since the report (another time stamp): the row describes another run
+    again = json.loads((folder / "a.json").read_text())
+    again["provenance"]["timestamp_utc"] = "2099-01-01T00:00:00+00:00"
+    (folder / "a.json").write_text(json.dumps(again))
+    assert not replay.load_reports(folder / "audit", root=".").loc[0, "current"]
+    (folder / "a.json").write_text(tiny_result.read_text())
     capsys.readouterr()
     # a second pass over the folder replays the run and skips the report
     assert cli.main(["verify", str(folder), "--epochs", "1"]) == 0
