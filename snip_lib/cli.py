@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -369,13 +368,13 @@ def _check_writable_folder(folder: Path, value: str, parser: argparse.ArgumentPa
 def _check_can_make(target: Path, start: Path, flag: str, value: str, parser: argparse.ArgumentParser) -> None:
     """Refuse ``target`` unless the nearest existing path at or above ``start`` is a writable folder
     (the missing folders between are made when the target is written)."""
-    existing = start
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        parser.error(f"{flag} {value}: {existing} is a file, so {target} cannot be written; give a path under a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        parser.error(f"{flag} {value}: the folder {existing} is not writable, so {target} cannot be written")
+    from snip_lib.experiments import _blocked_at
+
+    blocked = _blocked_at(start)
+    if blocked is not None and blocked[1] == "file":
+        parser.error(f"{flag} {value}: {blocked[0]} is a file, so {target} cannot be written; give a path under a folder")
+    if blocked is not None:
+        parser.error(f"{flag} {value}: the folder {blocked[0]} is not writable, so {target} cannot be written")
 
 
 def _resolved_schedule(args: argparse.Namespace) -> tuple[str, str]:

@@ -784,16 +784,28 @@ def _check_out_folder(folder: str | Path, what: str = "out") -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{what}={str(folder)!r}: {folder} is a file, not a folder for the suite's results")
-    existing = folder
+    blocked = _blocked_at(folder)
+    if blocked is not None and blocked[1] == "file":
+        raise ValueError(f"{what}={str(folder)!r}: {blocked[0]} is a file, so no folder {folder} can be made; "
+                         "give a path under a folder")
+    if blocked is not None:
+        raise ValueError(f"{what}={str(folder)!r}: the folder {blocked[0]} is not writable, so the results cannot be "
+                         "written there")
+    return folder
+
+
+def _blocked_at(start: Path) -> tuple[Path, str] | None:
+    """Why nothing can be written at or below ``start``: ``(the nearest existing path at or above it,
+    "file" or "unwritable")``, or None when that path is a writable folder (the missing folders
+    between are made when a file is written). Shared with the command line's output checks."""
+    existing = start
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ValueError(f"{what}={str(folder)!r}: {existing} is a file, so no folder {folder} can be made; "
-                         "give a path under a folder")
+        return existing, "file"
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what}={str(folder)!r}: the folder {existing} is not writable, so the results cannot be "
-                         "written there")
-    return folder
+        return existing, "unwritable"
+    return None
 
 
 def run_suite(
