@@ -155,12 +155,18 @@ def test_an_unmasked_model_gets_plain_sgd():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
-def test_state_dict_continues_in_torch_sgd():
+def _masked_twins() -> tuple[nn.Module, nn.Module]:
+    """Two identical copies of the MLP with the same masks applied: one per optimiser to compare."""
     base = _make("mlp")
     masks = _masks(base)
     a, b = copy.deepcopy(base), copy.deepcopy(base)
     for m in (a, b):
         masking.apply_masks(m, masks)
+    return a, b
+
+
+def test_state_dict_continues_in_torch_sgd():
+    a, b = _masked_twins()
     opt_a = MaskedSGD(a.parameters(), a, lr=0.05, momentum=0.9, weight_decay=5e-4)
     opt_b = MaskedSGD(b.parameters(), b, lr=0.05, momentum=0.9, weight_decay=5e-4)
     _train(a, opt_a, "mlp", 5)
@@ -302,11 +308,7 @@ def test_load_state_dict_refuses_a_nesterov_torch_sgd_checkpoint_and_takes_a_pla
 def test_numpy_scalars_are_accepted_as_hyperparameters_and_stored_as_floats():
     import numpy as np
 
-    base = _make("mlp")
-    masks = _masks(base)
-    a, b = copy.deepcopy(base), copy.deepcopy(base)
-    for m in (a, b):
-        masking.apply_masks(m, masks)
+    a, b = _masked_twins()
     lr, momentum, decay = np.float32(0.05), np.float64(0.9), np.float32(5e-4)
     opt_a = MaskedSGD(list(a[0].parameters()) + list(a[2].parameters()), a, lr=lr, momentum=momentum,
                       weight_decay=decay)
